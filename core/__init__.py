@@ -1,0 +1,4 @@
+"""The LULC Explorer library: rasters, bands, class schemes, sources, tiled inference, metrics.
+
+Never imports streamlit or lightning.
+"""

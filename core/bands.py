@@ -1,0 +1,147 @@
+"""Band specifications of Sentinel-2 MSI and Sentinel-1 C-SAR, and band handling.
+
+Sentinel-2 digital numbers (DN) are reflectance x 1e4 (top of atmosphere for Level-1C, bottom of
+atmosphere for Level-2A). Since processing baseline 04.00 (products from 2022-01-25 on) ESA adds a
+radiometric offset of +1000 DN so that negative reflectances survive quantisation
+(``RADIO_ADD_OFFSET``/``BOA_ADD_OFFSET`` = -1000 in the product metadata; ESA, "Sentinel-2:
+Processing Baseline 04.00", S2 MPC news, 2021). :func:`harmonize_s2_dn` removes it, as Earth
+Engine's ``*_HARMONIZED`` collections do, so that every model sees one radiometric scale.
+
+Sentinel-1 values are sigma0 backscatter in dB (``10 * log10(linear)``), VV and VH polarisations of
+IW GRD products, as in Earth Engine's ``COPERNICUS/S1_GRD``.
+
+Wavelengths and native resolutions: ESA Sentinel-2 User Handbook (2015), table 1 (S2A centres).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import BandError
+
+__all__ = [
+    "BandSpec",
+    "SENTINEL2_L1C",
+    "SENTINEL2_L2A",
+    "SENTINEL1",
+    "S2_BASELINE_OFFSET_DN",
+    "band_spec",
+    "harmonize_s2_dn",
+    "check_band_names",
+]
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """One spectral or radar band.
+
+    Attributes:
+        name: Band name as used in files and model cards (``"B8A"``, ``"VV"``).
+        sensor: ``"S2"`` or ``"S1"``.
+        description: Human description (``"NIR"``).
+        unit: Unit of the stored value.
+        gsd_m: Native ground sampling distance in metres.
+        wavelength_nm: Central wavelength in nm (optical bands), else ``None``.
+    """
+
+    name: str
+    sensor: str
+    description: str
+    unit: str
+    gsd_m: float
+    wavelength_nm: float | None = None
+
+
+_S2_UNIT = "reflectance x 1e4 (DN)"
+_S2 = [
+    ("B1", "coastal aerosol", 60, 442.7),
+    ("B2", "blue", 10, 492.4),
+    ("B3", "green", 10, 559.8),
+    ("B4", "red", 10, 664.6),
+    ("B5", "red edge 1", 20, 704.1),
+    ("B6", "red edge 2", 20, 740.5),
+    ("B7", "red edge 3", 20, 782.8),
+    ("B8", "NIR", 10, 832.8),
+    ("B8A", "narrow NIR", 20, 864.7),
+    ("B9", "water vapour", 60, 945.1),
+    ("B10", "SWIR cirrus", 60, 1373.5),
+    ("B11", "SWIR 1", 20, 1613.7),
+    ("B12", "SWIR 2", 20, 2202.4),
+]
+
+SENTINEL2_L1C: tuple[BandSpec, ...] = tuple(BandSpec(n, "S2", d, _S2_UNIT, g, w) for n, d, g, w in _S2)
+"""The 13 Level-1C bands in product order (TOA reflectance x 1e4)."""
+
+SENTINEL2_L2A: tuple[BandSpec, ...] = tuple(b for b in SENTINEL2_L1C if b.name != "B10")
+"""The 12 Level-2A bands (BOA reflectance x 1e4; the cirrus band B10 is not delivered)."""
+
+SENTINEL1: tuple[BandSpec, ...] = (
+    BandSpec("VV", "S1", "vertical transmit, vertical receive", "sigma0 dB", 10.0),
+    BandSpec("VH", "S1", "vertical transmit, horizontal receive", "sigma0 dB", 10.0),
+)
+"""Sentinel-1 IW GRD polarisations (sigma0 in dB)."""
+
+S2_BASELINE_OFFSET_DN = 1000
+"""Radiometric offset added to Sentinel-2 DN from processing baseline 04.00 on (ESA, 2021)."""
+
+_ALL = {b.name: b for b in (*SENTINEL2_L1C, *SENTINEL1)}
+
+
+def band_spec(name: str) -> BandSpec:
+    """Return the :class:`BandSpec` of a Sentinel-2 or Sentinel-1 band by name.
+
+    Raises:
+        BandError: Unknown name; the message lists the known ones.
+    """
+    try:
+        return _ALL[name]
+    except KeyError:
+        raise BandError(f"unknown band {name!r}; known bands: {', '.join(_ALL)}") from None
+
+
+def harmonize_s2_dn(dn: np.ndarray, processing_baseline: float | str | None) -> np.ndarray:
+    """Remove the +1000 DN offset of Sentinel-2 products with processing baseline >= 04.00.
+
+    Args:
+        dn: Sentinel-2 DN array of any shape (uint16 or int), 0 = nodata.
+        processing_baseline: The product's baseline (``4.0``, ``"04.00"``, ``"N0400"``); ``None``
+            or a baseline below 04.00 returns ``dn`` unchanged.
+
+    Returns:
+        uint16 array of reflectance x 1e4 on the pre-04.00 scale; nodata (0) stays 0 and values
+        at or below the offset become 1 (a dark but valid pixel), as in Earth Engine's
+        ``S2_HARMONIZED``.
+    """
+    if processing_baseline is None:
+        return dn
+    text = str(processing_baseline).upper().lstrip("N")
+    baseline = float(text) / 100 if text.isdigit() and len(text) == 4 else float(text)
+    if baseline < 4.0:
+        return dn
+    out = dn.astype(np.int32) - S2_BASELINE_OFFSET_DN
+    out = np.where(dn == 0, 0, np.clip(out, 1, 65535))
+    return out.astype(np.uint16)
+
+
+def check_band_names(available: Sequence[str], required: Sequence[str], *, what: str = "the model") -> None:
+    """Check that every band ``required`` is among ``available`` (by name, any order).
+
+    Args:
+        available: Band names of the data (e.g. a raster's ``band_names``).
+        required: Band names the consumer needs, in its order.
+        what: What needs them, for the message.
+
+    Raises:
+        BandError: Some bands are missing; the message lists them and what is available.
+    """
+    missing = [b for b in required if b not in available]
+    if missing:
+        raise BandError(
+            f"{what} needs band(s) {', '.join(missing)} which the input lacks "
+            f"(needs {', '.join(required)}; input has {', '.join(available) or 'none'})"
+        )
+    if len(set(required)) != len(required):
+        raise BandError(f"{what} lists a band twice: {', '.join(required)}")

@@ -1,0 +1,366 @@
+"""Land-cover class schemes and crosswalks between them.
+
+A :class:`ClassScheme` lists class ids, names and colours, and the id that marks unlabelled pixels
+(the ignore index of metrics and losses). A :class:`Crosswalk` maps each id of one scheme to an id
+of another (or to "ignore"); :func:`harmonize` brings a prediction and a reference in different
+schemes into one, always mapping the finer scheme onto the coarser one.
+
+Sources:
+    Dynamic World: Brown et al. (2022), Sci Data 9:251, table 1; ids and palette of
+    ``GOOGLE/DYNAMICWORLD/V1``.
+    ESA WorldCover 10 m v200: Zanaga et al. (2022), product user manual v2.0, table 1 (ids, colours).
+    DFC2020: Robinson et al. (2021), IEEE JSTARS 14 (simplified IGBP, ids 1..10 as in the files).
+    OSM and water schemes: the sample pack's README (``../shared/data/README.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import SchemeError
+
+__all__ = [
+    "LandCoverClass",
+    "ClassScheme",
+    "Crosswalk",
+    "SCHEMES",
+    "CROSSWALKS",
+    "get_scheme",
+    "get_crosswalk",
+    "common_scheme",
+    "harmonize",
+    "colorize",
+]
+
+IGNORE = 255
+"""Id used for "no label" after a crosswalk (uint8 labels)."""
+
+
+@dataclass(frozen=True)
+class LandCoverClass:
+    """One class: integer id, snake_case name, ``#rrggbb`` colour."""
+
+    id: int
+    name: str
+    color: str
+
+
+@dataclass(frozen=True)
+class ClassScheme:
+    """A set of land-cover classes.
+
+    Attributes:
+        name: Registry key (``"dynamic_world"``).
+        title: Display name.
+        classes: The classes in id order.
+        ignore_index: Id of unlabelled / nodata pixels (excluded from metrics), or ``None``.
+    """
+
+    name: str
+    title: str
+    classes: tuple[LandCoverClass, ...]
+    ignore_index: int | None = IGNORE
+
+    @property
+    def ids(self) -> list[int]:
+        """Class ids in order."""
+        return [c.id for c in self.classes]
+
+    @property
+    def names(self) -> list[str]:
+        """Class names in id order."""
+        return [c.name for c in self.classes]
+
+    @property
+    def colors(self) -> list[str]:
+        """``#rrggbb`` colours in id order."""
+        return [c.color for c in self.classes]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the ignore id not counted)."""
+        return len(self.classes)
+
+    @property
+    def is_contiguous(self) -> bool:
+        """True when ids are exactly 0..K-1 (usable directly as tensor indices)."""
+        return self.ids == list(range(self.num_classes))
+
+    def colormap(self) -> dict[int, str]:
+        """Class id -> colour, for GeoTIFF colour tables."""
+        return {c.id: c.color for c in self.classes}
+
+    def to_index(self, labels: np.ndarray) -> np.ndarray:
+        """Map class ids to contiguous indices 0..K-1 (ignore and unknown ids -> 255).
+
+        Args:
+            labels: Integer array of any shape holding this scheme's ids.
+
+        Returns:
+            uint8 array of the same shape.
+        """
+        lut = np.full(256, IGNORE, dtype=np.uint8)
+        for i, cid in enumerate(self.ids):
+            lut[cid] = i
+        return lut[labels.astype(np.int64).clip(0, 255)]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form, as stored in model cards."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "ignore_index": self.ignore_index,
+            "classes": [{"id": c.id, "name": c.name, "color": c.color} for c in self.classes],
+        }
+
+
+def _scheme(name: str, title: str, rows: list[tuple[int, str, str]], ignore: int | None = IGNORE) -> ClassScheme:
+    return ClassScheme(name, title, tuple(LandCoverClass(i, n, c) for i, n, c in rows), ignore)
+
+
+DYNAMIC_WORLD = _scheme(
+    "dynamic_world",
+    "Dynamic World",
+    [
+        (0, "water", "#419bdf"),
+        (1, "trees", "#397d49"),
+        (2, "grass", "#88b053"),
+        (3, "flooded_vegetation", "#7a87c6"),
+        (4, "crops", "#e49635"),
+        (5, "shrub_and_scrub", "#dfc35a"),
+        (6, "built", "#c4281b"),
+        (7, "bare", "#a59b8f"),
+        (8, "snow_and_ice", "#b39fe1"),
+    ],
+)
+
+ESA_WORLDCOVER = _scheme(
+    "esa_worldcover",
+    "ESA WorldCover",
+    [
+        (10, "tree_cover", "#006400"),
+        (20, "shrubland", "#ffbb22"),
+        (30, "grassland", "#ffff4c"),
+        (40, "cropland", "#f096ff"),
+        (50, "built_up", "#fa0000"),
+        (60, "bare_sparse_vegetation", "#b4b4b4"),
+        (70, "snow_and_ice", "#f0f0f0"),
+        (80, "permanent_water_bodies", "#0064c8"),
+        (90, "herbaceous_wetland", "#0096a0"),
+        (95, "mangroves", "#00cf75"),
+        (100, "moss_and_lichen", "#fae6a0"),
+    ],
+    ignore=0,
+)
+
+OSM = _scheme(
+    "osm",
+    "OpenStreetMap land use",
+    [
+        (1, "farm", "#e49635"),
+        (2, "forest", "#397d49"),
+        (3, "grass", "#88b053"),
+        (4, "meadow", "#cdebb0"),
+        (5, "residential", "#c4281b"),
+        (6, "scrub", "#dfc35a"),
+        (7, "water", "#419bdf"),
+        (8, "wetland", "#7a87c6"),
+    ],
+    ignore=0,
+)
+
+DFC2020 = _scheme(
+    "dfc2020",
+    "DFC2020 (simplified IGBP)",
+    [
+        (1, "forest", "#009900"),
+        (2, "shrubland", "#c6b044"),
+        (3, "savanna", "#fbff13"),
+        (4, "grassland", "#b6ff05"),
+        (5, "wetlands", "#27ff87"),
+        (6, "croplands", "#c24f44"),
+        (7, "urban_built_up", "#a5a5a5"),
+        (8, "snow_ice", "#69fff8"),
+        (9, "barren", "#f9ffa4"),
+        (10, "water", "#1c0dff"),
+    ],
+    ignore=0,
+)
+
+WATER = _scheme("water", "Water / not water", [(0, "not_water", "#d9d9d9"), (1, "water", "#419bdf")])
+
+SCHEMES: dict[str, ClassScheme] = {s.name: s for s in (DYNAMIC_WORLD, ESA_WORLDCOVER, OSM, DFC2020, WATER)}
+"""All known schemes by name."""
+
+
+def get_scheme(name: str) -> ClassScheme:
+    """Return a scheme by name.
+
+    Raises:
+        SchemeError: Unknown name; the message lists the known ones.
+    """
+    try:
+        return SCHEMES[name]
+    except KeyError:
+        raise SchemeError(f"unknown class scheme {name!r}; known: {', '.join(SCHEMES)}") from None
+
+
+@dataclass(frozen=True)
+class Crosswalk:
+    """A many-to-one mapping of class ids from ``source`` to ``target``.
+
+    Attributes:
+        source: Scheme name mapped from.
+        target: Scheme name mapped to.
+        mapping: Source id -> target id, or ``None`` for "no counterpart" (becomes ignore).
+        note: Where the mapping is a judgement call, why.
+    """
+
+    source: str
+    target: str
+    mapping: Mapping[int, int | None]
+    note: str = ""
+
+    def apply(self, labels: np.ndarray) -> np.ndarray:
+        """Map an array of source ids to target ids.
+
+        Args:
+            labels: Integer array (any shape) of source-scheme ids.
+
+        Returns:
+            uint8 array of target ids; unmapped ids and the source's ignore id become the target's
+            ignore id (255 if the target has none).
+        """
+        tgt = get_scheme(self.target)
+        ignore = tgt.ignore_index if tgt.ignore_index is not None else IGNORE
+        lut = np.full(256, ignore, dtype=np.uint8)
+        for s, t in self.mapping.items():
+            lut[s] = ignore if t is None else t
+        return lut[labels.astype(np.int64).clip(0, 255)]
+
+    def table(self) -> list[tuple[str, str]]:
+        """(source class name, target class name or "-") pairs, for display."""
+        src, tgt = get_scheme(self.source), get_scheme(self.target)
+        names = {c.id: c.name for c in tgt.classes}
+        return [(c.name, names.get(self.mapping.get(c.id), "-")) for c in src.classes]
+
+
+CROSSWALKS: dict[tuple[str, str], Crosswalk] = {
+    (c.source, c.target): c
+    for c in (
+        Crosswalk(
+            "osm",
+            "dynamic_world",
+            {1: 4, 2: 1, 3: 2, 4: 2, 5: 6, 6: 5, 7: 0, 8: 3},
+            "meadow -> grass; residential -> built; wetland -> flooded_vegetation",
+        ),
+        Crosswalk(
+            "dfc2020",
+            "dynamic_world",
+            {1: 1, 2: 5, 3: 5, 4: 2, 5: 3, 6: 4, 7: 6, 8: 8, 9: 7, 10: 0},
+            "savanna -> shrub_and_scrub (woody cover 10-30 % is closest to DW's scrub)",
+        ),
+        Crosswalk(
+            "esa_worldcover",
+            "dynamic_world",
+            {10: 1, 20: 5, 30: 2, 40: 4, 50: 6, 60: 7, 70: 8, 80: 0, 90: 3, 95: 3, 100: 7},
+            "mangroves -> flooded_vegetation (DW's class covers vegetation intermixed with water); "
+            "moss_and_lichen -> bare",
+        ),
+        Crosswalk(
+            "dynamic_world",
+            "water",
+            {0: 1, 1: 0, 2: 0, 3: 0, 4: 0, 5: 0, 6: 0, 7: 0, 8: 0},
+            "only DW 'water' counts as water; flooded_vegetation counts as not water",
+        ),
+    )
+}
+"""Known crosswalks by (source, target) scheme names."""
+
+
+def get_crosswalk(source: str, target: str) -> Crosswalk:
+    """Return the crosswalk ``source -> target``.
+
+    Raises:
+        SchemeError: No such crosswalk; the message lists the known pairs.
+    """
+    try:
+        return CROSSWALKS[(source, target)]
+    except KeyError:
+        pairs = ", ".join(f"{s}->{t}" for s, t in CROSSWALKS)
+        raise SchemeError(f"no crosswalk from {source!r} to {target!r}; known: {pairs}") from None
+
+
+def common_scheme(prediction_scheme: str, reference_scheme: str) -> tuple[ClassScheme, Crosswalk | None]:
+    """The scheme a prediction and a reference are compared in, and the crosswalk that gets there.
+
+    The finer scheme is mapped onto the coarser: a reference in OSM, DFC2020 or WorldCover is
+    crosswalked to Dynamic World; a Dynamic World prediction is crosswalked to the binary water
+    scheme to be compared with a water label.
+
+    Args:
+        prediction_scheme: Scheme name of the prediction.
+        reference_scheme: Scheme name of the reference.
+
+    Returns:
+        (common scheme, crosswalk applied or ``None`` when the schemes are equal).
+
+    Raises:
+        SchemeError: No crosswalk between the two schemes in either direction.
+    """
+    if prediction_scheme == reference_scheme:
+        return get_scheme(prediction_scheme), None
+    if (reference_scheme, prediction_scheme) in CROSSWALKS:
+        return get_scheme(prediction_scheme), CROSSWALKS[(reference_scheme, prediction_scheme)]
+    if (prediction_scheme, reference_scheme) in CROSSWALKS:
+        return get_scheme(reference_scheme), CROSSWALKS[(prediction_scheme, reference_scheme)]
+    raise SchemeError(f"no crosswalk between {prediction_scheme!r} and {reference_scheme!r}")
+
+
+def harmonize(
+    prediction: np.ndarray, prediction_scheme: str, reference: np.ndarray, reference_scheme: str
+) -> tuple[np.ndarray, np.ndarray, ClassScheme, Crosswalk | None]:
+    """Bring a prediction and a reference into their common scheme (see :func:`common_scheme`).
+
+    Args:
+        prediction: Integer array (H, W) of ``prediction_scheme`` ids.
+        prediction_scheme: Its scheme name.
+        reference: Integer array (H, W) of ``reference_scheme`` ids.
+        reference_scheme: Its scheme name.
+
+    Returns:
+        ``(prediction, reference, scheme, crosswalk)``: both arrays as ids of ``scheme`` (pixels
+        without a counterpart set to the scheme's ignore id) and the crosswalk applied, or ``None``.
+
+    Raises:
+        SchemeError: No crosswalk between the two schemes in either direction.
+    """
+    scheme, cw = common_scheme(prediction_scheme, reference_scheme)
+    if cw is None:
+        return prediction, reference, scheme, None
+    if cw.source == reference_scheme:
+        return prediction, cw.apply(reference), scheme, cw
+    return cw.apply(prediction), reference, scheme, cw
+
+
+def colorize(labels: np.ndarray, scheme: ClassScheme, alpha_ignore: bool = True) -> np.ndarray:
+    """Paint class ids with the scheme's colours.
+
+    Args:
+        labels: Integer array (H, W) of class ids.
+        scheme: Their scheme.
+        alpha_ignore: Make the ignore id and unknown ids transparent.
+
+    Returns:
+        uint8 RGBA array (H, W, 4).
+    """
+    lut = np.zeros((256, 4), dtype=np.uint8)
+    if not alpha_ignore:
+        lut[:, 3] = 255
+    for c in scheme.classes:
+        h = c.color.lstrip("#")
+        lut[c.id] = (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16), 255)
+    return lut[labels.astype(np.int64).clip(0, 255)]

@@ -1,0 +1,29 @@
+"""Settings shared by the app and the trainer.
+
+The data directory defaults to the sample pack beside the repository (``../shared/data``) and can
+be changed with the environment variable ``LULC_DATA_DIR``. Files there are read in place, never
+copied into the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The repository root (the folder holding ``core/``)."""
+
+DATA_DIR_ENV = "LULC_DATA_DIR"
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_BUNDLE_DIR = REPO_ROOT / "models" / "default"
+
+
+def data_dir() -> Path:
+    """Return the data directory: ``$LULC_DATA_DIR`` if set, else ``../shared/data``.
+
+    Returns:
+        Absolute path of the folder that holds ``samples/<scene-id>/``. It may not exist; the
+        sample source raises :class:`core.errors.SceneNotFoundError` with this path if so.
+    """
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env).expanduser().resolve() if env else DEFAULT_DATA_DIR.resolve()

@@ -1,0 +1,214 @@
+"""Class maps from a model: in memory for the app, window by window for GeoTIFFs of any size.
+
+Both paths use :func:`core.tiling.predict_tiled`; they differ only in where tiles are read from
+and where finished regions go. The model is a :data:`core.tiling.ForwardFn` (the ``models``
+package's bundles provide one), so this module never imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from core.errors import BandError
+from core.raster import GeoRaster, _colormap_arg, _open
+from core.tiling import ForwardFn, ProgressFn, predict_tiled
+
+__all__ = ["ClassMap", "predict_raster", "predict_geotiff", "NODATA_CLASS"]
+
+NODATA_CLASS = 255
+"""Class id written where the input had no data."""
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """A predicted class map on the input's grid.
+
+    Attributes:
+        classes: uint8 GeoRaster (1, H, W) of class ids, ``NODATA_CLASS`` where the input had none.
+        confidence: float32 GeoRaster (1, H, W): the blended probability of the chosen class
+            (0 where no data).
+    """
+
+    classes: GeoRaster
+    confidence: GeoRaster
+
+
+def _as_float(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    x = data.astype(np.float32)
+    if nodata is not None and not np.isnan(nodata):
+        x[(data == nodata).any(axis=0, keepdims=True).repeat(x.shape[0], axis=0)] = np.nan
+    return x
+
+
+def _class_lut(num_classes: int, class_ids: Sequence[int] | None) -> np.ndarray:
+    ids = list(range(num_classes)) if class_ids is None else list(class_ids)
+    if len(ids) != num_classes or any(not 0 <= i < NODATA_CLASS for i in ids):
+        raise ValueError(f"class_ids must give {num_classes} ids in 0..254, got {ids}")
+    return np.asarray(ids, dtype=np.uint8)
+
+
+def predict_raster(
+    raster: GeoRaster,
+    forward: ForwardFn,
+    *,
+    bands: Sequence[str],
+    num_classes: int,
+    class_ids: Sequence[int] | None = None,
+    tile: int = 256,
+    overlap: int = 32,
+    batch_size: int = 8,
+    progress: ProgressFn | None = None,
+) -> ClassMap:
+    """Predict a class map for an in-memory raster.
+
+    Args:
+        raster: Input raster (C, H, W); a pixel where any used band equals ``nodata`` (or is NaN)
+            gets no prediction.
+        forward: Network callable on raw band values (see :data:`core.tiling.ForwardFn`).
+        bands: Band names the network expects, in its order; selected by name.
+        num_classes: K.
+        class_ids: Class id of each output channel (default 0..K-1).
+        tile: Tile side in pixels (multiple of 32).
+        overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
+        batch_size: Tiles per forward call.
+        progress: Called with (tiles done, tiles total).
+
+    Returns:
+        The class map and confidence on the raster's grid.
+
+    Raises:
+        BandError: The raster lacks some of ``bands``.
+    """
+    src = raster.select(bands)
+    lut = _class_lut(num_classes, class_ids)
+    classes = np.full((1, raster.height, raster.width), NODATA_CLASS, dtype=np.uint8)
+    confidence = np.zeros((1, raster.height, raster.width), dtype=np.float32)
+
+    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
+        return _as_float(src.data[:, r : r + h, c : c + w], src.nodata)
+
+    def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        h, w = valid.shape
+        cls = lut[probs.argmax(axis=0)]
+        conf = probs.max(axis=0)
+        classes[0, r : r + h, c : c + w] = np.where(valid, cls, NODATA_CLASS)
+        confidence[0, r : r + h, c : c + w] = np.where(valid, conf, 0.0)
+
+    predict_tiled(
+        read, forward, write, height=raster.height, width=raster.width, num_classes=num_classes,
+        tile=tile, overlap=overlap, batch_size=batch_size, progress=progress,
+    )
+    common = {"crs": raster.crs, "transform": raster.transform, "meta": dict(raster.meta)}
+    return ClassMap(
+        classes=GeoRaster(classes, nodata=NODATA_CLASS, band_names=("class",), **common),
+        confidence=GeoRaster(confidence, nodata=None, band_names=("confidence",), **common),
+    )
+
+
+def predict_geotiff(
+    src_path: str | Path,
+    dst_path: str | Path,
+    forward: ForwardFn,
+    *,
+    bands: Sequence[str],
+    num_classes: int,
+    class_ids: Sequence[int] | None = None,
+    colormap: Mapping[int, str] | None = None,
+    confidence_path: str | Path | None = None,
+    tile: int = 256,
+    overlap: int = 32,
+    batch_size: int = 8,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Predict a GeoTIFF of any size window by window and write a Cloud-Optimized GeoTIFF.
+
+    Only one batch of tiles and a carry of ``overlap`` rows are held in memory; the class map is
+    first written window by window to a tiled GeoTIFF in a temporary folder and then copied to a COG
+    (GDAL's COG driver cannot write windows).
+
+    Args:
+        src_path: Input GeoTIFF whose band descriptions name its bands.
+        dst_path: Output COG of uint8 class ids (nodata 255) with the input's CRS and transform
+            and ``colormap`` as its colour table.
+        forward: Network callable on raw band values.
+        bands: Band names the network expects, in its order.
+        num_classes: K.
+        class_ids: Class id of each output channel (default 0..K-1).
+        colormap: Class id -> ``#rrggbb``.
+        confidence_path: Optional output COG of float32 confidence (probability of the chosen
+            class, 0 where no data).
+        tile: Tile side in pixels (multiple of 32).
+        overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
+        batch_size: Tiles per forward call.
+        progress: Called with (tiles done, tiles total).
+
+    Returns:
+        ``dst_path``.
+
+    Raises:
+        RasterReadError: The input is missing or corrupt.
+        BandError: The input lacks some of ``bands``.
+    """
+    dst_path = Path(dst_path)
+    dst_path.parent.mkdir(parents=True, exist_ok=True)
+    with _open(src_path) as src, tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        names = [d or f"band_{i + 1}" for i, d in enumerate(src.descriptions)]
+        missing = [b for b in bands if b not in names]
+        if missing:
+            raise BandError(f"{src_path} lacks band(s) {', '.join(missing)}; it has {', '.join(names)}")
+        indexes = [names.index(b) + 1 for b in bands]
+        lut = _class_lut(num_classes, class_ids)
+        base = {
+            "driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE",
+            "height": src.height, "width": src.width, "count": 1, "crs": src.crs, "transform": src.transform,
+            "BIGTIFF": "IF_SAFER",
+        }
+        cls_tmp = Path(tmp) / "classes.tif"
+        conf_tmp = Path(tmp) / "confidence.tif"
+        with rasterio.open(cls_tmp, "w", dtype="uint8", nodata=NODATA_CLASS, **base) as cls_ds, (
+            rasterio.open(conf_tmp, "w", dtype="float32", **base) if confidence_path else contextlib.nullcontext()
+        ) as conf_ds:
+
+            def read(r: int, c: int, h: int, w: int) -> np.ndarray:
+                return _as_float(src.read(indexes, window=Window(c, r, w, h)), src.nodata)
+
+            def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
+                h, w = valid.shape
+                win = Window(c, r, w, h)
+                cls = np.where(valid, lut[probs.argmax(axis=0)], NODATA_CLASS).astype(np.uint8)
+                cls_ds.write(cls, 1, window=win)
+                if conf_ds is not None:
+                    conf_ds.write(np.where(valid, probs.max(axis=0), 0).astype(np.float32), 1, window=win)
+
+            predict_tiled(
+                read, forward, write, height=src.height, width=src.width, num_classes=num_classes,
+                tile=tile, overlap=overlap, batch_size=batch_size, progress=progress,
+            )
+            cls_ds.descriptions = ("class",)
+            cmap = _colormap_arg(colormap)
+            if cmap:
+                cls_ds.write_colormap(1, cmap)
+        rasterio.shutil.copy(
+            cls_tmp, dst_path, driver="COG", compress="DEFLATE", blocksize=256,
+            overview_resampling="nearest", BIGTIFF="IF_SAFER",
+        )
+        if confidence_path:
+            Path(confidence_path).parent.mkdir(parents=True, exist_ok=True)
+            rasterio.shutil.copy(
+                conf_tmp, confidence_path, driver="COG", compress="DEFLATE", blocksize=256,
+                overview_resampling="average", BIGTIFF="IF_SAFER",
+            )
+    return dst_path
+

@@ -1,0 +1,1 @@
+"""Data sources: the sample pack (and, later, Earth Engine and uploads), each returning GeoRasters."""

@@ -1,0 +1,230 @@
+"""The embedded sample pack of real Sentinel-2/Sentinel-1 scenes (``<data dir>/samples``).
+
+Each scene folder holds ``image_s2.tif`` (13 bands, uint16 L1C reflectance x 1e4, nodata 0),
+optionally ``image_s1.tif`` (VV, VH float32 dB, nodata NaN), label rasters and ``scene.json``;
+all files of a scene share one grid. Files are read in place (see :func:`core.config.data_dir`).
+
+Scenes without a georeference (the DFC2020 patches) get ``crs=None`` and a local metric transform
+built from the nominal 10 m pixel size in ``scene.json``, so that areas can still be computed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+
+from core.bands import SENTINEL1, check_band_names
+from core.classes import ClassScheme, get_scheme
+from core.config import data_dir
+from core.errors import SceneNotFoundError
+from core.raster import GeoRaster, read_raster
+
+__all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "load_image", "load_labels"]
+
+LABEL_PRODUCTS: dict[str, tuple[str, str]] = {
+    "dw": ("labels_dw.tif", "dynamic_world"),
+    "osm": ("labels_osm.tif", "osm"),
+    "dfc": ("labels_dfc.tif", "dfc2020"),
+    "water": ("labels_water.tif", "water"),
+}
+"""Label product key -> (file name, class scheme name)."""
+
+S1_BANDS = tuple(b.name for b in SENTINEL1)
+
+
+@dataclass(frozen=True)
+class SampleScene:
+    """Metadata of one sample scene (no pixels).
+
+    Attributes:
+        id: Folder name, e.g. ``"brandenburg-2017-02-16"``.
+        path: Folder path.
+        title: Description from ``scene.json``.
+        height: Rows H.
+        width: Columns W.
+        georeferenced: False for scenes without CRS (cannot be placed on a map).
+        bounds_lonlat: (west, south, east, north) in degrees, or ``None``.
+        s2_bands: Band names of ``image_s2.tif``.
+        has_s1: Whether ``image_s1.tif`` exists.
+        labels: Label product keys present (subset of :data:`LABEL_PRODUCTS`).
+        pixel_size_m: Nominal pixel size in metres (for rasters without a metric CRS).
+        date: Sentinel-2 acquisition as written in ``scene.json``.
+        info: The parsed ``scene.json``.
+    """
+
+    id: str
+    path: Path
+    title: str
+    height: int
+    width: int
+    georeferenced: bool
+    bounds_lonlat: tuple[float, float, float, float] | None
+    s2_bands: tuple[str, ...]
+    has_s1: bool
+    labels: tuple[str, ...]
+    pixel_size_m: float
+    date: str
+    info: dict = field(repr=False, compare=False, hash=False)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """All band names available in this scene (S2 then S1)."""
+        return self.s2_bands + (S1_BANDS if self.has_s1 else ())
+
+    def label_scheme(self, product: str) -> ClassScheme:
+        """Class scheme of a label product of this scene."""
+        return get_scheme(LABEL_PRODUCTS[_check_product(self, product)][1])
+
+
+def _samples_dir(root: Path | None) -> Path:
+    base = Path(root) if root is not None else data_dir()
+    samples = base / "samples" if (base / "samples").is_dir() else base
+    if not samples.is_dir():
+        raise SceneNotFoundError(
+            f"no sample pack at {samples}; set LULC_DATA_DIR to the folder holding samples/ "
+            "(default ../shared/data beside the repository)"
+        )
+    return samples
+
+
+@lru_cache(maxsize=32)
+def _parse_scene(folder: Path) -> SampleScene:
+    meta_path = folder / "scene.json"
+    if not meta_path.exists() or not (folder / "image_s2.tif").exists():
+        raise SceneNotFoundError(f"{folder} is not a sample scene (needs scene.json and image_s2.tif)")
+    info = json.loads(meta_path.read_text())
+    s2 = info.get("files", {}).get("image_s2.tif", {})
+    px = info.get("pixel_size", {})
+    georef = info.get("crs") is not None
+    return SampleScene(
+        id=info.get("id", folder.name),
+        path=folder,
+        title=info.get("title", folder.name),
+        height=int(info["shape"]["height"]),
+        width=int(info["shape"]["width"]),
+        georeferenced=georef,
+        bounds_lonlat=tuple(info["bounds_lonlat"]) if georef and info.get("bounds_lonlat") else None,
+        s2_bands=tuple(s2.get("band_order") or (b["name"] for b in s2.get("bands", []))),
+        has_s1=(folder / "image_s1.tif").exists(),
+        labels=tuple(k for k, (f, _) in LABEL_PRODUCTS.items() if (folder / f).exists()),
+        pixel_size_m=10.0 if not georef or "deg" in str(px.get("unit", "")) else float(px.get("x", 10.0)),
+        date=str(info.get("acquisition", {}).get("s2", "unknown")),
+        info=info,
+    )
+
+
+def list_scenes(root: str | Path | None = None) -> list[SampleScene]:
+    """All scenes of the sample pack, sorted by id.
+
+    Args:
+        root: Data directory (holding ``samples/``) or the samples folder; default
+            :func:`core.config.data_dir`.
+
+    Raises:
+        SceneNotFoundError: The folder does not exist.
+    """
+    samples = _samples_dir(Path(root) if root else None)
+    return [_parse_scene(p.resolve()) for p in sorted(samples.iterdir()) if (p / "scene.json").exists()]
+
+
+def get_scene(scene_id: str, root: str | Path | None = None) -> SampleScene:
+    """One scene by id (or by folder path).
+
+    Raises:
+        SceneNotFoundError: No such scene; the message lists the available ids.
+    """
+    p = Path(scene_id)
+    if p.is_dir() and (p / "scene.json").exists():
+        return _parse_scene(p.resolve())
+    samples = _samples_dir(Path(root) if root else None)
+    folder = samples / scene_id
+    if not (folder / "scene.json").exists():
+        ids = [s.id for s in list_scenes(root)]
+        raise SceneNotFoundError(f"no sample scene {scene_id!r} in {samples}; available: {', '.join(ids)}")
+    return _parse_scene(folder.resolve())
+
+
+def _check_product(scene: SampleScene, product: str) -> str:
+    if product not in scene.labels:
+        raise SceneNotFoundError(
+            f"scene {scene.id} has no {product!r} labels; it has {', '.join(scene.labels) or 'none'}"
+        )
+    return product
+
+
+def _localise(scene: SampleScene, raster: GeoRaster, window: Window | None) -> GeoRaster:
+    """Give rasters without CRS a local metric transform (pixel size from scene.json)."""
+    meta = {"scene": scene.id, "date": scene.date}
+    if raster.crs is not None:
+        return replace(raster, meta={**raster.meta, **meta})
+    s = scene.pixel_size_m
+    r0, c0 = (int(window.row_off), int(window.col_off)) if window is not None else (0, 0)
+    transform = Affine(s, 0.0, c0 * s, 0.0, -s, -r0 * s)
+    return replace(raster, transform=transform, meta={**raster.meta, **meta})
+
+
+def load_image(scene: SampleScene | str, bands: list[str] | tuple[str, ...] | None = None, window: Window | None = None) -> GeoRaster:
+    """Read a scene's imagery, bands chosen by name from the S2 and S1 files.
+
+    Args:
+        scene: The scene or its id.
+        bands: Band names in the wanted order (``None``: the 13 S2 bands). Sentinel-2 names
+            (``B1``..``B12``, ``B8A``) come from ``image_s2.tif``, ``VV``/``VH`` from ``image_s1.tif``.
+        window: Pixel window to read (default whole scene).
+
+    Returns:
+        Only S2 bands: uint16 reflectance x 1e4 with nodata 0. With S1 bands: float32 with
+        nodata NaN (S2 values still reflectance x 1e4, S1 in dB).
+
+    Raises:
+        SceneNotFoundError: Unknown scene.
+        BandError: A band is not in this scene (the message lists the scene's bands).
+    """
+    sc = get_scene(scene) if isinstance(scene, str) else scene
+    wanted = list(bands) if bands is not None else list(sc.s2_bands)
+    check_band_names(sc.bands, wanted, what=f"the request for scene {sc.id}")
+    s2_names = [b for b in wanted if b in sc.s2_bands]
+    s1_names = [b for b in wanted if b in S1_BANDS]
+    if not s1_names:
+        return _localise(sc, read_raster(sc.path / "image_s2.tif", s2_names, window), window)
+    parts: dict[str, np.ndarray] = {}
+    ref = None
+    if s2_names:
+        s2 = read_raster(sc.path / "image_s2.tif", s2_names, window)
+        x = s2.data.astype(np.float32)
+        x[:, (s2.data == 0).any(axis=0)] = np.nan
+        parts.update(zip(s2_names, x, strict=True))
+        ref = s2
+    s1 = read_raster(sc.path / "image_s1.tif", s1_names, window)
+    parts.update(zip(s1_names, s1.data.astype(np.float32), strict=True))
+    ref = ref or s1
+    data = np.stack([parts[b] for b in wanted])
+    return _localise(sc, replace(ref, data=data, nodata=float("nan"), band_names=tuple(wanted)), window)
+
+
+def load_labels(scene: SampleScene | str, product: str = "dw", window: Window | None = None) -> tuple[GeoRaster, ClassScheme]:
+    """Read a scene's reference labels.
+
+    Args:
+        scene: The scene or its id.
+        product: ``"dw"`` (Dynamic World), ``"osm"``, ``"dfc"`` or ``"water"``.
+        window: Pixel window (default whole scene).
+
+    Returns:
+        (uint8 GeoRaster (1, H, W) of class ids, the product's class scheme). Unlabelled pixels
+        carry the scheme's ignore id (255 for DW/water, 0 for OSM/DFC2020).
+
+    Raises:
+        SceneNotFoundError: Unknown scene or product not available for it.
+    """
+    sc = get_scene(scene) if isinstance(scene, str) else scene
+    fname, scheme = LABEL_PRODUCTS[_check_product(sc, product)]
+    lab = read_raster(sc.path / fname, window=window)
+    lab = replace(lab, band_names=("label",))
+    return _localise(sc, lab, window), get_scheme(scheme)

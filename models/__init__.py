@@ -1,0 +1,1 @@
+"""Networks and model bundles (pure torch: no streamlit, lightning or core imports)."""

@@ -1,0 +1,45 @@
+"""Shared fixtures: the sample pack location and small rasters written by the tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+
+from core.config import DEFAULT_DATA_DIR
+from core.raster import GeoRaster, write_cog
+
+S2_BANDS9 = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = Path(os.environ.get("LULC_DATA_DIR", DEFAULT_DATA_DIR))
+    if not (d / "samples").is_dir():
+        pytest.fail(f"sample pack not found at {d}; it ships in ../shared/data beside the repository")
+    return d
+
+
+def make_raster(height: int = 96, width: int = 160, bands=S2_BANDS9, seed: int = 0, crs: str | None = "EPSG:32633") -> GeoRaster:
+    """A uint16 reflectance-like raster with a real CRS and 10 m transform."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(300, 4000, size=(len(bands), height, width), dtype=np.uint16)
+    return GeoRaster(
+        data=data,
+        crs=CRS.from_string(crs) if crs else None,
+        transform=Affine(10.0, 0.0, 330000.0, 0.0, -10.0, 5822040.0),
+        nodata=0,
+        band_names=tuple(bands),
+    )
+
+
+@pytest.fixture
+def small_tif(tmp_path: Path) -> Path:
+    """A 9-band uint16 GeoTIFF (EPSG:32633, 10 m) with a nodata corner."""
+    r = make_raster()
+    r.data[:, :5, :7] = 0
+    return write_cog(r, tmp_path / "small.tif")

@@ -1,0 +1,128 @@
+"""Model registry and bundles: round trip, mismatches rejected, local encoder weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from core.classes import DYNAMIC_WORLD
+from models.bundle import Bundle, BundleError, ModelCard, load_bundle, read_card, save_bundle
+from models.registry import create_model, find_bundles
+
+BANDS = ["B2", "B3", "B4", "B8"]
+
+
+def card(bands=BANDS, encoder="resnet18") -> ModelCard:
+    return ModelCard(name="t", arch="unet", encoder=encoder, bands=list(bands), mean=[1000.0] * len(bands),
+                     std=[500.0] * len(bands), classes=DYNAMIC_WORLD.to_dict())
+
+
+def trained_like_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = create_model("unet", "resnet18", in_channels=len(BANDS), num_classes=9)
+    # a few training steps so BatchNorm statistics are not the defaults
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+    for _ in range(3):
+        x = torch.randn(2, len(BANDS), 64, 64)
+        loss = m(x).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval()
+
+
+def test_registry_lists_names_on_unknown_architecture():
+    with pytest.raises(KeyError, match="unet"):
+        create_model("transformer9000", in_channels=3, num_classes=2)
+    m = create_model("unet", "resnet18", in_channels=13, num_classes=4)
+    assert m(torch.zeros(1, 13, 64, 64)).shape == (1, 4, 64, 64)
+
+
+def test_bundle_round_trip_predictions_match(tmp_path):
+    model = trained_like_model()
+    path = save_bundle(model, card(), tmp_path / "b")
+    assert (path / "model.safetensors").exists() and json.loads((path / "card.json").read_text())["bands"] == BANDS
+    b = load_bundle(path)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(200, 3000, (2, len(BANDS), 64, 64)).astype(np.float32)
+    ref = Bundle(model, card())(x)
+    got = b(x)
+    assert got.shape == (2, 9, 64, 64)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+    # float16 storage: probabilities within 1e-2, labels nearly all equal
+    assert np.abs(got - ref).max() < 2e-2
+    assert (got.argmax(1) == ref.argmax(1)).mean() > 0.99
+    assert b.card.created and b.class_ids == list(range(9))
+
+
+def test_nodata_nan_is_handled():
+    b = Bundle(trained_like_model(), card())
+    x = np.full((1, 4, 32, 32), 1000.0, np.float32)
+    x[0, :, :4, :4] = np.nan
+    assert np.isfinite(b(x)).all()
+
+
+def test_mismatched_bundles_are_rejected(tmp_path):
+    path = save_bundle(trained_like_model(), card(), tmp_path / "b")
+    # card says 9 bands but the weights were trained on 4
+    c = json.loads((path / "card.json").read_text())
+    c["bands"] = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9"]
+    c["mean"] = [0.0] * 9
+    c["std"] = [1.0] * 9
+    (path / "card.json").write_text(json.dumps(c))
+    with pytest.raises(BundleError, match="do not match the card"):
+        load_bundle(path)
+
+
+def test_band_check_names_missing_bands(tmp_path):
+    b = load_bundle(save_bundle(trained_like_model(), card(), tmp_path / "b"))
+    b.check_bands(["B4", "B3", "B2", "B8", "B11"])
+    with pytest.raises(BundleError, match="B8"):
+        b.check_bands(["B2", "B3", "B4", "VV", "VH"])
+    with pytest.raises(BundleError, match="expected"):
+        b(np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_broken_bundles(tmp_path):
+    with pytest.raises(BundleError, match="card.json not found"):
+        load_bundle(tmp_path)
+    (tmp_path / "card.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        read_card(tmp_path)
+    c = card()
+    c.std = [0.0] * 4
+    with pytest.raises(BundleError, match="std"):
+        c.validate()
+    path = save_bundle(trained_like_model(), card(), tmp_path / "ok")
+    (path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="cannot be read"):
+        load_bundle(path)
+
+
+def test_local_encoder_weights_are_loaded(tmp_path):
+    src = create_model("unet", "resnet18", in_channels=4, num_classes=2)
+    weights = tmp_path / "enc.safetensors"
+    save_file({k: v.contiguous() for k, v in src.encoder.state_dict().items()}, str(weights))
+    m = create_model("unet", "resnet18", in_channels=4, num_classes=2, encoder_weights=str(weights))
+    for k, v in src.encoder.state_dict().items():
+        assert torch.equal(m.encoder.state_dict()[k], v)
+    with pytest.raises(ValueError, match="do not fit"):
+        create_model("unet", "resnet18", in_channels=9, num_classes=2, encoder_weights=str(weights))
+
+
+def test_find_bundles(tmp_path):
+    save_bundle(trained_like_model(), card(), tmp_path / "a" / "b1")
+    (tmp_path / "c").mkdir()
+    assert [p.name for p in find_bundles(tmp_path, tmp_path / "missing")] == ["b1"]
+
+
+def test_bundle_loading_never_unpickles(tmp_path):
+    """Weights are read with safetensors only; a pickle file named like the weights is rejected."""
+    path = save_bundle(trained_like_model(), card(), tmp_path / "b")
+    torch.save(trained_like_model().state_dict(), path / "model.safetensors")  # a pickle in disguise
+    with pytest.raises(BundleError):
+        load_bundle(path)

@@ -1,0 +1,1 @@
+"""Headless trainer: ``python -m trainer {fit, evaluate, predict}``."""

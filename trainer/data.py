@@ -1,0 +1,215 @@
+"""Training data: scenes from the sample source, spatial-block splits, chips, a Lightning datamodule.
+
+Scenes are small enough to hold in memory; chips are views into them. The same band selection
+(:func:`core.sources.samples.load_image`) and splits (:mod:`core.splits`) serve evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from core.classes import ClassScheme
+from core.sources.samples import get_scene, load_image, load_labels
+from core.splits import Block, block_splits, chip_windows
+from trainer.config import FitConfig
+
+__all__ = ["SceneData", "load_scenes", "band_statistics", "class_weights", "ChipDataset", "LulcDataModule"]
+
+IGNORE = 255
+
+
+@dataclass
+class SceneData:
+    """One scene in memory.
+
+    Attributes:
+        id: Scene id.
+        image: float32 (C, H, W) raw band values, NaN = nodata.
+        target: uint8 (H, W) class indices 0..K-1, 255 = no label (or no image data).
+        blocks: Its split blocks.
+    """
+
+    id: str
+    image: np.ndarray
+    target: np.ndarray
+    blocks: list[Block]
+
+
+def load_scenes(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
+    """Load every configured scene and cut it into split blocks.
+
+    Returns:
+        (scenes, the target class scheme).
+
+    Raises:
+        SceneNotFoundError, BandError: From the sample source, with actionable messages.
+        ValueError: Scenes whose label products use different schemes.
+    """
+    out: list[SceneData] = []
+    scheme: ClassScheme | None = None
+    root = cfg.data.data_dir
+    for sc_cfg in cfg.data.scenes:
+        scene = get_scene(sc_cfg.id, root)
+        img = load_image(scene, cfg.data.bands)
+        data = img.data.astype(np.float32)
+        if img.nodata is not None and not np.isnan(img.nodata):
+            data[:, (img.data == img.nodata).any(axis=0)] = np.nan
+        lab, sch = load_labels(scene, cfg.data.labels)
+        if scheme is not None and sch.name != scheme.name:
+            raise ValueError(f"scene {scene.id} labels use {sch.name}, others {scheme.name}")
+        scheme = sch
+        target = sch.to_index(lab.data[0])
+        target[np.isnan(data).any(axis=0)] = IGNORE
+        blocks = block_splits(
+            scene.id, scene.height, scene.width, cfg.data.block_size,
+            val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
+            seed=cfg.seed, whole=sc_cfg.split,
+        )
+        out.append(SceneData(scene.id, data, target, blocks))
+    if scheme is None:
+        raise ValueError("data.scenes is empty")
+    return out, scheme
+
+
+def _block_pixels(scenes: list[SceneData], split: str):
+    for s in scenes:
+        for b in s.blocks:
+            if b.split == split:
+                sl = (slice(b.row_off, b.row_off + b.height), slice(b.col_off, b.col_off + b.width))
+                yield s, sl
+
+
+def band_statistics(scenes: list[SceneData]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation over the valid pixels of the training blocks.
+
+    Returns:
+        (mean, std), float64 (C,) each, in raw units.
+    """
+    c = scenes[0].image.shape[0]
+    n = np.zeros(c)
+    s1 = np.zeros(c)
+    s2 = np.zeros(c)
+    for s, sl in _block_pixels(scenes, "train"):
+        x = s.image[:, sl[0], sl[1]].reshape(c, -1).astype(np.float64)
+        ok = ~np.isnan(x)
+        n += ok.sum(1)
+        s1 += np.where(ok, x, 0).sum(1)
+        s2 += np.where(ok, x * x, 0).sum(1)
+    if (n == 0).any():
+        raise ValueError("the training blocks hold no valid pixels for some band")
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean**2, 1e-12))
+    return mean, std
+
+
+def class_weights(scenes: list[SceneData], num_classes: int, mode: str, cap: float) -> np.ndarray:
+    """Cross-entropy class weights from the training blocks' label frequencies.
+
+    ``inverse_sqrt``: w_k = 1 / sqrt(f_k), normalised to mean 1 over present classes, capped at
+    ``cap``; classes absent from training get weight 0 (they cannot be learnt anyway).
+
+    Returns:
+        float32 (K,).
+    """
+    if mode == "none":
+        return np.ones(num_classes, dtype=np.float32)
+    if mode != "inverse_sqrt":
+        raise ValueError(f"loss.class_weighting must be inverse_sqrt or none, got {mode!r}")
+    counts = np.zeros(num_classes)
+    for s, sl in _block_pixels(scenes, "train"):
+        t = s.target[sl]
+        counts += np.bincount(t[t != IGNORE].ravel(), minlength=num_classes)[:num_classes]
+    present = counts > 0
+    w = np.zeros(num_classes)
+    w[present] = 1.0 / np.sqrt(counts[present] / counts.sum())
+    w[present] /= w[present].mean()
+    return np.minimum(w, cap).astype(np.float32)
+
+
+class ChipDataset(Dataset):
+    """Chips of one split: normalised image and target.
+
+    Items are ``(x float32 (C, S, S), y int64 (S, S))`` with NaN (nodata) set to 0 after
+    normalisation and y = 255 where unlabelled.
+    """
+
+    def __init__(self, scenes: list[SceneData], split: str, chip_size: int, stride: int, mean: np.ndarray, std: np.ndarray, max_nodata_fraction: float = 0.5) -> None:
+        self.scenes = scenes
+        self.chip = chip_size
+        self.mean = mean.astype(np.float32)[:, None, None]
+        self.std = std.astype(np.float32)[:, None, None]
+        self.items: list[tuple[int, int, int]] = []
+        for i, s in enumerate(scenes):
+            for b in s.blocks:
+                if b.split != split:
+                    continue
+                for r, c in chip_windows(b, chip_size, stride):
+                    t = s.target[r : r + chip_size, c : c + chip_size]
+                    if (t == IGNORE).mean() <= max_nodata_fraction:
+                        self.items.append((i, r, c))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i, r, c = self.items[idx]
+        s = self.scenes[i]
+        x = (s.image[:, r : r + self.chip, c : c + self.chip] - self.mean) / self.std
+        y = s.target[r : r + self.chip, c : c + self.chip].astype(np.int64)
+        return torch.from_numpy(np.nan_to_num(x, nan=0.0)), torch.from_numpy(y)
+
+
+class LulcDataModule(L.LightningDataModule):
+    """Train/val/test chip loaders for a :class:`trainer.config.FitConfig`.
+
+    After :meth:`setup`, ``mean``, ``std`` (raw units, per band), ``scheme`` and ``weights`` (class
+    weights) describe the data, and ``blocks`` lists every scene's split blocks.
+    """
+
+    def __init__(self, cfg: FitConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.scenes: list[SceneData] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load scenes, compute statistics, build the three datasets (idempotent)."""
+        if self.scenes:
+            return
+        d = self.cfg.data
+        self.scenes, self.scheme = load_scenes(self.cfg)
+        self.mean, self.std = band_statistics(self.scenes)
+        self.weights = class_weights(self.scenes, self.scheme.num_classes, self.cfg.loss.class_weighting, self.cfg.loss.max_class_weight)
+        mk = lambda split, stride: ChipDataset(self.scenes, split, d.chip_size, stride, self.mean, self.std, d.max_nodata_fraction)  # noqa: E731
+        self.train_set = mk("train", d.train_stride)
+        self.val_set = mk("val", d.chip_size)
+        self.test_set = mk("test", d.chip_size)
+        if len(self.train_set) == 0 or len(self.val_set) == 0:
+            raise ValueError(
+                f"{len(self.train_set)} training and {len(self.val_set)} validation chips: "
+                "use more scenes, smaller blocks or chips"
+            )
+
+    @property
+    def blocks(self) -> list[Block]:
+        """All split blocks of all scenes."""
+        return [b for s in self.scenes for b in s.blocks]
+
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds, batch_size=self.cfg.data.batch_size, shuffle=shuffle, num_workers=self.cfg.data.num_workers,
+            drop_last=shuffle and len(ds) > self.cfg.data.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False)

@@ -1,0 +1,128 @@
+"""Evaluate a bundle on sample scenes: the held-out blocks of training scenes, or whole scenes.
+
+Used by ``fit`` (to write the card's metrics) and by ``evaluate`` (to reproduce them), so both go
+through exactly the same code: read the window's bands by name, tiled inference, harmonise with the
+reference scheme, accumulate one confusion matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rasterio.windows import Window
+
+from core.evaluation import Comparison
+from core.inference import NODATA_CLASS, predict_raster
+from core.sources.samples import SampleScene, get_scene, load_image, load_labels
+from core.splits import Block
+from models.bundle import Bundle
+
+__all__ = ["scene_windows", "evaluate_scene"]
+
+
+def scene_windows(bundle: Bundle, scene: SampleScene, split: str = "auto") -> tuple[list[Window], str]:
+    """The windows of ``scene`` to evaluate on.
+
+    Args:
+        bundle: The model; its card lists the split blocks of the scenes it was trained on.
+        scene: The scene.
+        split: ``"auto"`` (the ``test`` blocks if the scene was used in training, else the whole
+            scene), ``"all"`` (whole scene), or ``"train"``/``"val"``/``"test"``.
+
+    Returns:
+        (windows, description of what was chosen).
+
+    Raises:
+        ValueError: A split was asked for that the card does not list for this scene.
+    """
+    blocks = [Block(**b) for b in bundle.card.training.get("blocks", []) if b["scene"] == scene.id]
+    if split == "all" or (split == "auto" and not blocks):
+        return [Window(0, 0, scene.width, scene.height)], "whole scene"
+    want = "test" if split == "auto" else split
+    chosen = [Window(b.col_off, b.row_off, b.width, b.height) for b in blocks if b.split == want]
+    if not chosen:
+        raise ValueError(
+            f"the model card lists no {want!r} blocks for scene {scene.id}; use --split all to "
+            "evaluate on the whole scene"
+        )
+    return chosen, f"{len(chosen)} {want} block(s) of the training split"
+
+
+def evaluate_scene(
+    bundle: Bundle,
+    scene: str | SampleScene,
+    labels: str = "dw",
+    *,
+    split: str = "auto",
+    tile: int | None = None,
+    overlap: int = 32,
+    baseline: str | None = "dw",
+) -> dict[str, object]:
+    """Metrics of a bundle on one scene against one label product.
+
+    Args:
+        bundle: The model.
+        scene: Scene id or scene.
+        labels: Reference label product (``"dw"``, ``"osm"``, ``"dfc"``, ``"water"``).
+        split: See :func:`scene_windows`.
+        tile: Inference tile side (default the card's).
+        overlap: Tile overlap in pixels.
+        baseline: Another label product scored against ``labels`` on exactly the same pixels
+            (e.g. Dynamic World vs OSM), so the model's agreement can be read beside it; ignored
+            when equal to ``labels`` or absent from the scene.
+
+    Returns:
+        ``{"scene", "labels", "windows", "metrics", "crosswalk", "baseline"?}``: ``metrics`` is
+        :meth:`core.metrics.SegmentationMetrics.to_dict`; ``baseline`` the same for the other
+        label product as if it were the prediction.
+
+    Raises:
+        BundleError: The scene lacks the model's bands.
+        SceneNotFoundError: Unknown scene or label product.
+    """
+    sc = get_scene(scene) if isinstance(scene, str) else scene
+    bundle.check_bands(sc.bands)
+    windows, what = scene_windows(bundle, sc, split)
+    ref_scheme = sc.label_scheme(labels).name
+    cmp_model = Comparison(bundle.card.scheme_name, ref_scheme)
+    use_base = baseline is not None and baseline != labels and baseline in sc.labels
+    cmp_base = Comparison(sc.label_scheme(baseline).name, ref_scheme) if use_base else None
+    for win in windows:
+        img = load_image(sc, bundle.bands, win)
+        pred = predict_raster(img, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, tile=tile or bundle.card.tile, overlap=overlap)
+        ref, _ = load_labels(sc, labels, win)
+        p = pred.classes.data[0]
+        r = ref.data[0]
+        if cmp_base is not None:
+            base, base_scheme = load_labels(sc, baseline, win)
+            b = base.data[0].copy()
+            # the same pixels for both: drop where either the model or the baseline has nothing
+            no_base = b == (base_scheme.ignore_index if base_scheme.ignore_index is not None else NODATA_CLASS)
+            p = np.where(no_base, NODATA_CLASS, p).astype(np.uint8)
+            b[p == NODATA_CLASS] = base_scheme.ignore_index if base_scheme.ignore_index is not None else NODATA_CLASS
+            cmp_base.add(b, r)
+        cmp_model.add(p, r)
+    out: dict[str, object] = {
+        "scene": sc.id,
+        "labels": labels,
+        "windows": what,
+        "metrics": cmp_model.metrics().to_dict(),
+        "crosswalk": f"{cmp_model.crosswalk.source} -> {cmp_model.crosswalk.target}" if cmp_model.crosswalk else None,
+    }
+    if cmp_base is not None:
+        out["baseline"] = {"labels": baseline, "metrics": cmp_base.metrics().to_dict()}
+    return out
+
+
+def summarize(results: Sequence[dict[str, object]]) -> str:
+    """Human-readable lines for a list of :func:`evaluate_scene` results."""
+    lines = []
+    for r in results:
+        m = r["metrics"]
+        line = f"{r['scene']} vs {r['labels']} ({r['windows']}): mIoU {m['miou']:.4f} OA {m['overall_accuracy']:.4f}"
+        if "baseline" in r:
+            b = r["baseline"]["metrics"]
+            line += f" | {r['baseline']['labels']} vs {r['labels']}: mIoU {b['miou']:.4f} OA {b['overall_accuracy']:.4f}"
+        lines.append(line)
+    return "\n".join(lines)
