@@ -23,9 +23,9 @@ from core.bands import SENTINEL1, check_band_names
 from core.classes import ClassScheme, get_scheme
 from core.config import data_dir
 from core.errors import SceneNotFoundError
-from core.raster import GeoRaster, read_raster
+from core.raster import GeoRaster, pixel_area_m2, raster_info, read_raster
 
-__all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "load_image", "load_labels"]
+__all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels"]
 
 LABEL_PRODUCTS: dict[str, tuple[str, str]] = {
     "dw": ("labels_dw.tif", "dynamic_world"),
@@ -158,6 +158,23 @@ def _check_product(scene: SampleScene, product: str) -> str:
     return product
 
 
+def scene_grid(scene: SampleScene) -> tuple[object, Affine, float]:
+    """The scene's CRS, transform and ground area, read from the image header (no pixels).
+
+    Returns:
+        (CRS or ``None``, affine transform (a local metric one without CRS), area in km^2).
+    """
+    info = raster_info(scene.path / "image_s2.tif")
+    crs = info["crs"]
+    if crs is None:
+        s = scene.pixel_size_m
+        transform = Affine(s, 0.0, 0.0, 0.0, -s, 0.0)
+    else:
+        transform = info["transform"]
+    area = float(pixel_area_m2(crs, transform, scene.height, scene.width).sum()) * scene.width / 1e6
+    return crs, transform, area
+
+
 def _localise(scene: SampleScene, raster: GeoRaster, window: Window | None) -> GeoRaster:
     """Give rasters without CRS a local metric transform (pixel size from scene.json)."""
     meta = {"scene": scene.id, "date": scene.date}
@@ -228,3 +245,30 @@ def load_labels(scene: SampleScene | str, product: str = "dw", window: Window | 
     lab = read_raster(sc.path / fname, window=window)
     lab = replace(lab, band_names=("label",))
     return _localise(sc, lab, window), get_scheme(scheme)
+
+
+def load_preview(scene: SampleScene | str, bands: tuple[str, ...] = ("B4", "B3", "B2"), max_size: int = 768) -> GeoRaster:
+    """A decimated copy of Sentinel-2 bands for map previews (read from the COG's overviews).
+
+    Args:
+        scene: The scene or its id.
+        bands: Sentinel-2 band names.
+        max_size: Longest side of the result in pixels.
+
+    Returns:
+        uint16 GeoRaster (len(bands), h, w) with the transform scaled to the coarser pixels.
+    """
+    from rasterio.enums import Resampling
+
+    from core.raster import _open
+
+    sc = get_scene(scene) if isinstance(scene, str) else scene
+    check_band_names(sc.s2_bands, list(bands), what="the preview")
+    factor = max(1.0, max(sc.height, sc.width) / max_size)
+    h, w = max(1, round(sc.height / factor)), max(1, round(sc.width / factor))
+    full = read_raster(sc.path / "image_s2.tif", list(bands), Window(0, 0, 1, 1))
+    with _open(sc.path / "image_s2.tif") as ds:
+        idx = [sc.s2_bands.index(b) + 1 for b in bands]
+        data = ds.read(idx, out_shape=(len(idx), h, w), resampling=Resampling.average)
+        transform = ds.transform * ds.transform.scale(sc.width / w, sc.height / h)
+    return _localise(sc, replace(full, data=data, transform=transform), None)

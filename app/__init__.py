@@ -1,0 +1,1 @@
+"""The Streamlit shell: entry point, typed session state, cached resources, shared renderers."""

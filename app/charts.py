@@ -1,0 +1,78 @@
+"""Plotly figures and tables of a comparison (pure builders: data in, figure out; unit-tested)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.analysis import CompareResult
+
+
+def _nan_to_none(values) -> list[float | None]:
+    return [None if (v is None or (isinstance(v, float) and math.isnan(v))) else float(v) for v in values]
+
+
+def iou_bar(result: CompareResult) -> go.Figure:
+    """Per-class IoU as bars in the classes' colours, mIoU as a dashed line."""
+    m = result.metrics
+    fig = go.Figure(go.Bar(x=list(m.class_names), y=_nan_to_none(m.iou), marker_color=result.scheme.colors,
+                           text=[f"{v:.2f}" if v == v else "–" for v in m.iou], textposition="outside", name="IoU"))
+    if m.miou == m.miou:
+        fig.add_hline(y=m.miou, line_dash="dash", annotation_text=f"mIoU {m.miou:.3f}")
+    fig.update_layout(title="Per-class IoU", yaxis={"range": [0, 1.05], "title": "IoU"}, xaxis_title="class", showlegend=False,
+                      margin={"t": 50, "b": 40})
+    return fig
+
+
+def prf_bar(result: CompareResult) -> go.Figure:
+    """Precision, recall and F1 per class as grouped bars."""
+    m = result.metrics
+    fig = go.Figure()
+    for name, vals in (("precision", m.precision), ("recall", m.recall), ("F1", m.f1)):
+        fig.add_bar(x=list(m.class_names), y=_nan_to_none(vals), name=name)
+    fig.update_layout(title="Precision, recall and F1", barmode="group", yaxis={"range": [0, 1.05]}, margin={"t": 50, "b": 40})
+    return fig
+
+
+def confusion_heatmap(result: CompareResult, normalize: bool = True) -> go.Figure:
+    """Confusion matrix (rows = reference, columns = prediction), row-normalised by default."""
+    m = result.metrics
+    cm = m.confusion.astype(float)
+    z = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    text = [[f"{int(c)}" for c in row] for row in cm]
+    fig = go.Figure(go.Heatmap(z=z, x=list(m.class_names), y=list(m.class_names), colorscale="Blues", text=text,
+                               texttemplate="%{text}", hovertemplate="reference %{y}<br>predicted %{x}<br>pixels %{text}<extra></extra>",
+                               zmin=0, zmax=1 if normalize else None))
+    fig.update_layout(title="Confusion matrix (rows: reference, share of row; numbers: pixels)", xaxis_title="predicted",
+                      yaxis={"title": "reference", "autorange": "reversed"}, margin={"t": 50})
+    return fig
+
+
+def areas_table(result: CompareResult) -> pd.DataFrame:
+    """Class areas of prediction and reference in km^2 and % (pixels with both only)."""
+    return pd.DataFrame(
+        [{"class": a.name, "predicted km²": round(a.predicted_km2, 4), "reference km²": round(a.reference_km2, 4),
+          "predicted %": round(a.predicted_pct, 2), "reference %": round(a.reference_pct, 2)} for a in result.areas]
+    )
+
+
+def metrics_table(result: CompareResult) -> pd.DataFrame:
+    """Per-class IoU, precision, recall, F1 and pixel counts."""
+    d = result.metrics.to_dict()["per_class"]
+    return pd.DataFrame([{"class": k, **v} for k, v in d.items()])
+
+
+def training_curves(log: pd.DataFrame) -> go.Figure:
+    """Loss and validation mIoU by epoch from a Lightning CSV log (``metrics.csv``)."""
+    fig = go.Figure()
+    if "epoch" in log:
+        for col, axis in (("train_loss_epoch", "y"), ("val_loss", "y"), ("val_miou", "y2")):
+            if col in log:
+                s = log.dropna(subset=[col])
+                fig.add_scatter(x=s["epoch"], y=s[col], mode="lines+markers", name=col, yaxis=axis)
+    fig.update_layout(title="Training progress", xaxis_title="epoch", yaxis_title="loss",
+                      yaxis2={"title": "val mIoU", "overlaying": "y", "side": "right", "range": [0, 1]}, margin={"t": 50})
+    return fig

@@ -1,0 +1,107 @@
+"""The folium map: scene footprints, imagery and results as image overlays, a drawing tool.
+
+Leaflet's JavaScript and CSS are served by the app itself (``app/static/vendor``, Streamlit static
+serving) instead of folium's CDN defaults, so the map renders with no internet. Without internet
+there are no basemap tiles either, so the imagery and the results are drawn as image overlays;
+online, street and satellite basemaps are offered.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+import folium
+import numpy as np
+from folium.plugins import Draw
+
+from core.render import to_png, warp_for_web
+from core.sources.samples import SampleScene
+
+STATIC = "/app/static/vendor"
+
+
+class OfflineMap(folium.Map):
+    """A folium Map whose Leaflet comes from the app, not a CDN."""
+
+    default_js = [("leaflet", f"{STATIC}/leaflet/leaflet.js")]
+    default_css = [("leaflet_css", f"{STATIC}/leaflet/leaflet.css")]
+
+
+class OfflineDraw(Draw):
+    """folium's Draw plugin with Leaflet.draw served by the app."""
+
+    default_js = [("leaflet_draw_js", f"{STATIC}/leaflet-draw/leaflet.draw.js")]
+    default_css = [("leaflet_draw_css", f"{STATIC}/leaflet-draw/leaflet.draw.css")]
+
+
+BASEMAPS = {
+    "OpenStreetMap": ("OpenStreetMap", None),
+    "Satellite (Esri World Imagery)": (
+        "https://server.arcgisonline.com/ArcGIS/rest/services/World_Imagery/MapServer/tile/{z}/{y}/{x}",
+        "Tiles © Esri — Source: Esri, Maxar, Earthstar Geographics, and the GIS User Community",
+    ),
+}
+
+
+def png_data_url(rgba: np.ndarray) -> str:
+    """``data:image/png;base64,...`` of an RGBA picture."""
+    return "data:image/png;base64," + base64.b64encode(to_png(rgba)).decode()
+
+
+def build_map(
+    scenes: Sequence[SampleScene],
+    *,
+    selected: str | None = None,
+    overlays: Sequence[tuple[str, np.ndarray, object, object, float]] = (),
+    aoi_geojson: dict | None = None,
+    basemap: str | None = None,
+    draw: bool = True,
+) -> folium.Map:
+    """Build the map.
+
+    Args:
+        scenes: Sample scenes; georeferenced ones are drawn as footprints with their id.
+        selected: Scene id to centre on (highlighted).
+        overlays: (name, RGBA picture (H, W, 4), CRS, transform, opacity) drawn as image overlays.
+        aoi_geojson: The current AOI (lon/lat) to outline.
+        basemap: Key of :data:`BASEMAPS`, or ``None`` for no tiles (offline).
+        draw: Add the rectangle/polygon drawing tool.
+
+    Returns:
+        The folium map.
+    """
+    geo = [s for s in scenes if s.bounds_lonlat]
+    focus = next((s for s in geo if s.id == selected), geo[0] if geo else None)
+    if focus is not None:
+        w, s_, e, n = focus.bounds_lonlat
+        center = ((s_ + n) / 2, (w + e) / 2)
+    else:
+        center = (50.0, 10.0)
+    m = OfflineMap(location=center, zoom_start=12, tiles=None, control_scale=True)
+    if basemap:
+        tiles, attr = BASEMAPS[basemap]
+        folium.TileLayer(tiles=tiles, attr=attr, name=basemap).add_to(m)
+    for sc in geo:
+        w, s_, e, n = sc.bounds_lonlat
+        folium.Rectangle(
+            bounds=[(s_, w), (n, e)], color="#ff7800" if sc.id == selected else "#3388ff", weight=3 if sc.id == selected else 1.5,
+            fill=False, tooltip=f"{sc.id}: {sc.title}",
+        ).add_to(m)
+    for name, rgba, crs, transform, opacity in overlays:
+        if crs is None:
+            continue
+        warped, (south, west, north, east) = warp_for_web(rgba, crs, transform)
+        folium.raster_layers.ImageOverlay(image=png_data_url(warped), bounds=[(south, west), (north, east)], opacity=opacity,
+                                          name=name, interactive=False).add_to(m)
+    if aoi_geojson:
+        folium.GeoJson(aoi_geojson, name="AOI", style_function=lambda _: {"color": "#e31a1c", "weight": 2, "fill": False}).add_to(m)
+    if draw:
+        OfflineDraw(export=False, draw_options={"polyline": False, "circle": False, "marker": False, "circlemarker": False,
+                                                "rectangle": True, "polygon": True}, edit_options={"edit": False, "remove": True}).add_to(m)
+    if focus is not None:
+        w, s_, e, n = focus.bounds_lonlat
+        m.fit_bounds([(s_, w), (n, e)])
+    if overlays or basemap:
+        folium.LayerControl(collapsed=True).add_to(m)
+    return m

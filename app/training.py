@@ -1,0 +1,79 @@
+"""Launch ``python -m trainer fit`` as a separate process and follow it through its CSV log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from app.state import TrainingJob
+from core.config import REPO_ROOT
+
+CONFIG_DIR = REPO_ROOT / "trainer" / "configs"
+
+
+def configs() -> list[str]:
+    """Training configurations shipped in ``trainer/configs``."""
+    return sorted(str(p.relative_to(REPO_ROOT)) for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def launch(config: str, max_epochs: int, run_name: str | None = None) -> TrainingJob:
+    """Start training in the background; the app stays responsive.
+
+    The run writes to ``runs/<name>``; its bundle lands in ``runs/<name>/bundle`` where the Explore
+    and Models pages find it.
+    """
+    name = run_name or time.strftime("app-%Y%m%d-%H%M%S")
+    run_dir = REPO_ROOT / "runs" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "trainer.log"
+    cmd = [sys.executable, "-m", "trainer", "fit", "--config", str(REPO_ROOT / config), "--set", f"output.dir={run_dir}",
+           "--set", "output.bundle_dir=null", "--set", f"trainer.max_epochs={int(max_epochs)}", "--set", "trainer.progress_bar=false"]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    return TrainingJob(pid=proc.pid, run_dir=str(run_dir), config=config, log_path=str(log), started=time.time())
+
+
+def status(job: TrainingJob) -> str:
+    """``running``, ``finished`` (bundle written), ``stopped`` or ``failed``."""
+    try:
+        pid, code = os.waitpid(job.pid, os.WNOHANG)
+    except ChildProcessError:
+        pid, code = job.pid, None
+    if pid == 0:
+        return "running"
+    if (Path(job.run_dir) / "bundle" / "card.json").exists():
+        return "finished"
+    if code is not None and os.WIFSIGNALED(code):
+        return "stopped"
+    return "failed"
+
+
+def stop(job: TrainingJob) -> None:
+    """Stop the training process group (last.ckpt stays; ``--resume`` continues it)."""
+    try:
+        os.killpg(job.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+def progress(job: TrainingJob) -> pd.DataFrame:
+    """The run's Lightning CSV log (empty until the first step is logged)."""
+    logs = sorted(Path(job.run_dir).glob("logs/version_*/metrics.csv"))
+    if not logs:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(logs[-1])
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):
+        return pd.DataFrame()
+
+
+def log_tail(job: TrainingJob, lines: int = 15) -> str:
+    """The last lines of the trainer's output."""
+    p = Path(job.log_path)
+    return "\n".join(p.read_text(errors="replace").splitlines()[-lines:]) if p.exists() else ""

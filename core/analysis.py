@@ -1,0 +1,157 @@
+"""The app's main job as library calls: predict an AOI, compare it with reference labels.
+
+:func:`predict_aoi` runs tiled inference on the AOI's window of a raster and blanks what lies
+outside the AOI polygon; :func:`compare` harmonises the prediction with one reference product and
+returns metrics, class areas and the per-pixel agreement, all on the prediction's grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from core.classes import ClassScheme, Crosswalk, get_scheme
+from core.evaluation import Comparison
+from core.inference import NODATA_CLASS, ClassMap, predict_raster
+from core.metrics import SegmentationMetrics, class_areas
+from core.raster import GeoRaster
+from core.tiling import ForwardFn, ProgressFn
+
+__all__ = ["predict_aoi", "compare", "CompareResult", "AreaRow"]
+
+
+def predict_aoi(
+    image: GeoRaster,
+    forward: ForwardFn,
+    *,
+    bands: Sequence[str],
+    num_classes: int,
+    class_ids: Sequence[int] | None = None,
+    aoi_mask: np.ndarray | None = None,
+    tile: int = 256,
+    overlap: int = 32,
+    batch_size: int = 4,
+    progress: ProgressFn | None = None,
+) -> ClassMap:
+    """Class map of an AOI.
+
+    Args:
+        image: The AOI's window of the imagery (C, H, W), bands named.
+        forward: Network callable on raw band values (a ``models`` bundle).
+        bands: The network's bands in order.
+        num_classes: K.
+        class_ids: Class id of each output channel.
+        aoi_mask: Bool (H, W), True inside the AOI polygon; pixels outside get no class.
+        tile: Tile side in pixels.
+        overlap: Tile overlap in pixels.
+        batch_size: Tiles per forward call.
+        progress: Called with (tiles done, tiles total).
+
+    Returns:
+        Class ids and confidence on ``image``'s grid; ``NODATA_CLASS`` outside the AOI and
+        where the imagery has no data.
+
+    Raises:
+        BandError: The imagery lacks some of ``bands``.
+        ValueError: ``aoi_mask`` does not match the image's shape.
+    """
+    out = predict_raster(image, forward, bands=bands, num_classes=num_classes, class_ids=class_ids,
+                         tile=tile, overlap=overlap, batch_size=batch_size, progress=progress)
+    if aoi_mask is None:
+        return out
+    if aoi_mask.shape != (image.height, image.width):
+        raise ValueError(f"AOI mask {aoi_mask.shape} does not match the image {(image.height, image.width)}")
+    cls = np.where(aoi_mask, out.classes.data[0], NODATA_CLASS)[None].astype(np.uint8)
+    conf = np.where(aoi_mask, out.confidence.data[0], 0)[None].astype(np.float32)
+    return ClassMap(classes=replace(out.classes, data=cls), confidence=replace(out.confidence, data=conf))
+
+
+@dataclass(frozen=True)
+class AreaRow:
+    """Area of one class in the prediction and in the reference (km^2 and % of compared area)."""
+
+    name: str
+    color: str
+    predicted_km2: float
+    reference_km2: float
+    predicted_pct: float
+    reference_pct: float
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """Prediction vs one reference product.
+
+    Attributes:
+        scheme: The common class scheme of the comparison.
+        crosswalk: Crosswalk applied to reach it (``None`` if the schemes were equal).
+        metrics: IoU, mIoU, OA, kappa, precision/recall/F1, confusion matrix.
+        prediction: uint8 (H, W) class indices of ``scheme``, 255 where excluded.
+        reference: uint8 (H, W) class indices of ``scheme``, 255 where excluded.
+        reference_ids: uint8 (H, W) the reference in its own scheme's ids, for display.
+        areas: Per-class areas over the pixels that have both a prediction and a reference.
+        excluded_fraction: Share of AOI pixels without a reference label or a prediction.
+    """
+
+    scheme: ClassScheme
+    crosswalk: Crosswalk | None
+    metrics: SegmentationMetrics
+    prediction: np.ndarray
+    reference: np.ndarray
+    reference_ids: np.ndarray
+    areas: list[AreaRow]
+    excluded_fraction: float
+
+
+def compare(
+    prediction: ClassMap,
+    prediction_scheme: str,
+    reference: GeoRaster,
+    reference_scheme: str,
+    aoi_mask: np.ndarray | None = None,
+) -> CompareResult:
+    """Compare a prediction with reference labels on the same grid.
+
+    Args:
+        prediction: The class map.
+        prediction_scheme: Its scheme name (the model card's).
+        reference: uint8 (1, H, W) reference class ids on the same grid.
+        reference_scheme: The reference's scheme name.
+        aoi_mask: Bool (H, W): pixels outside the AOI are left out.
+
+    Returns:
+        Metrics, agreement arrays and class areas.
+
+    Raises:
+        GridMismatchError: The reference is not on the prediction's grid.
+        SchemeError: No crosswalk between the schemes.
+    """
+    prediction.classes.require_same_grid(reference, "prediction and reference labels")
+    pred = prediction.classes.data[0]
+    ref = reference.data[0]
+    ref_scheme = get_scheme(reference_scheme)
+    ref_ids = ref.astype(np.uint8)
+    if aoi_mask is not None:
+        pred = np.where(aoi_mask, pred, NODATA_CLASS).astype(np.uint8)
+        ignore = ref_scheme.ignore_index if ref_scheme.ignore_index is not None else NODATA_CLASS
+        ref_ids = np.where(aoi_mask, ref_ids, ignore).astype(np.uint8)
+    cmp = Comparison(prediction_scheme, reference_scheme)
+    p_idx, r_idx = cmp.add(pred, ref_ids)
+    both = (p_idx != 255) & (r_idx != 255)
+    p_idx = np.where(both, p_idx, 255).astype(np.uint8)
+    r_idx = np.where(both, r_idx, 255).astype(np.uint8)
+    metrics = cmp.metrics()
+    k = cmp.scheme.num_classes
+    row_area = prediction.classes.pixel_area_m2()
+    pa = class_areas(p_idx, k, row_area)
+    ra = class_areas(r_idx, k, row_area)
+    total = max(pa.sum(), 1e-12)
+    areas = [
+        AreaRow(c.name, c.color, float(pa[i]), float(ra[i]), float(100 * pa[i] / total), float(100 * ra[i] / total))
+        for i, c in enumerate(cmp.scheme.classes)
+    ]
+    n_aoi = int(aoi_mask.sum()) if aoi_mask is not None else pred.size
+    excluded = 1.0 - both.sum() / n_aoi if n_aoi else 0.0
+    return CompareResult(cmp.scheme, cmp.crosswalk, metrics, p_idx, r_idx, ref_ids, areas, float(excluded))

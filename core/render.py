@@ -1,0 +1,155 @@
+"""Pictures of rasters: band composites, class maps, agreement and confidence, as RGBA and PNG.
+
+Composites are linear stretches between per-band percentiles (2 % and 98 % by default) of the
+valid pixels, the usual display stretch for reflectance imagery; nodata is transparent.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from core.classes import ClassScheme, colorize
+from core.raster import GeoRaster
+
+__all__ = ["COMPOSITES", "composite", "class_rgba", "agreement_rgba", "confidence_rgba", "to_png", "panels_png", "warp_for_web"]
+
+COMPOSITES: dict[str, tuple[str, str, str]] = {
+    "True colour (B4, B3, B2)": ("B4", "B3", "B2"),
+    "False colour NIR (B8, B4, B3)": ("B8", "B4", "B3"),
+    "SWIR (B12, B8, B4)": ("B12", "B8", "B4"),
+    "Radar (VV, VH, VV/VH)": ("VV", "VH", "VV"),
+}
+"""Display name -> bands for red, green, blue."""
+
+
+def composite(raster: GeoRaster, bands: Sequence[str], percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
+    """A stretched three-band picture.
+
+    Args:
+        raster: Source raster (any dtype; reflectance x 1e4 or dB).
+        bands: Three band names for red, green, blue (selected by name).
+        percentiles: Lower and upper percentile of each band mapped to 0 and 255.
+
+    Returns:
+        uint8 RGBA (H, W, 4); alpha 0 where any of the bands is nodata.
+
+    Raises:
+        BandError: A band is missing.
+    """
+    sel = raster.select(list(bands))
+    valid = sel.valid_mask()
+    x = sel.data.astype(np.float32)
+    out = np.zeros((raster.height, raster.width, 4), dtype=np.uint8)
+    for i in range(3):
+        v = x[i][valid]
+        lo, hi = (np.percentile(v, percentiles) if v.size else (0.0, 1.0))
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        out[..., i] = np.clip((x[i] - lo) * scale, 0, 255).astype(np.uint8)
+    out[..., 3] = np.where(valid, 255, 0)
+    return out
+
+
+def class_rgba(labels: np.ndarray, scheme: ClassScheme) -> np.ndarray:
+    """Class ids (H, W) painted with the scheme's colours; ignore/nodata transparent (H, W, 4)."""
+    return colorize(labels, scheme)
+
+
+def agreement_rgba(prediction: np.ndarray, reference: np.ndarray, ignore: int = 255) -> np.ndarray:
+    """Agreement map: green where prediction equals reference, red where not, transparent where either is ``ignore``.
+
+    Args:
+        prediction: Class indices (H, W) in the common scheme.
+        reference: Class indices (H, W) in the same scheme.
+        ignore: Index meaning "no value".
+
+    Returns:
+        uint8 RGBA (H, W, 4).
+    """
+    out = np.zeros((*prediction.shape, 4), dtype=np.uint8)
+    valid = (prediction != ignore) & (reference != ignore)
+    agree = valid & (prediction == reference)
+    out[agree] = (26, 152, 80, 255)
+    out[valid & ~agree] = (215, 48, 39, 255)
+    return out
+
+
+def confidence_rgba(confidence: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Confidence in [0, 1] as a dark-purple (low) to yellow (high) ramp (viridis end points).
+
+    Returns:
+        uint8 RGBA (H, W, 4), transparent where not ``valid``.
+    """
+    c = np.clip(confidence, 0, 1)[..., None]
+    lo = np.array([68, 1, 84], np.float32)
+    mid = np.array([33, 145, 140], np.float32)
+    hi = np.array([253, 231, 37], np.float32)
+    rgb = np.where(c < 0.5, lo + (mid - lo) * (c / 0.5), mid + (hi - mid) * ((c - 0.5) / 0.5))
+    alpha = np.full(confidence.shape, 255, np.uint8) if valid is None else np.where(valid, 255, 0).astype(np.uint8)
+    return np.dstack([rgb.astype(np.uint8), alpha])
+
+
+def to_png(rgba: np.ndarray) -> bytes:
+    """PNG bytes of an RGBA (H, W, 4) or RGB (H, W, 3) uint8 array."""
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def panels_png(panels: Sequence[tuple[str, np.ndarray]], gap: int = 8) -> bytes:
+    """Side-by-side picture of equally sized panels with their titles, as PNG bytes.
+
+    Args:
+        panels: (title, RGBA (H, W, 4)) pairs, all the same H and W.
+        gap: Pixels between panels.
+    """
+    h, w = panels[0][1].shape[:2]
+    title_h = 18
+    canvas = Image.new("RGBA", (len(panels) * w + (len(panels) - 1) * gap, h + title_h), (255, 255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (title, img) in enumerate(panels):
+        x = i * (w + gap)
+        draw.text((x + 2, 2), title, fill=(0, 0, 0, 255))
+        tile = Image.fromarray(img if img.shape[2] == 4 else np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]))
+        canvas.alpha_composite(tile, (x, title_h))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def warp_for_web(rgba: np.ndarray, crs, transform, max_size: int = 1024) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Reproject a picture to Web Mercator (EPSG:3857) for a Leaflet image overlay.
+
+    Leaflet stretches an overlay between two lon/lat corners on a Web Mercator map, so the picture
+    must be on a Web Mercator grid to sit exactly on the ground.
+
+    Args:
+        rgba: uint8 (H, W, 4) picture on the raster grid.
+        crs: The raster's CRS.
+        transform: The raster's affine transform.
+        max_size: Longest side of the output in pixels (larger pictures are downsampled).
+
+    Returns:
+        (uint8 (h, w, 4) picture, (south, west, north, east) in degrees).
+    """
+    from rasterio.warp import Resampling, calculate_default_transform, reproject, transform_bounds
+
+    h, w = rgba.shape[:2]
+    left, top = transform * (0, 0)
+    right, bottom = transform * (w, h)
+    dst_t, dw, dh = calculate_default_transform(crs, "EPSG:3857", w, h, left=min(left, right), bottom=min(top, bottom), right=max(left, right), top=max(top, bottom))
+    scale = max(dw, dh) / max_size
+    if scale > 1:
+        dw, dh = int(np.ceil(dw / scale)), int(np.ceil(dh / scale))
+        dst_t = dst_t * dst_t.scale(scale, scale)
+    out = np.zeros((4, dh, dw), np.uint8)
+    for i in range(4):
+        reproject(np.ascontiguousarray(rgba[..., i]), out[i], src_transform=transform, src_crs=crs, dst_transform=dst_t,
+                  dst_crs="EPSG:3857", resampling=Resampling.nearest)
+    x0, y0 = dst_t * (0, 0)
+    x1, y1 = dst_t * (dw, dh)
+    west, south, east, north = transform_bounds("EPSG:3857", "EPSG:4326", min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    return np.moveaxis(out, 0, -1), (south, west, north, east)

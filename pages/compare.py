@@ -1,0 +1,65 @@
+"""Compare: imagery, prediction and reference labels side by side, agreement and confidence."""
+
+import streamlit as st
+from streamlit_folium import st_folium
+
+from app import maps, services, views
+from app.navigation import page
+from app.state import get_state
+from core.classes import get_scheme
+from core.errors import LulcError
+
+state = get_state()
+st.title("Compare")
+a = state.analysis
+if a is None:
+    st.info("Run the model on the Explore page first.")
+    st.page_link(page("explore"), label="Go to Explore", icon="🗺️")
+    st.stop()
+
+refs = services.reference_options(a.scene_id)
+if state.reference not in refs:
+    state.reference = refs[0]
+c1, c2 = st.columns(2)
+state.reference = c1.selectbox("Reference labels", refs, index=refs.index(state.reference), format_func=lambda k: services.LABEL_TITLES.get(k, k))
+options = views.composite_options(a)
+if state.composite not in options:
+    state.composite = options[0]
+state.composite = c2.selectbox("Imagery", options, index=options.index(state.composite))
+
+try:
+    result = services.compare_with(a, state.reference)
+except LulcError as exc:
+    st.error(str(exc))
+    st.stop()
+model_scheme = services.get_bundle(a.bundle_path).card.scheme_name
+ref_scheme = services.reference_scheme(a.scene_id, state.reference)
+st.caption(f"{a.scene_id} · AOI {a.aoi_km2:.2f} km² · model {services.bundle_label(a.bundle_path)}")
+if result.crosswalk is not None:
+    with st.expander(f"Crosswalk applied: {result.crosswalk.source} → {result.crosswalk.target}", expanded=False):
+        st.table([{"from": s, "to": t} for s, t in result.crosswalk.table()])
+        if result.crosswalk.note:
+            st.caption(result.crosswalk.note)
+
+pictures = views.panels(a, result, state.composite, model_scheme, ref_scheme)
+cols = st.columns(3)
+for i, (title, rgba) in enumerate(pictures.items()):
+    with cols[i % 3]:
+        st.image(rgba, caption=title, width="stretch")
+        if title == "Prediction":
+            st.html(views.legend_html(get_scheme(model_scheme)))
+        elif title == "Reference":
+            st.html(views.legend_html(get_scheme(ref_scheme)))
+st.caption(f"{result.excluded_fraction:.1%} of the AOI has no reference label or no prediction and is left out of the metrics.")
+
+if a.image.crs is not None:
+    st.subheader("On the map")
+    m1, m2 = st.columns(2)
+    choices = ["Prediction", "Reference", "Agreement (green) / disagreement (red)"]
+    state.overlay = m1.radio("Overlay", choices, index=choices.index(state.overlay) if state.overlay in choices else 0, horizontal=True)
+    state.opacity = m2.slider("Opacity", 0.0, 1.0, state.opacity, 0.05)
+    rgba, crs, transform = services.scene_preview(a.scene_id, services.data_root())
+    fmap = maps.build_map(services.sample_scenes(), selected=a.scene_id, draw=False, aoi_geojson=a.aoi_geojson,
+                          overlays=[("Sentinel-2 true colour", rgba, crs, transform, 1.0),
+                                    (state.overlay, pictures[state.overlay], a.image.crs, a.image.transform, state.opacity)])
+    st_folium(fmap, key="compare_map", height=480, use_container_width=True, returned_objects=[])

@@ -1,0 +1,87 @@
+"""Explore: pick a scene, give an AOI (draw, GeoJSON, bounding box or whole scene), run the model."""
+
+import streamlit as st
+from streamlit_folium import st_folium
+
+from app import maps, services
+from app.navigation import page
+from app.state import get_state
+from core.config import data_dir
+from core.errors import LulcError
+from models.bundle import BundleError
+
+state = get_state()
+st.title("🛰️ LULC Explorer")
+st.caption("Land-cover segmentation of Sentinel-2 imagery with a U-Net, compared with reference labels.")
+
+scenes = services.sample_scenes()
+ids = [s.id for s in scenes]
+if state.scene_id not in ids:
+    state.scene_id = ids[0]
+by_id = {s.id: s for s in scenes}
+
+left, right = st.columns([3, 2], gap="large")
+with right:
+    source = st.radio("Source", ["Sample pack", "Earth Engine"], horizontal=True, help="Earth Engine needs credentials (see README)")
+    if source == "Earth Engine":
+        st.info("Earth Engine is not configured on this machine: set EARTHENGINE_PROJECT and credentials (README, 'Earth Engine'). "
+                "The sample pack keeps working meanwhile.")
+    state.scene_id = st.selectbox(
+        "Scene", ids, index=ids.index(state.scene_id),
+        format_func=lambda i: f"{i}" + ("" if by_id[i].georeferenced else " (no georeference)"),
+    )
+    scene = by_id[state.scene_id]
+    st.caption(f"{scene.title} · {scene.height} × {scene.width} px · bands {', '.join(scene.bands)} · labels {', '.join(scene.labels)}")
+    bundles = services.bundle_paths()
+    if not bundles:
+        st.error("No model bundle found in models/ or runs/. Train one on the Train page.")
+        st.stop()
+    if state.bundle_path not in bundles:
+        state.bundle_path = bundles[0]
+    state.bundle_path = st.selectbox("Model", bundles, index=bundles.index(state.bundle_path), format_func=services.bundle_label)
+    modes = ["Draw on map", "GeoJSON", "Bounding box", "Whole scene"] if scene.georeferenced else ["Whole scene"]
+    if state.aoi_mode not in modes:
+        state.aoi_mode = modes[-1]
+    state.aoi_mode = st.radio("Area of interest", modes, index=modes.index(state.aoi_mode), horizontal=True)
+    if state.aoi_mode == "GeoJSON":
+        text = st.text_area("Paste GeoJSON (lon/lat)", height=120, placeholder='{"type": "Polygon", "coordinates": [...]}')
+        upload = st.file_uploader("…or upload a .geojson file", type=["geojson", "json"])
+        if upload is not None:
+            text = upload.getvalue().decode("utf-8", errors="replace")
+        state.aoi_geojson = text or None
+    elif state.aoi_mode == "Bounding box":
+        state.bbox_text = st.text_input("West, south, east, north (degrees)", value=state.bbox_text,
+                                        placeholder="12.55, 52.47, 12.62, 52.51")
+    elif state.aoi_mode == "Draw on map":
+        st.caption("Draw a rectangle or polygon on the map (toolbar at its left).")
+    st.caption(f"AOI limit: {services.MAX_AOI_KM2:.0f} km².")
+    if st.button("Run model", type="primary", width="stretch"):
+        bar = st.progress(0.0, text="Running the model…")
+        try:
+            a = services.run_analysis(state, lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}"))
+        except (LulcError, BundleError, ValueError) as exc:
+            bar.empty()
+            st.error(str(exc))
+        else:
+            bar.progress(1.0, text=f"Done: {a.aoi_km2:.2f} km² in {a.seconds:.1f} s")
+            st.success(f"Predicted {a.aoi_km2:.2f} km² of {a.scene_id}. See Compare and Metrics.")
+    if state.analysis is not None:
+        st.page_link(page("compare"), label="Compare prediction and labels", icon="🔍")
+        st.page_link(page("metrics"), label="Metrics", icon="📊")
+
+with left:
+    basemap = st.selectbox("Basemap", ["None (offline)", *maps.BASEMAPS], help="Basemap tiles need internet")
+    overlays = []
+    if scene.georeferenced:
+        rgba, crs, transform = services.scene_preview(scene.id, str(data_dir()))
+        overlays.append(("Sentinel-2 true colour", rgba, crs, transform, 1.0))
+    a = state.analysis
+    if a is not None and a.scene_id == scene.id and a.image.crs is not None:
+        overlays.append(("Prediction", services.prediction_rgba(a), a.image.crs, a.image.transform, 0.8))
+    fmap = maps.build_map(scenes, selected=scene.id, overlays=overlays, aoi_geojson=a.aoi_geojson if a else None,
+                          basemap=None if basemap.startswith("None") else basemap, draw=scene.georeferenced)
+    out = st_folium(fmap, key="explore_map", height=560, use_container_width=True, returned_objects=["last_active_drawing"])
+    drawing = (out or {}).get("last_active_drawing")
+    if state.aoi_mode == "Draw on map" and drawing and drawing.get("geometry"):
+        state.aoi_geojson = drawing["geometry"]
+        st.caption("AOI drawn; press Run model.")

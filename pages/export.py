@@ -1,0 +1,36 @@
+"""Export: the prediction as a Cloud-Optimized GeoTIFF, the metrics as CSV/JSON, a PNG of the views."""
+
+import json
+
+import streamlit as st
+
+from app import charts, services, views
+from app.navigation import page
+from app.state import get_state
+from core.classes import get_scheme
+from core.raster import cog_bytes
+
+state = get_state()
+st.title("Export")
+a = state.analysis
+if a is None:
+    st.info("Run the model on the Explore page first.")
+    st.page_link(page("explore"), label="Go to Explore", icon="🗺️")
+    st.stop()
+refs = services.reference_options(a.scene_id)
+ref = state.reference if state.reference in refs else refs[0]
+result = services.compare_with(a, ref)
+scheme_name = services.get_bundle(a.bundle_path).card.scheme_name
+stem = f"{a.scene_id}_lulc"
+st.download_button("Prediction (Cloud-Optimized GeoTIFF, class ids + colour table)",
+                   cog_bytes(a.prediction.classes, colormap=get_scheme(scheme_name).colormap()),
+                   file_name=f"{stem}.tif", mime="image/tiff")
+st.download_button("Confidence (Cloud-Optimized GeoTIFF, float32)", cog_bytes(a.prediction.confidence),
+                   file_name=f"{stem}_confidence.tif", mime="image/tiff")
+st.download_button(f"Metrics vs {ref} (CSV)", charts.metrics_table(result).to_csv(index=False), file_name=f"{stem}_metrics_{ref}.csv", mime="text/csv")
+st.download_button(f"Metrics vs {ref} (JSON)", json.dumps({"scene": a.scene_id, "reference": ref, "aoi_km2": a.aoi_km2, **result.metrics.to_dict()}, indent=2),
+                   file_name=f"{stem}_metrics_{ref}.json", mime="application/json")
+pictures = views.panels(a, result, views.composite_options(a)[0], scheme_name, services.reference_scheme(a.scene_id, ref))
+st.download_button("Side-by-side view (PNG)", views.side_by_side_png(pictures), file_name=f"{stem}_views.png", mime="image/png")
+if a.image.crs is None:
+    st.caption("This scene has no georeference: the GeoTIFFs carry a local 10 m grid and no CRS.")
