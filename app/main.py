@@ -17,7 +17,7 @@ import streamlit as st  # noqa: E402
 from app.navigation import all_pages  # noqa: E402
 from core.config import data_dir  # noqa: E402
 
-st.set_page_config(page_title="LULC Explorer", page_icon="🛰️", layout="wide")
+st.set_page_config(page_title="LULC Explorer", page_icon=":material/satellite_alt:", layout="wide")
 
 navigation = st.navigation(all_pages())
 with st.sidebar:

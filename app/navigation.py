@@ -8,12 +8,12 @@ import streamlit as st
 
 PAGES_DIR = Path(__file__).resolve().parents[1] / "pages"
 _SPEC = {
-    "explore": ("Explore", "🗺️"),
-    "compare": ("Compare", "🔍"),
-    "metrics": ("Metrics", "📊"),
-    "export": ("Export", "💾"),
-    "train": ("Train", "🏋️"),
-    "models": ("Models", "📦"),
+    "explore": ("Explore", ":material/map:"),
+    "compare": ("Compare", ":material/compare:"),
+    "metrics": ("Metrics", ":material/bar_chart:"),
+    "export": ("Export", ":material/download:"),
+    "train": ("Train", ":material/model_training:"),
+    "models": ("Models", ":material/inventory_2:"),
 }
 
 

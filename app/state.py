@@ -55,7 +55,8 @@ class AppState:
     """Everything the pages share."""
 
     scene_id: str | None = None
-    aoi_mode: str = "Whole scene"
+    aoi_mode: str = "Draw on map"
+    draw_pending: bool = False
     aoi_geojson: dict | None = None
     bbox_text: str = ""
     bundle_path: str = str(DEFAULT_BUNDLE_DIR)

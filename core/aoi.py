@@ -155,8 +155,8 @@ def locate_aoi(
         raise AOIError("this scene has no georeference, so a map AOI cannot be placed on it; use the whole scene")
     geom_lonlat = _polygonal(geom_lonlat)
     native = sg.shape(transform_geom("EPSG:4326", crs, sg.mapping(geom_lonlat)))
-    left, top = transform * (0, 0)
-    right, bottom = transform * (width, height)
+    left, top = transform @ (0, 0)
+    right, bottom = transform @ (width, height)
     footprint = sg.box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
     inside = native.intersection(footprint)
     if inside.is_empty or inside.area == 0:

@@ -138,18 +138,18 @@ def warp_for_web(rgba: np.ndarray, crs, transform, max_size: int = 1024) -> tupl
     from rasterio.warp import Resampling, calculate_default_transform, reproject, transform_bounds
 
     h, w = rgba.shape[:2]
-    left, top = transform * (0, 0)
-    right, bottom = transform * (w, h)
+    left, top = transform @ (0, 0)
+    right, bottom = transform @ (w, h)
     dst_t, dw, dh = calculate_default_transform(crs, "EPSG:3857", w, h, left=min(left, right), bottom=min(top, bottom), right=max(left, right), top=max(top, bottom))
     scale = max(dw, dh) / max_size
     if scale > 1:
         dw, dh = int(np.ceil(dw / scale)), int(np.ceil(dh / scale))
-        dst_t = dst_t * dst_t.scale(scale, scale)
+        dst_t = dst_t @ dst_t.scale(scale, scale)
     out = np.zeros((4, dh, dw), np.uint8)
     for i in range(4):
         reproject(np.ascontiguousarray(rgba[..., i]), out[i], src_transform=transform, src_crs=crs, dst_transform=dst_t,
                   dst_crs="EPSG:3857", resampling=Resampling.nearest)
-    x0, y0 = dst_t * (0, 0)
-    x1, y1 = dst_t * (dw, dh)
+    x0, y0 = dst_t @ (0, 0)
+    x1, y1 = dst_t @ (dw, dh)
     west, south, east, north = transform_bounds("EPSG:3857", "EPSG:4326", min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
     return np.moveaxis(out, 0, -1), (south, west, north, east)

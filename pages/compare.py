@@ -3,35 +3,20 @@
 import streamlit as st
 from streamlit_folium import st_folium
 
-from app import maps, services, views
-from app.navigation import page
+from app import maps, services, views, widgets
 from app.state import get_state
 from core.classes import get_scheme
-from core.errors import LulcError
 
 state = get_state()
 st.title("Compare")
-a = state.analysis
-if a is None:
-    st.info("Run the model on the Explore page first.")
-    st.page_link(page("explore"), label="Go to Explore", icon="🗺️")
-    st.stop()
-
-refs = services.reference_options(a.scene_id)
-if state.reference not in refs:
-    state.reference = refs[0]
+a = widgets.require_analysis(state)
 c1, c2 = st.columns(2)
-state.reference = c1.selectbox("Reference labels", refs, index=refs.index(state.reference), format_func=lambda k: services.LABEL_TITLES.get(k, k))
+widgets.reference_picker(state, a, c1)
 options = views.composite_options(a)
 if state.composite not in options:
     state.composite = options[0]
-state.composite = c2.selectbox("Imagery", options, index=options.index(state.composite))
-
-try:
-    result = services.compare_with(a, state.reference)
-except LulcError as exc:
-    st.error(str(exc))
-    st.stop()
+state.composite = c2.selectbox("Imagery", options, index=options.index(state.composite), key="composite")
+result = widgets.comparison(a, state.reference)
 model_scheme = services.get_bundle(a.bundle_path).card.scheme_name
 ref_scheme = services.reference_scheme(a.scene_id, state.reference)
 st.caption(f"{a.scene_id} · AOI {a.aoi_km2:.2f} km² · model {services.bundle_label(a.bundle_path)}")

@@ -11,7 +11,7 @@ from core.errors import LulcError
 from models.bundle import BundleError
 
 state = get_state()
-st.title("🛰️ LULC Explorer")
+st.title("LULC Explorer")
 st.caption("Land-cover segmentation of Sentinel-2 imagery with a U-Net, compared with reference labels.")
 
 scenes = services.sample_scenes()
@@ -22,12 +22,12 @@ by_id = {s.id: s for s in scenes}
 
 left, right = st.columns([3, 2], gap="large")
 with right:
-    source = st.radio("Source", ["Sample pack", "Earth Engine"], horizontal=True, help="Earth Engine needs credentials (see README)")
+    source = st.radio("Source", ["Sample pack", "Earth Engine"], horizontal=True, key="source", help="Earth Engine needs credentials (see README)")
     if source == "Earth Engine":
         st.info("Earth Engine is not configured on this machine: set EARTHENGINE_PROJECT and credentials (README, 'Earth Engine'). "
                 "The sample pack keeps working meanwhile.")
     state.scene_id = st.selectbox(
-        "Scene", ids, index=ids.index(state.scene_id),
+        "Scene", ids, index=ids.index(state.scene_id), key="scene",
         format_func=lambda i: f"{i}" + ("" if by_id[i].georeferenced else " (no georeference)"),
     )
     scene = by_id[state.scene_id]
@@ -38,24 +38,27 @@ with right:
         st.stop()
     if state.bundle_path not in bundles:
         state.bundle_path = bundles[0]
-    state.bundle_path = st.selectbox("Model", bundles, index=bundles.index(state.bundle_path), format_func=services.bundle_label)
+    state.bundle_path = st.selectbox("Model", bundles, index=bundles.index(state.bundle_path), format_func=services.bundle_label, key="bundle")
     modes = ["Draw on map", "GeoJSON", "Bounding box", "Whole scene"] if scene.georeferenced else ["Whole scene"]
     if state.aoi_mode not in modes:
         state.aoi_mode = modes[-1]
-    state.aoi_mode = st.radio("Area of interest", modes, index=modes.index(state.aoi_mode), horizontal=True)
+    if state.draw_pending and "Draw on map" in modes:  # a rectangle was drawn while another mode was chosen
+        st.session_state["aoi_mode"] = state.aoi_mode = "Draw on map"
+        state.draw_pending = False
+    state.aoi_mode = st.radio("Area of interest", modes, index=modes.index(state.aoi_mode), horizontal=True, key="aoi_mode")
     if state.aoi_mode == "GeoJSON":
-        text = st.text_area("Paste GeoJSON (lon/lat)", height=120, placeholder='{"type": "Polygon", "coordinates": [...]}')
-        upload = st.file_uploader("…or upload a .geojson file", type=["geojson", "json"])
+        text = st.text_area("Paste GeoJSON (lon/lat)", height=120, key="geojson", placeholder='{"type": "Polygon", "coordinates": [...]}')
+        upload = st.file_uploader("…or upload a .geojson file", type=["geojson", "json"], key="geojson_file")
         if upload is not None:
             text = upload.getvalue().decode("utf-8", errors="replace")
         state.aoi_geojson = text or None
     elif state.aoi_mode == "Bounding box":
-        state.bbox_text = st.text_input("West, south, east, north (degrees)", value=state.bbox_text,
+        state.bbox_text = st.text_input("West, south, east, north (degrees)", value=state.bbox_text, key="bbox",
                                         placeholder="12.55, 52.47, 12.62, 52.51")
     elif state.aoi_mode == "Draw on map":
         st.caption("Draw a rectangle or polygon on the map (toolbar at its left).")
     st.caption(f"AOI limit: {services.MAX_AOI_KM2:.0f} km².")
-    if st.button("Run model", type="primary", width="stretch"):
+    if st.button("Run model", type="primary", width="stretch", key="run"):
         bar = st.progress(0.0, text="Running the model…")
         try:
             a = services.run_analysis(state, lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}"))
@@ -66,11 +69,11 @@ with right:
             bar.progress(1.0, text=f"Done: {a.aoi_km2:.2f} km² in {a.seconds:.1f} s")
             st.success(f"Predicted {a.aoi_km2:.2f} km² of {a.scene_id}. See Compare and Metrics.")
     if state.analysis is not None:
-        st.page_link(page("compare"), label="Compare prediction and labels", icon="🔍")
-        st.page_link(page("metrics"), label="Metrics", icon="📊")
+        st.page_link(page("compare"), label="Compare prediction and labels", icon=":material/compare:")
+        st.page_link(page("metrics"), label="Metrics", icon=":material/bar_chart:")
 
 with left:
-    basemap = st.selectbox("Basemap", ["None (offline)", *maps.BASEMAPS], help="Basemap tiles need internet")
+    basemap = st.selectbox("Basemap", ["None (offline)", *maps.BASEMAPS], help="Basemap tiles need internet", key="basemap")
     overlays = []
     if scene.georeferenced:
         rgba, crs, transform = services.scene_preview(scene.id, str(data_dir()))
@@ -82,6 +85,10 @@ with left:
                           basemap=None if basemap.startswith("None") else basemap, draw=scene.georeferenced)
     out = st_folium(fmap, key="explore_map", height=560, use_container_width=True, returned_objects=["last_active_drawing"])
     drawing = (out or {}).get("last_active_drawing")
-    if state.aoi_mode == "Draw on map" and drawing and drawing.get("geometry"):
-        state.aoi_geojson = drawing["geometry"]
+    if drawing and drawing.get("geometry"):
+        if state.aoi_mode != "Draw on map" or state.aoi_geojson != drawing["geometry"]:
+            state.aoi_geojson = drawing["geometry"]
+            if state.aoi_mode != "Draw on map":
+                state.draw_pending = True
+                st.rerun()
         st.caption("AOI drawn; press Run model.")

@@ -4,22 +4,16 @@ import json
 
 import streamlit as st
 
-from app import charts, services, views
-from app.navigation import page
+from app import charts, services, views, widgets
 from app.state import get_state
 from core.classes import get_scheme
 from core.raster import cog_bytes
 
 state = get_state()
 st.title("Export")
-a = state.analysis
-if a is None:
-    st.info("Run the model on the Explore page first.")
-    st.page_link(page("explore"), label="Go to Explore", icon="🗺️")
-    st.stop()
-refs = services.reference_options(a.scene_id)
-ref = state.reference if state.reference in refs else refs[0]
-result = services.compare_with(a, ref)
+a = widgets.require_analysis(state)
+ref = widgets.reference_picker(state, a)
+result = widgets.comparison(a, ref)
 scheme_name = services.get_bundle(a.bundle_path).card.scheme_name
 stem = f"{a.scene_id}_lulc"
 st.download_button("Prediction (Cloud-Optimized GeoTIFF, class ids + colour table)",

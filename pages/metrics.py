@@ -2,27 +2,13 @@
 
 import streamlit as st
 
-from app import charts, services
-from app.navigation import page
+from app import charts, widgets
 from app.state import get_state
-from core.errors import LulcError
 
 state = get_state()
 st.title("Metrics")
-a = state.analysis
-if a is None:
-    st.info("Run the model on the Explore page first.")
-    st.page_link(page("explore"), label="Go to Explore", icon="🗺️")
-    st.stop()
-refs = services.reference_options(a.scene_id)
-if state.reference not in refs:
-    state.reference = refs[0]
-state.reference = st.selectbox("Reference labels", refs, index=refs.index(state.reference), format_func=lambda k: services.LABEL_TITLES.get(k, k))
-try:
-    result = services.compare_with(a, state.reference)
-except LulcError as exc:
-    st.error(str(exc))
-    st.stop()
+a = widgets.require_analysis(state)
+result = widgets.comparison(a, widgets.reference_picker(state, a))
 m = result.metrics
 c = st.columns(5)
 c[0].metric("mIoU", f"{m.miou:.3f}")

@@ -270,5 +270,5 @@ def load_preview(scene: SampleScene | str, bands: tuple[str, ...] = ("B4", "B3",
     with _open(sc.path / "image_s2.tif") as ds:
         idx = [sc.s2_bands.index(b) + 1 for b in bands]
         data = ds.read(idx, out_shape=(len(idx), h, w), resampling=Resampling.average)
-        transform = ds.transform * ds.transform.scale(sc.width / w, sc.height / h)
+        transform = ds.transform @ ds.transform.scale(sc.width / w, sc.height / h)
     return _localise(sc, replace(full, data=data, transform=transform), None)

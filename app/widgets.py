@@ -1,0 +1,39 @@
+"""Pieces of page UI used by several pages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import services
+from app.navigation import page
+from app.state import Analysis, AppState
+from core.analysis import CompareResult
+from core.errors import LulcError
+
+
+def require_analysis(state: AppState) -> Analysis:
+    """The current analysis, or a pointer to Explore and a stop of the page when there is none."""
+    if state.analysis is None:
+        st.info("Run the model on the Explore page first.")
+        st.page_link(page("explore"), label="Go to Explore", icon=":material/map:")
+        st.stop()
+    return state.analysis
+
+
+def reference_picker(state: AppState, analysis: Analysis, where=st) -> str:
+    """Select box of the scene's reference label products; stores the choice in ``state``."""
+    refs = services.reference_options(analysis.scene_id)
+    if state.reference not in refs:
+        state.reference = refs[0]
+    state.reference = where.selectbox("Reference labels", refs, index=refs.index(state.reference),
+                                      format_func=lambda k: services.LABEL_TITLES.get(k, k), key="reference")
+    return state.reference
+
+
+def comparison(analysis: Analysis, product: str) -> CompareResult:
+    """The comparison with ``product``, or an error message and a stop of the page."""
+    try:
+        return services.compare_with(analysis, product)
+    except LulcError as exc:
+        st.error(str(exc))
+        st.stop()

@@ -1,0 +1,132 @@
+"""Each page driven with Streamlit's AppTest: pick a scene, run, switch references, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app import services
+from app.state import KEY
+from tests.app.conftest import goto, run_scene
+
+BRANDENBURG_5KM = "12.56, 52.465, 12.633, 52.51"  # about 5 x 5 km inside the Brandenburg scene
+
+
+def test_landing_page_shows_scenes_map_and_default_model(app):
+    assert "LULC Explorer" in app.title[0].value
+    assert app.selectbox(key="scene").options == [
+        "brandenburg-2017-02-16", "dfc2020-roi0000-test-p0 (no georeference)", "dfc2020-roi0000-validation-p0 (no georeference)",
+        "sen1floods11-spain-7370579"]
+    assert app.selectbox(key="scene").value == "brandenburg-2017-02-16"
+    assert any("models/default" in o for o in app.selectbox(key="bundle").options)
+    assert app.radio(key="aoi_mode").options == ["Draw on map", "GeoJSON", "Bounding box", "Whole scene"]
+    # the folium map is a custom component; its HTML carries the locally served Leaflet and the draw tool
+    maps = app.get("component_instance")
+    assert len(maps) == 1
+    html = str(maps[0].proto)
+    assert "/app/static/vendor/leaflet/leaflet.js" in html and "leaflet.draw.js" in html and "cdn.jsdelivr" not in html
+
+
+def test_bbox_aoi_runs_prediction_and_metrics_show_charts(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=BRANDENBURG_5KM)
+    assert not app.error, [e.value for e in app.error]
+    assert "km²" in app.success[0].value
+    state = app.session_state[KEY]
+    assert state.analysis is not None and 15 < state.analysis.aoi_km2 < 30
+    goto(app, "metrics")
+    labels = [m.label for m in app.metric]
+    assert labels[:3] == ["mIoU", "Overall accuracy", "Cohen's kappa"]
+    assert 0 <= float(app.metric[0].value) <= 1
+    charts = app.get("plotly_chart")
+    assert len(charts) == 3
+    iou = json.loads(charts[0].proto.spec)
+    assert iou["data"][0]["type"] == "bar" and "water" in iou["data"][0]["x"]
+    assert iou["data"][0]["marker"]["color"][0] == "#419bdf"
+    assert len(app.dataframe) == 2
+
+
+def test_switching_reference_labels_applies_the_crosswalk(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=BRANDENBURG_5KM)
+    goto(app, "compare")
+    assert app.selectbox(key="reference").options == ["Dynamic World", "OpenStreetMap land use"]
+    assert len(app.image) >= 1 and not app.expander  # DW vs DW: no crosswalk
+    app.selectbox(key="reference").set_value("osm").run()
+    assert not app.exception
+    assert any("osm → dynamic_world" in e.label for e in app.expander)
+    caption = " ".join(c.value for c in app.caption)
+    assert "no reference label" in caption
+    goto(app, "metrics")
+    app.selectbox(key="reference").set_value("osm").run()
+    excluded = [m for m in app.metric if m.label.startswith("Excluded")][0].value
+    assert float(excluded.rstrip("%")) > 20  # OSM leaves most pixels unlabelled
+
+
+def test_scene_without_georeference_and_water_reference(app):
+    run_scene(app, "dfc2020-roi0000-validation-p0")
+    assert app.radio(key="aoi_mode").options == ["Whole scene"]
+    goto(app, "compare")
+    app.selectbox(key="reference").set_value("dfc").run()
+    assert any("dfc2020 → dynamic_world" in e.label for e in app.expander)
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "message"),
+    [
+        ("Bounding box", "0.1, 0.1, 0.2, 0.2", "outside the data"),
+        ("Bounding box", "12.6, 52.5, 12.5", "four numbers"),
+        ("GeoJSON", '{"type": "Polygon", "coordinates": [[[12.55, 52.47], [12.6, 52.5], [12.6, 52.47], [12.55, 52.5], [12.55, 52.47]]]}', "invalid"),
+        ("GeoJSON", "{not json", "not valid JSON"),
+    ],
+)
+def test_invalid_aoi_gets_a_clear_message(app, mode, value, message):
+    key = "bbox" if mode == "Bounding box" else "geojson"
+    run_scene(app, "brandenburg-2017-02-16", mode, **{key: value})
+    assert app.error and message in app.error[0].value
+    assert app.session_state[KEY].analysis is None
+
+
+def test_aoi_above_the_size_limit(app, monkeypatch):
+    monkeypatch.setattr(services, "MAX_AOI_KM2", 10.0)
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=BRANDENBURG_5KM)
+    assert app.error and "limit is 10 km^2" in app.error[0].value
+
+
+def test_bundle_whose_bands_do_not_match_the_scene(app, tmp_path, monkeypatch):
+    from core.classes import DYNAMIC_WORLD
+    from models.bundle import ModelCard, save_bundle
+    from models.registry import create_model
+
+    card = ModelCard(name="radar", arch="unet", encoder="resnet18", bands=["VV", "VH"], mean=[-12.0, -19.0], std=[3.0, 3.0],
+                     classes=DYNAMIC_WORLD.to_dict())
+    radar = str(save_bundle(create_model("unet", "resnet18", in_channels=2, num_classes=9), card, tmp_path / "radar"))
+    monkeypatch.setattr(services, "bundle_paths", lambda: [radar])
+    app.run()
+    run_scene(app, "brandenburg-2017-02-16")
+    assert app.error and "VV" in app.error[0].value and "lacks" in app.error[0].value
+
+
+def test_pages_before_any_run_point_back_to_explore(app):
+    for name in ("compare", "metrics", "export"):
+        goto(app, name)
+        assert "Explore" in app.info[0].value
+
+
+def test_export_offers_cog_metrics_and_png(app):
+    run_scene(app, "sen1floods11-spain-7370579")
+    goto(app, "export")
+    labels = [b.label for b in app.get("download_button")]
+    assert any("Cloud-Optimized GeoTIFF" in label for label in labels)
+    assert any("CSV" in label for label in labels) and any("JSON" in label for label in labels) and any("PNG" in label for label in labels)
+
+
+def test_models_page_lists_the_default_bundle_with_its_card(app):
+    goto(app, "models")
+    assert any("default" in e.label for e in app.expander)
+    assert len(app.dataframe) >= 1
+
+
+def test_train_page_offers_configs(app):
+    goto(app, "train")
+    assert "trainer/configs/default.yaml" in app.selectbox[0].options
+    assert app.button[0].label == "Start training"
