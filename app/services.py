@@ -5,6 +5,7 @@ Pages call these functions and render what they return; the numerical work happe
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,6 @@ from core.aoi import DEFAULT_MAX_AOI_KM2, bbox_geometry, locate_aoi, parse_geojs
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError
 from core.sources.samples import (
-    LABEL_PRODUCTS,
     SampleScene,
     get_scene,
     list_scenes,
@@ -31,7 +31,8 @@ from core.sources.samples import (
 from models.bundle import Bundle, load_bundle, read_card
 from models.registry import find_bundles
 
-LABEL_TITLES = {"dw": "Dynamic World", "osm": "OpenStreetMap land use", "dfc": "DFC2020 reference", "water": "Sen1Floods11 hand-labelled water"}
+LABEL_TITLES = {"dw": "Dynamic World", "osm": "OpenStreetMap land use", "dfc": "DFC2020 reference",
+                "water": "Sen1Floods11 hand-labelled water", "worldcover": "ESA WorldCover"}
 MAX_AOI_KM2 = DEFAULT_MAX_AOI_KM2
 
 
@@ -83,6 +84,13 @@ def resolve_aoi(state: AppState, scene: SampleScene) -> tuple[Window, np.ndarray
             raise AOIError(f"the scene covers {scene_km2:.0f} km^2, above the {MAX_AOI_KM2:.0f} km^2 limit; draw a smaller AOI")
         geo = sg.mapping(sg.box(*scene.bounds_lonlat)) if scene.bounds_lonlat else None
         return Window(0, 0, scene.width, scene.height), np.ones((scene.height, scene.width), bool), scene_km2, geo
+    geom = _aoi_geometry(state)
+    aoi = locate_aoi(geom, crs, transform, scene.height, scene.width, max_area_km2=MAX_AOI_KM2)
+    return aoi.window, aoi.mask, aoi.area_km2, sg.mapping(aoi.geometry)
+
+
+def _aoi_geometry(state: AppState):
+    """The AOI polygon (lon/lat) from the bounding box, GeoJSON or drawing the user gave."""
     if state.aoi_mode == "Bounding box":
         try:
             parts = [float(v) for v in state.bbox_text.replace(";", ",").split(",")]
@@ -90,13 +98,10 @@ def resolve_aoi(state: AppState, scene: SampleScene) -> tuple[Window, np.ndarray
             parts = []
         if len(parts) != 4:
             raise AOIError("type the bounding box as four numbers: west, south, east, north (degrees)")
-        geom = bbox_geometry(*parts)
-    else:
-        if not state.aoi_geojson:
-            raise AOIError("no AOI yet: draw a rectangle or polygon on the map, or paste or upload GeoJSON")
-        geom = parse_geojson(state.aoi_geojson)
-    aoi = locate_aoi(geom, crs, transform, scene.height, scene.width, max_area_km2=MAX_AOI_KM2)
-    return aoi.window, aoi.mask, aoi.area_km2, sg.mapping(aoi.geometry)
+        return bbox_geometry(*parts)
+    if not state.aoi_geojson:
+        raise AOIError("no AOI yet: draw a rectangle or polygon on the map, or paste or upload GeoJSON")
+    return parse_geojson(state.aoi_geojson)
 
 
 def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = None) -> Analysis:
@@ -115,27 +120,30 @@ def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = 
     image = load_image(scene, list(scene.bands), window)
     pred = predict_aoi(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
                        aoi_mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
-    analysis = Analysis(scene.id, state.bundle_path, window, image, pred, mask, area, geo, time.perf_counter() - t0)
+    refs = {}
+    for product in scene.labels:
+        lab, scheme = load_labels(scene, product, window)
+        refs[product] = (lab, scheme.name)
+    analysis = Analysis(scene.id, state.bundle_path, window, image, pred, mask, area, geo, time.perf_counter() - t0, refs)
     state.analysis = analysis
-    if state.reference not in scene.labels:
-        state.reference = "dw" if "dw" in scene.labels else scene.labels[0]
     return analysis
 
 
-def reference_options(scene_id: str) -> list[str]:
-    """Label products available for a scene."""
-    return [k for k in get_scene(scene_id, data_dir()).labels if k in LABEL_PRODUCTS]
+def reference_options(analysis: Analysis) -> list[str]:
+    """Reference label products available for an analysis."""
+    return list(analysis.references)
+
+
+def reference_scheme(analysis: Analysis, product: str) -> str:
+    """Scheme name of one of the analysis' reference products."""
+    return analysis.references[product][1]
 
 
 def compare_with(analysis: Analysis, product: str) -> CompareResult:
-    """Compare the analysis' prediction with a reference label product on its grid.
-
-    Raises:
-        SceneNotFoundError: The scene has no such product.
-    """
-    ref, scheme = load_labels(get_scene(analysis.scene_id, data_dir()), product, analysis.window)
+    """Compare the analysis' prediction with one of its reference label products."""
+    ref, scheme = analysis.references[product]
     bundle = get_bundle(analysis.bundle_path)
-    return compare(analysis.prediction, bundle.card.scheme_name, ref, scheme.name, analysis.aoi_mask)
+    return compare(analysis.prediction, bundle.card.scheme_name, ref, scheme, analysis.aoi_mask)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -156,11 +164,82 @@ def prediction_rgba(analysis: Analysis) -> np.ndarray:
     return class_rgba(analysis.prediction.classes.data[0], get_scheme(get_bundle(analysis.bundle_path).card.scheme_name))
 
 
-def reference_scheme(scene_id: str, product: str) -> str:
-    """Scheme name of a scene's label product."""
-    return get_scene(scene_id, data_dir()).label_scheme(product).name
+CACHE_DIR = Path(os.environ.get("LULC_CACHE_DIR", Path.home() / ".cache" / "lulc-explorer")) / "earth-engine"
 
 
-def data_root() -> str:
-    """The data directory as a string (a cache key)."""
-    return str(data_dir())
+def earth_engine_problems() -> list[str]:
+    """What is missing before Earth Engine can be used (empty when configured)."""
+    from core.sources.earth_engine import EarthEngineConfig
+
+    try:
+        secrets = dict(st.secrets)
+    except Exception:  # no secrets.toml: fine, the environment is read instead
+        secrets = {}
+    return EarthEngineConfig.from_env(secrets).problems()
+
+
+@st.cache_resource(show_spinner=False)
+def earth_engine_adapter():
+    """The live Earth Engine adapter (initialised on its first request)."""
+    from core.sources.earth_engine import EarthEngineConfig, LiveEarthEngine
+
+    try:
+        secrets = dict(st.secrets)
+    except Exception:
+        secrets = {}
+    return LiveEarthEngine(EarthEngineConfig.from_env(secrets))
+
+
+def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | None = None) -> Analysis:
+    """Fetch imagery and reference labels for the AOI from Earth Engine, predict, store in ``state``.
+
+    Sentinel-2 bands (and Sentinel-1 VV/VH when the model uses them) come as a median composite of
+    clear pixels between ``state.ee_start`` and ``state.ee_end`` on a 10 m grid in the AOI's UTM
+    zone; Dynamic World (mode) and ESA WorldCover come on the same grid.
+
+    Raises:
+        AOIError: No AOI, invalid, or too large.
+        EarthEngineError: Credentials, quota, permission or request problems, in words to act on.
+    """
+    from rasterio.crs import CRS
+
+    from core.raster import GeoRaster
+    from core.sources.earth_engine import (
+        download,
+        dynamic_world_spec,
+        sentinel1_spec,
+        sentinel2_spec,
+        utm_grid,
+        worldcover_spec,
+    )
+
+    if state.aoi_mode == "Whole scene":
+        raise AOIError("Earth Engine needs an AOI: draw one, paste GeoJSON or type a bounding box")
+    geom = _aoi_geometry(state)
+    bundle = get_bundle(state.bundle_path)
+    grid = utm_grid(geom.bounds)
+    aoi = locate_aoi(geom, CRS.from_user_input(grid.crs), grid.affine, grid.height, grid.width, max_area_km2=MAX_AOI_KM2)
+    adapter = earth_engine_adapter()
+    t0 = time.perf_counter()
+    s2_bands = [b for b in bundle.bands if b not in ("VV", "VH")]
+    level = "L2A" if bundle.card.training.get("level") == "L2A" else "L1C"
+    step = (lambda d, t: progress(d, t)) if progress else None
+    opt = download(adapter, sentinel2_spec(state.ee_start, state.ee_end, s2_bands, level=level, cloud_threshold=state.ee_cloud), grid,
+                   cache_dir=CACHE_DIR, progress=step)
+    image = opt
+    if any(b in ("VV", "VH") for b in bundle.bands):
+        radar = download(adapter, sentinel1_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
+        x = opt.data.astype(np.float32)
+        x[:, (opt.data == 0).any(axis=0)] = np.nan
+        image = GeoRaster(np.concatenate([x, radar.data.astype(np.float32)]), opt.crs, opt.transform, float("nan"),
+                          opt.band_names + radar.band_names)
+    dw = download(adapter, dynamic_world_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
+    wc = download(adapter, worldcover_spec(), grid, cache_dir=CACHE_DIR)
+    image = image.window(aoi.window)
+    pred = predict_aoi(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
+                       aoi_mask=aoi.mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
+    refs = {"dw": (dw.window(aoi.window), "dynamic_world"), "worldcover": (wc.window(aoi.window), "esa_worldcover")}
+    analysis = Analysis("earth-engine", state.bundle_path, aoi.window, image, pred, aoi.mask, aoi.area_km2,
+                        sg.mapping(aoi.geometry), time.perf_counter() - t0, refs, source="earth_engine")
+    state.analysis = analysis
+    return analysis

@@ -17,7 +17,7 @@ class Analysis:
     """The result of one run on the Explore page, read by Compare, Metrics and Export.
 
     Attributes:
-        scene_id: Sample scene the AOI lies in.
+        scene_id: Sample scene the AOI lies in, or ``"earth-engine"``.
         bundle_path: Model bundle used.
         window: ``rasterio.windows.Window`` of the AOI in scene pixels.
         image: ``core.raster.GeoRaster`` of the AOI window (all scene bands).
@@ -26,6 +26,8 @@ class Analysis:
         aoi_km2: AOI area in km^2.
         aoi_geojson: The AOI polygon (lon/lat) or ``None`` for a whole scene without georeference.
         seconds: Wall time of the prediction.
+        references: Label product -> (uint8 ``GeoRaster`` on the image's grid, scheme name).
+        source: ``"samples"`` or ``"earth_engine"``.
     """
 
     scene_id: str
@@ -37,6 +39,8 @@ class Analysis:
     aoi_km2: float
     aoi_geojson: dict | None
     seconds: float
+    references: dict = field(default_factory=dict)
+    source: str = "samples"
 
 
 @dataclass
@@ -66,6 +70,9 @@ class AppState:
     opacity: float = 0.7
     analysis: Analysis | None = None
     job: TrainingJob | None = None
+    ee_start: str = "2021-06-01"
+    ee_end: str = "2021-09-01"
+    ee_cloud: float = 0.6
     messages: list[str] = field(default_factory=list)
 
 

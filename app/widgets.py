@@ -22,7 +22,7 @@ def require_analysis(state: AppState) -> Analysis:
 
 def reference_picker(state: AppState, analysis: Analysis, where=st) -> str:
     """Select box of the scene's reference label products; stores the choice in ``state``."""
-    refs = services.reference_options(analysis.scene_id)
+    refs = services.reference_options(analysis)
     if state.reference not in refs:
         state.reference = refs[0]
     state.reference = where.selectbox("Reference labels", refs, index=refs.index(state.reference),

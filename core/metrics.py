@@ -38,7 +38,9 @@ class ConfusionAccumulator:
     def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
-        self._cm = MulticlassConfusionMatrix(num_classes=self.num_classes, ignore_index=ignore_index, validate_args=False)
+        self._cm = MulticlassConfusionMatrix(
+            num_classes=self.num_classes, ignore_index=ignore_index, validate_args=False, sync_on_compute=False
+        )  # a local accumulator: never synchronised across distributed processes
         self._ignored = 0
         self._total = 0
 

@@ -18,7 +18,7 @@ if state.composite not in options:
 state.composite = c2.selectbox("Imagery", options, index=options.index(state.composite), key="composite")
 result = widgets.comparison(a, state.reference)
 model_scheme = services.get_bundle(a.bundle_path).card.scheme_name
-ref_scheme = services.reference_scheme(a.scene_id, state.reference)
+ref_scheme = services.reference_scheme(a, state.reference)
 st.caption(f"{a.scene_id} · AOI {a.aoi_km2:.2f} km² · model {services.bundle_label(a.bundle_path)}")
 if result.crosswalk is not None:
     with st.expander(f"Crosswalk applied: {result.crosswalk.source} → {result.crosswalk.target}", expanded=False):
@@ -43,8 +43,8 @@ if a.image.crs is not None:
     choices = ["Prediction", "Reference", "Agreement (green) / disagreement (red)"]
     state.overlay = m1.radio("Overlay", choices, index=choices.index(state.overlay) if state.overlay in choices else 0, horizontal=True)
     state.opacity = m2.slider("Opacity", 0.0, 1.0, state.opacity, 0.05)
-    rgba, crs, transform = services.scene_preview(a.scene_id, services.data_root())
+    base = next(iter(pictures.values()))  # the imagery composite of the AOI
     fmap = maps.build_map(services.sample_scenes(), selected=a.scene_id, draw=False, aoi_geojson=a.aoi_geojson,
-                          overlays=[("Sentinel-2 true colour", rgba, crs, transform, 1.0),
+                          overlays=[("Imagery", base, a.image.crs, a.image.transform, 1.0),
                                     (state.overlay, pictures[state.overlay], a.image.crs, a.image.transform, state.opacity)])
     st_folium(fmap, key="compare_map", height=480, use_container_width=True, returned_objects=[])

@@ -1,4 +1,6 @@
-"""Explore: pick a scene, give an AOI (draw, GeoJSON, bounding box or whole scene), run the model."""
+"""Explore: pick a source and a scene, give an AOI (draw, GeoJSON, bounding box or whole scene), run the model."""
+
+import datetime as dt
 
 import streamlit as st
 from streamlit_folium import st_folium
@@ -22,16 +24,30 @@ by_id = {s.id: s for s in scenes}
 
 left, right = st.columns([3, 2], gap="large")
 with right:
-    source = st.radio("Source", ["Sample pack", "Earth Engine"], horizontal=True, key="source", help="Earth Engine needs credentials (see README)")
+    source = st.radio("Source", ["Sample pack", "Earth Engine"], horizontal=True, key="source",
+                      help="Earth Engine fetches imagery and labels for an AOI anywhere; it needs credentials (see README)")
+    use_ee = False
     if source == "Earth Engine":
-        st.info("Earth Engine is not configured on this machine: set EARTHENGINE_PROJECT and credentials (README, 'Earth Engine'). "
-                "The sample pack keeps working meanwhile.")
-    state.scene_id = st.selectbox(
-        "Scene", ids, index=ids.index(state.scene_id), key="scene",
-        format_func=lambda i: f"{i}" + ("" if by_id[i].georeferenced else " (no georeference)"),
-    )
-    scene = by_id[state.scene_id]
-    st.caption(f"{scene.title} · {scene.height} × {scene.width} px · bands {', '.join(scene.bands)} · labels {', '.join(scene.labels)}")
+        problems = services.earth_engine_problems()
+        if problems:
+            st.warning("Earth Engine is not configured on this machine, so the sample pack stays in use. To configure it:\n\n"
+                       + "\n".join(f"- {p}" for p in problems) + "\n\nSee the README section 'Earth Engine'.")
+        else:
+            use_ee = True
+    if use_ee:
+        d = st.date_input("Dates (Sentinel-2 median composite of clear pixels)",
+                          value=(dt.date.fromisoformat(state.ee_start), dt.date.fromisoformat(state.ee_end)), key="ee_dates")
+        if isinstance(d, tuple) and len(d) == 2:
+            state.ee_start, state.ee_end = d[0].isoformat(), d[1].isoformat()
+        state.ee_cloud = st.slider("Cloud Score+ threshold (higher masks more)", 0.3, 0.9, state.ee_cloud, 0.05, key="ee_cloud")
+        scene = None
+    else:
+        state.scene_id = st.selectbox(
+            "Scene", ids, index=ids.index(state.scene_id), key="scene",
+            format_func=lambda i: f"{i}" + ("" if by_id[i].georeferenced else " (no georeference)"),
+        )
+        scene = by_id[state.scene_id]
+        st.caption(f"{scene.title} · {scene.height} × {scene.width} px · bands {', '.join(scene.bands)} · labels {', '.join(scene.labels)}")
     bundles = services.bundle_paths()
     if not bundles:
         st.error("No model bundle found in models/ or runs/. Train one on the Train page.")
@@ -39,9 +55,10 @@ with right:
     if state.bundle_path not in bundles:
         state.bundle_path = bundles[0]
     state.bundle_path = st.selectbox("Model", bundles, index=bundles.index(state.bundle_path), format_func=services.bundle_label, key="bundle")
-    modes = ["Draw on map", "GeoJSON", "Bounding box", "Whole scene"] if scene.georeferenced else ["Whole scene"]
+    georeferenced = use_ee or scene.georeferenced
+    modes = ["Draw on map", "GeoJSON", "Bounding box"] + ([] if use_ee else ["Whole scene"]) if georeferenced else ["Whole scene"]
     if state.aoi_mode not in modes:
-        state.aoi_mode = modes[-1]
+        state.aoi_mode = modes[0] if use_ee else modes[-1]
     if state.draw_pending and "Draw on map" in modes:  # a rectangle was drawn while another mode was chosen
         st.session_state["aoi_mode"] = state.aoi_mode = "Draw on map"
         state.draw_pending = False
@@ -61,7 +78,8 @@ with right:
     if st.button("Run model", type="primary", width="stretch", key="run"):
         bar = st.progress(0.0, text="Running the model…")
         try:
-            a = services.run_analysis(state, lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}"))
+            step = lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}")  # noqa: E731
+            a = services.run_earth_engine(state, step) if use_ee else services.run_analysis(state, step)
         except (LulcError, BundleError, ValueError) as exc:
             bar.empty()
             st.error(str(exc))
@@ -75,14 +93,14 @@ with right:
 with left:
     basemap = st.selectbox("Basemap", ["None (offline)", *maps.BASEMAPS], help="Basemap tiles need internet", key="basemap")
     overlays = []
-    if scene.georeferenced:
+    if scene is not None and scene.georeferenced:
         rgba, crs, transform = services.scene_preview(scene.id, str(data_dir()))
         overlays.append(("Sentinel-2 true colour", rgba, crs, transform, 1.0))
     a = state.analysis
-    if a is not None and a.scene_id == scene.id and a.image.crs is not None:
+    if a is not None and a.image.crs is not None and (a.scene_id == state.scene_id or (use_ee and a.source == "earth_engine")):
         overlays.append(("Prediction", services.prediction_rgba(a), a.image.crs, a.image.transform, 0.8))
-    fmap = maps.build_map(scenes, selected=scene.id, overlays=overlays, aoi_geojson=a.aoi_geojson if a else None,
-                          basemap=None if basemap.startswith("None") else basemap, draw=scene.georeferenced)
+    fmap = maps.build_map(scenes, selected=None if use_ee else scene.id, overlays=overlays, aoi_geojson=a.aoi_geojson if a else None,
+                          basemap=None if basemap.startswith("None") else basemap, draw=georeferenced)
     out = st_folium(fmap, key="explore_map", height=560, use_container_width=True, returned_objects=["last_active_drawing"])
     drawing = (out or {}).get("last_active_drawing")
     if drawing and drawing.get("geometry"):

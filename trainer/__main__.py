@@ -6,6 +6,7 @@ Examples::
     python -m trainer fit --config trainer/configs/default.yaml --resume
     python -m trainer evaluate --checkpoint models/default --scene brandenburg-2017-02-16 --labels dw
     python -m trainer predict --checkpoint models/default --input in.tif --output out.tif
+    python -m trainer export-chips --points points.csv --out chips/ --start 2021-06-01 --end 2021-09-01
 """
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
 
+    x = sub.add_parser("export-chips", help="download training chips from Earth Engine at points of a CSV")
+    x.add_argument("--points", required=True, help="CSV with lon, lat (degrees) and optional id, country/region")
+    x.add_argument("--out", required=True, help="output folder (chips + manifest.csv; rerun to resume)")
+    x.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
+    x.add_argument("--end", required=True, help="day after the last date, YYYY-MM-DD")
+    x.add_argument("--size", type=int, default=224, help="chip side in pixels (default 224)")
+    x.add_argument("--bands", default="B2,B3,B4,B8,B11,B12", help="Sentinel-2 bands, comma-separated")
+    x.add_argument("--no-s1", action="store_true", help="leave out Sentinel-1 VV/VH")
+    x.add_argument("--orbit", default="DESCENDING", choices=["ASCENDING", "DESCENDING"])
+    x.add_argument("--labels", default="dw", choices=["dw", "worldcover"])
+    x.add_argument("--level", default="L1C", choices=["L1C", "L2A"])
+    x.add_argument("--max-nodata", type=float, default=0.1, help="skip chips with more masked/nodata pixels (default 0.1)")
+    x.add_argument("--batch", choices=["gcs", "drive"], help="submit Earth Engine batch exports instead of downloading")
+    x.add_argument("--destination", help="bucket (gcs) or Drive folder (drive) for --batch")
+
     args = p.parse_args(argv)
     from trainer import commands  # heavy imports only after the arguments are valid
 
@@ -54,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
             commands.fit(load_config(args.config, args.overrides), resume=args.resume)
         elif args.command == "evaluate":
             commands.evaluate(args.checkpoint, args.scene, args.labels, split=args.split, as_json=args.json, precision=args.precision)
+        elif args.command == "export-chips":
+            from core.sources.earth_engine import LiveEarthEngine
+            from trainer.export import ExportSettings, export_chips
+
+            settings = ExportSettings(start=args.start, end=args.end, bands=tuple(b.strip() for b in args.bands.split(",")),
+                                      s1=not args.no_s1, orbit=args.orbit, labels=args.labels, level=args.level,
+                                      size=args.size, max_nodata=args.max_nodata)
+            m = export_chips(LiveEarthEngine(), args.points, args.out, settings, batch=args.batch, destination=args.destination)
+            print(m["status"].value_counts().to_string())
         else:
             commands.predict(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
                              overlap=args.overlap, batch_size=args.batch_size, precision=args.precision)

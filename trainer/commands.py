@@ -24,7 +24,7 @@ from core.sources.samples import get_scene
 from models.bundle import ModelCard, load_bundle, save_bundle
 from trainer.config import FitConfig
 from trainer.data import LulcDataModule
-from trainer.evaluation import evaluate_scene, summarize
+from trainer.evaluation import evaluate_arrays, evaluate_scene, summarize
 from trainer.module import SegmentationTask
 
 __all__ = ["fit", "evaluate", "predict", "INDEPENDENT_LABELS"]
@@ -91,7 +91,8 @@ def fit(cfg: FitConfig, *, resume: bool = False) -> Path | None:
         classes=dm.scheme.to_dict(),
         tile=256,
         training={
-            "data": [s.id for s in dm.scenes],
+            "data": [s.id for s in dm.scenes if not s.id.startswith("chip:")]
+            + ([f"{sum(s.id.startswith('chip:') for s in dm.scenes)} exported chips from {cfg.data.chips_dir}"] if cfg.data.chips_dir else []),
             "labels": cfg.data.labels,
             "chips": {"train": len(dm.train_set), "val": len(dm.val_set), "test": len(dm.test_set)},
             "chip_size": cfg.data.chip_size,
@@ -99,15 +100,18 @@ def fit(cfg: FitConfig, *, resume: bool = False) -> Path | None:
             "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
             "best_val_miou": float(best.best_model_score) if best.best_model_score is not None else None,
             "config": cfg.to_dict(),
-            "blocks": [b.to_dict() for b in dm.blocks],
+            "blocks": [b.to_dict() for b in dm.blocks if not b.scene.startswith("chip:")],
         },
         notes="Trained on the sample pack only (four scenes); Dynamic World targets are model output, not ground truth.",
     )
     bundle_dir = save_bundle(model, card, cfg.bundle_dir)
     bundle = load_bundle(bundle_dir)  # evaluate exactly what was saved (float16 weights)
     results = []
+    chips = [s for s in dm.scenes if s.id.startswith("chip:") and s.blocks[0].split == "test"]
+    if chips:
+        results.append(evaluate_arrays(bundle, chips, cfg.data.labels, dm.scheme.name))
     for s in dm.scenes:
-        if not any(b.split == "test" for b in s.blocks):
+        if s.id.startswith("chip:") or not any(b.split == "test" for b in s.blocks):
             continue
         results.append(evaluate_scene(bundle, s.id, cfg.data.labels, split="test"))
         for other in INDEPENDENT_LABELS:

@@ -49,10 +49,14 @@ class DataConfig:
         batch_size: Chips per batch.
         num_workers: DataLoader workers.
         max_nodata_fraction: Chips with more unlabelled pixels than this are dropped.
+        chips_dir: Folder of chips exported by ``python -m trainer export-chips`` (its
+            ``manifest.csv``); used in addition to ``scenes``.
+        chips_cell_deg: Exported chips are split by cells of this many degrees (all chips of a
+            cell go to one split, keeping neighbouring chips out of different splits).
     """
 
     bands: list[str]
-    scenes: list[SceneConfig]
+    scenes: list[SceneConfig] = field(default_factory=list)
     labels: str = "dw"
     data_dir: str | None = None
     block_size: int = 256
@@ -63,6 +67,8 @@ class DataConfig:
     batch_size: int = 16
     num_workers: int = 0
     max_nodata_fraction: float = 0.5
+    chips_dir: str | None = None
+    chips_cell_deg: float = 0.1
 
 
 @dataclass

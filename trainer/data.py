@@ -7,6 +7,7 @@ Scenes are small enough to hold in memory; chips are views into them. The same b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -71,9 +72,79 @@ def load_scenes(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
             seed=cfg.seed, whole=sc_cfg.split,
         )
         out.append(SceneData(scene.id, data, target, blocks))
+    if cfg.data.chips_dir:
+        chips, chip_scheme = load_exported_chips(cfg)
+        if scheme is not None and chip_scheme.name != scheme.name:
+            raise ValueError(f"exported chips use {chip_scheme.name} labels, the scenes {scheme.name}")
+        out += chips
+        scheme = chip_scheme
     if scheme is None:
-        raise ValueError("data.scenes is empty")
+        raise ValueError("no training data: list data.scenes or set data.chips_dir")
     return out, scheme
+
+
+def _cell_split(lon: float, lat: float, cell_deg: float, val: float, test: float, seed: int) -> str:
+    """Split of the cell holding a point: a stable hash of (cell, seed) mapped to [0, 1)."""
+    import hashlib
+    import math
+
+    key = f"{math.floor(lon / cell_deg)}:{math.floor(lat / cell_deg)}:{seed}".encode()
+    u = int(hashlib.sha256(key).hexdigest()[:8], 16) / 2**32
+    return "test" if u < test else "val" if u < test + val else "train"
+
+
+def load_exported_chips(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
+    """Chips written by ``export-chips`` (or downloaded batch exports), one SceneData each.
+
+    Image bands are read by name from ``<id>.tif`` (and ``<id>_s1.tif`` when a batch export wrote
+    radar separately); labels from ``<id>_label.tif``.
+
+    Raises:
+        FileNotFoundError: No manifest in ``data.chips_dir``.
+        ValueError: The manifest lists no usable chip, or chips of several schemes.
+    """
+    import pandas as pd
+
+    from core.classes import get_scheme
+    from core.raster import read_raster
+
+    folder = Path(cfg.data.chips_dir)
+    manifest = folder / "manifest.csv"
+    if not manifest.exists():
+        raise FileNotFoundError(f"no manifest.csv in {folder}; run python -m trainer export-chips first")
+    rows = pd.read_csv(manifest, dtype={"id": str})
+    rows = rows[rows.status.isin(["ok", "submitted"])]
+    schemes = set(rows.scheme)
+    if len(schemes) > 1:
+        raise ValueError(f"{manifest} mixes label schemes {sorted(schemes)}")
+    out: list[SceneData] = []
+    for r in rows.itertuples():
+        img_path, lab_path = folder / r.image, folder / r.label
+        if not img_path.exists() or not lab_path.exists():
+            continue  # a batch export not downloaded yet
+        parts = [read_raster(img_path)]
+        if (folder / f"{r.id}_s1.tif").exists():
+            parts.append(read_raster(folder / f"{r.id}_s1.tif"))
+        names = [n for p in parts for n in p.band_names]
+        missing = [b for b in cfg.data.bands if b not in names]
+        if missing:
+            raise ValueError(f"chip {r.id} lacks band(s) {', '.join(missing)}; it has {', '.join(names)}")
+        stack = {}
+        for p in parts:
+            x = p.data.astype(np.float32)
+            if p.nodata is not None and not np.isnan(p.nodata):
+                x[p.data == p.nodata] = np.nan
+            stack.update(zip(p.band_names, x, strict=True))
+        image = np.stack([stack[b] for b in cfg.data.bands])
+        scheme = get_scheme(r.scheme)
+        target = scheme.to_index(read_raster(lab_path).data[0])
+        target[np.isnan(image).any(axis=0)] = IGNORE
+        h, w = target.shape
+        split = _cell_split(r.lon, r.lat, cfg.data.chips_cell_deg, cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed)
+        out.append(SceneData(f"chip:{r.id}", image, target, [Block(f"chip:{r.id}", 0, 0, h, w, split)]))
+    if not out:
+        raise ValueError(f"{manifest} lists no chip whose files are present in {folder}")
+    return out, get_scheme(schemes.pop())
 
 
 def _block_pixels(scenes: list[SceneData], split: str):

@@ -126,3 +126,33 @@ def summarize(results: Sequence[dict[str, object]]) -> str:
             line += f" | {r['baseline']['labels']} vs {r['labels']}: mIoU {b['miou']:.4f} OA {b['overall_accuracy']:.4f}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def evaluate_arrays(bundle: Bundle, scenes: Sequence, labels: str, scheme_name: str) -> dict[str, object]:
+    """Metrics of a bundle on in-memory chips (exported chips of the test split).
+
+    Args:
+        bundle: The model.
+        scenes: ``trainer.data.SceneData`` items: ``image`` float32 (C, H, W) in the bundle's band
+            order with NaN nodata, ``target`` uint8 class indices (255 = none).
+        labels: Label product name, for the report.
+        scheme_name: The targets' scheme.
+
+    Returns:
+        Same form as :func:`evaluate_scene` with ``scene`` = ``"exported chips"``.
+    """
+    from affine import Affine
+
+    from core.classes import get_scheme
+    from core.raster import GeoRaster
+
+    scheme = get_scheme(scheme_name)
+    cmp = Comparison(bundle.card.scheme_name, scheme_name)
+    ids = np.asarray(scheme.ids + [255] * (256 - len(scheme.ids)), dtype=np.uint8)
+    for s in scenes:
+        raster = GeoRaster(s.image, None, Affine.identity(), float("nan"), tuple(bundle.bands))
+        pred = predict_raster(raster, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
+                              tile=bundle.card.tile, overlap=32)
+        cmp.add(pred.classes.data[0], ids[s.target])
+    return {"scene": "exported chips", "labels": labels, "windows": f"{len(scenes)} test chip(s)",
+            "metrics": cmp.metrics().to_dict(), "crosswalk": None}

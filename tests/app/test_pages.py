@@ -130,3 +130,36 @@ def test_train_page_offers_configs(app):
     goto(app, "train")
     assert "trainer/configs/default.yaml" in app.selectbox[0].options
     assert app.button[0].label == "Start training"
+
+
+def test_earth_engine_without_credentials_keeps_the_samples(app, monkeypatch):
+    monkeypatch.setattr(services, "earth_engine_problems", lambda: ["set EARTHENGINE_PROJECT to a Cloud project registered for Earth Engine"])
+    app.radio(key="source").set_value("Earth Engine").run()
+    assert app.warning and "EARTHENGINE_PROJECT" in app.warning[0].value
+    assert app.selectbox(key="scene").value == "brandenburg-2017-02-16"
+    run_scene(app, "sen1floods11-spain-7370579")
+    assert app.success
+
+
+def test_earth_engine_aoi_anywhere_gets_imagery_prediction_and_labels(app, monkeypatch, tmp_path):
+    from tests.fakes import FakeEarthEngine
+
+    fake = FakeEarthEngine()
+    monkeypatch.setattr(services, "earth_engine_problems", lambda: [])
+    monkeypatch.setattr(services, "earth_engine_adapter", lambda: fake)
+    monkeypatch.setattr(services, "CACHE_DIR", tmp_path)
+    app.radio(key="source").set_value("Earth Engine").run()
+    assert "Whole scene" not in app.radio(key="aoi_mode").options
+    app.radio(key="aoi_mode").set_value("Bounding box").run()
+    app.text_input(key="bbox").set_value("36.80, -1.30, 36.83, -1.27").run()  # Nairobi
+    app.button(key="run").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    a = app.session_state[KEY].analysis
+    assert a.source == "earth_engine" and a.image.crs.to_epsg() == 32737 and set(a.references) == {"dw", "worldcover"}
+    collections = {c for c, _ in fake.requests}
+    assert collections == {"COPERNICUS/S2_HARMONIZED", "GOOGLE/DYNAMICWORLD/V1", "ESA/WorldCover/v200"}
+    goto(app, "compare")
+    app.selectbox(key="reference").set_value("worldcover").run()
+    assert any("esa_worldcover → dynamic_world" in e.label for e in app.expander)
+    goto(app, "metrics")
+    assert int(app.metric[3].value.replace(",", "")) > 10_000  # pixels compared

@@ -1,0 +1,207 @@
+"""``python -m trainer export-chips``: training chips from Earth Engine at sample points.
+
+Reads a CSV of points (``lon``, ``lat``, optional ``id``, ``country``/``region``), and for each
+point fetches a square chip (default 224 x 224 pixels at 10 m, in the point's UTM zone) of the
+chosen Sentinel-2 bands (+ Sentinel-1 VV/VH) and label product, writes ``<id>.tif`` (image bands)
+and ``<id>_label.tif`` (class ids) as GeoTIFFs, and records each point in ``manifest.csv``. A point
+already in the manifest is skipped, so an interrupted export resumes where it stopped. Chips with
+more masked (cloud) or nodata pixels than ``max_nodata`` are recorded as skipped.
+
+With ``batch`` set, the chips are instead submitted as Earth Engine batch exports
+(``Export.image.toCloudStorage`` / ``toDrive``); download those files into the output folder and the
+trainer reads them the same way (``data.chips_dir``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from core.classes import get_scheme
+from core.raster import GeoRaster, write_cog
+from core.sources.earth_engine import (
+    EarthEngineAdapter,
+    PixelGrid,
+    TransientError,
+    download,
+    dynamic_world_spec,
+    sentinel1_spec,
+    sentinel2_spec,
+    utm_grid,
+    worldcover_spec,
+)
+
+__all__ = ["ExportSettings", "chip_grid", "export_chips", "MANIFEST_FIELDS"]
+
+MANIFEST_FIELDS = ["id", "lon", "lat", "region", "status", "reason", "image", "label", "scheme", "crs", "nodata_fraction"]
+LABEL_SCHEMES = {"dw": "dynamic_world", "worldcover": "esa_worldcover"}
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What to export.
+
+    Attributes:
+        start: First date (ISO).
+        end: Day after the last date.
+        bands: Sentinel-2 bands.
+        s1: Add Sentinel-1 VV/VH (then the image is float32 with NaN nodata).
+        orbit: Sentinel-1 orbit direction.
+        labels: ``"dw"`` (Dynamic World mode) or ``"worldcover"``.
+        level: Sentinel-2 ``"L1C"`` or ``"L2A"``.
+        size: Chip side in pixels.
+        gsd_m: Pixel size in metres.
+        max_nodata: Largest accepted share of masked/nodata pixels in a chip.
+        cloud_threshold: Cloud Score+ threshold (see :func:`core.sources.earth_engine.sentinel2_spec`).
+    """
+
+    start: str
+    end: str
+    bands: tuple[str, ...] = ("B2", "B3", "B4", "B8", "B11", "B12")
+    s1: bool = True
+    orbit: str = "DESCENDING"
+    labels: str = "dw"
+    level: str = "L1C"
+    size: int = 224
+    gsd_m: float = 10.0
+    max_nodata: float = 0.1
+    cloud_threshold: float | None = None
+
+
+def chip_grid(lon: float, lat: float, size: int, gsd_m: float = 10.0) -> PixelGrid:
+    """A ``size`` x ``size`` grid centred on a point, in its UTM zone, snapped to ``gsd_m``."""
+    d = 0.001
+    g = utm_grid((lon - d, lat - d, lon + d, lat + d), gsd_m)
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", g.crs, always_xy=True).transform(lon, lat)
+    left = math.floor(x / gsd_m - size / 2) * gsd_m
+    top = math.floor(y / gsd_m + size / 2) * gsd_m
+    return PixelGrid(g.crs, (gsd_m, 0.0, left, 0.0, -gsd_m, top), size, size)
+
+
+def _read_points(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    cols = {c.lower(): c for c in df.columns}
+    missing = [c for c in ("lon", "lat") if c not in cols]
+    if missing:
+        raise ValueError(f"{path} needs columns lon and lat (degrees); it has {', '.join(df.columns)}")
+    out = pd.DataFrame({"lon": df[cols["lon"]].astype(float), "lat": df[cols["lat"]].astype(float)})
+    out["id"] = df[cols["id"]].astype(str) if "id" in cols else [f"p{i:06d}" for i in range(len(df))]
+    region = cols.get("country") or cols.get("region")
+    out["region"] = df[region].astype(str) if region else ""
+    bad = out[(out.lon.abs() > 180) | (out.lat.abs() > 90)]
+    if len(bad):
+        raise ValueError(f"{len(bad)} point(s) outside lon/lat ranges, first: id {bad.iloc[0].id}")
+    return out
+
+
+def _done_ids(manifest: Path) -> set[str]:
+    if not manifest.exists():
+        return set()
+    return set(pd.read_csv(manifest, dtype=str)["id"])
+
+
+def export_chips(
+    adapter: EarthEngineAdapter,
+    points_csv: str | Path,
+    out_dir: str | Path,
+    settings: ExportSettings,
+    *,
+    batch: str | None = None,
+    destination: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Export chips for every point not yet in the manifest.
+
+    Args:
+        adapter: Earth Engine adapter (``LiveEarthEngine`` or a fake).
+        points_csv: CSV of points (``lon``, ``lat``[, ``id``, ``country``/``region``]).
+        out_dir: Output folder (``manifest.csv`` and chip GeoTIFFs).
+        settings: What to export.
+        batch: ``None`` (download now), ``"gcs"`` or ``"drive"`` (Earth Engine batch tasks).
+        destination: Bucket (gcs) or Drive folder (drive) for batch exports.
+        progress: Called with (points done, points total).
+
+    Returns:
+        The manifest after this run.
+
+    Raises:
+        ValueError: Bad CSV or settings.
+        EarthEngineError: Credentials, quota or permission problems (the export stops; what was
+            written stays, and a rerun resumes).
+    """
+    if settings.size % 32:
+        raise ValueError(f"chip size must be a multiple of 32 for the U-Net, got {settings.size}")
+    if settings.labels not in LABEL_SCHEMES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_SCHEMES)}, got {settings.labels!r}")
+    if batch not in (None, "gcs", "drive"):
+        raise ValueError(f"batch must be gcs or drive, got {batch!r}")
+    if batch and not destination:
+        raise ValueError("a batch export needs a destination (bucket for gcs, folder for drive)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.csv"
+    points = _read_points(Path(points_csv))
+    done = _done_ids(manifest)
+    todo = points[~points.id.isin(done)]
+    s2 = sentinel2_spec(settings.start, settings.end, settings.bands, level=settings.level, cloud_threshold=settings.cloud_threshold)
+    s1 = sentinel1_spec(settings.start, settings.end, orbit=settings.orbit) if settings.s1 else None
+    lab = dynamic_world_spec(settings.start, settings.end) if settings.labels == "dw" else worldcover_spec()
+    scheme = LABEL_SCHEMES[settings.labels]
+    new = not manifest.exists()
+    with manifest.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
+        if new:
+            writer.writeheader()
+        for i, p in enumerate(tqdm(todo.itertuples(), total=len(todo), desc="chips", unit="chip")):
+            grid = chip_grid(p.lon, p.lat, settings.size, settings.gsd_m)
+            row = {"id": p.id, "lon": p.lon, "lat": p.lat, "region": p.region, "scheme": scheme, "crs": grid.crs,
+                   "image": "", "label": "", "reason": "", "nodata_fraction": ""}
+            if batch:
+                for spec, suffix in ((s2, ""), (s1, "_s1"), (lab, "_label")):
+                    if spec is not None:
+                        adapter.export(spec, grid, f"{p.id}{suffix}", batch, destination)
+                row.update(status="submitted", image=f"{p.id}.tif", label=f"{p.id}_label.tif")
+            else:
+                try:
+                    row.update(_fetch_chip(adapter, p.id, grid, s2, s1, lab, settings, out))
+                except TransientError as exc:
+                    row.update(status="skipped", reason=f"transient error after retries: {exc}")
+            writer.writerow(row)
+            fh.flush()
+            if progress is not None:
+                progress(i + 1, len(todo))
+    return pd.read_csv(manifest, dtype={"id": str})
+
+
+def _fetch_chip(adapter, chip_id, grid, s2, s1, lab, settings, out: Path) -> dict:
+    opt = download(adapter, s2, grid, workers=1)
+    invalid = (opt.data == 0).any(axis=0)
+    data = opt.data
+    names = list(opt.band_names)
+    if s1 is not None:
+        radar = download(adapter, s1, grid, workers=1)
+        invalid |= ~np.isfinite(radar.data).all(axis=0)
+        data = np.concatenate([np.where(invalid, np.nan, opt.data.astype(np.float32)), radar.data.astype(np.float32)])
+        names += list(radar.band_names)
+    label = download(adapter, lab, grid, workers=1)
+    ignore = get_scheme(LABEL_SCHEMES[settings.labels]).ignore_index
+    invalid |= label.data[0] == (ignore if ignore is not None else 255)
+    frac = float(invalid.mean())
+    if frac > settings.max_nodata:
+        return {"status": "skipped", "reason": f"{frac:.0%} masked or nodata pixels (limit {settings.max_nodata:.0%})",
+                "nodata_fraction": round(frac, 4)}
+    nodata = float("nan") if s1 is not None else 0
+    write_cog(GeoRaster(data, opt.crs, opt.transform, nodata, tuple(names)), out / f"{chip_id}.tif")
+    write_cog(GeoRaster(label.data.astype(np.uint8), opt.crs, opt.transform, label.nodata, ("label",)), out / f"{chip_id}_label.tif",
+              colormap=get_scheme(LABEL_SCHEMES[settings.labels]).colormap())
+    return {"status": "ok", "image": f"{chip_id}.tif", "label": f"{chip_id}_label.tif", "nodata_fraction": round(frac, 4)}
+
