@@ -20,6 +20,7 @@ from core.analysis import CompareResult, compare, predict_aoi
 from core.aoi import DEFAULT_MAX_AOI_KM2, bbox_geometry, locate_aoi, parse_geojson
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError
+from core.raster import GeoRaster
 from core.sources.samples import (
     SampleScene,
     get_scene,
@@ -241,5 +242,59 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     refs = {"dw": (dw.window(aoi.window), "dynamic_world"), "worldcover": (wc.window(aoi.window), "esa_worldcover")}
     analysis = Analysis("earth-engine", state.bundle_path, aoi.window, image, pred, aoi.mask, aoi.area_km2,
                         sg.mapping(aoi.geometry), time.perf_counter() - t0, refs, source="earth_engine")
+    state.analysis = analysis
+    return analysis
+
+
+MAX_UPLOAD_MB = 100
+
+
+def load_upload(name: str, data: bytes) -> GeoRaster:
+    """Read an uploaded GeoTIFF whose band descriptions name its bands.
+
+    Raises:
+        RasterReadError: Too large, corrupt, or not georeferenced.
+    """
+    import tempfile
+
+    from core.errors import RasterReadError
+    from core.raster import read_raster
+
+    if len(data) > MAX_UPLOAD_MB * 2**20:
+        raise RasterReadError(f"{name} is {len(data) / 2**20:.0f} MB; uploads are limited to {MAX_UPLOAD_MB} MB: crop it first")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.tif"
+        path.write_bytes(data)
+        raster = read_raster(path, require_crs=True)
+    if raster.height * raster.width > 25_000_000:
+        raise RasterReadError(f"{name} has {raster.height} x {raster.width} pixels; the limit is 25 million: crop it first")
+    return GeoRaster(raster.data, raster.crs, raster.transform, raster.nodata, raster.band_names, meta={"name": name})
+
+
+def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int], None] | None = None) -> Analysis:
+    """Predict an uploaded raster (whole, or the AOI inside it); uploads carry no reference labels.
+
+    Raises:
+        BundleError: The raster lacks the model's bands (the message names them).
+        AOIError: The AOI is invalid, outside the raster or too large.
+    """
+    bundle = get_bundle(state.bundle_path)
+    bundle.check_bands(raster.band_names)
+    if state.aoi_mode == "Whole scene":
+        km2 = float(raster.pixel_area_m2().sum()) * raster.width / 1e6
+        if km2 > MAX_AOI_KM2:
+            raise AOIError(f"the upload covers {km2:.0f} km^2, above the {MAX_AOI_KM2:.0f} km^2 limit; give an AOI inside it")
+        window, mask, geo = Window(0, 0, raster.width, raster.height), np.ones((raster.height, raster.width), bool), None
+        footprint = raster.footprint_lonlat()
+        geo = sg.mapping(sg.box(*footprint)) if footprint else None
+    else:
+        aoi = locate_aoi(_aoi_geometry(state), raster.crs, raster.transform, raster.height, raster.width, max_area_km2=MAX_AOI_KM2)
+        window, mask, km2, geo = aoi.window, aoi.mask, aoi.area_km2, sg.mapping(aoi.geometry)
+    t0 = time.perf_counter()
+    image = raster.window(window)
+    pred = predict_aoi(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
+                       aoi_mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
+    analysis = Analysis(str(raster.meta.get("name", "upload")), state.bundle_path, window, image, pred, mask, km2, geo,
+                        time.perf_counter() - t0, {}, source="upload")
     state.analysis = analysis
     return analysis

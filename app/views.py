@@ -16,20 +16,23 @@ def composite_options(analysis: Analysis) -> list[str]:
     return [k for k, bands in COMPOSITES.items() if set(bands) <= have]
 
 
-def panels(analysis: Analysis, result: CompareResult, composite_name: str, model_scheme: str, reference_scheme: str) -> dict[str, np.ndarray]:
-    """The side-by-side pictures: imagery, prediction, reference, agreement, confidence (RGBA)."""
+def panels(analysis: Analysis, result: CompareResult | None, composite_name: str, model_scheme: str,
+           reference_scheme: str | None) -> dict[str, np.ndarray]:
+    """The side-by-side pictures: imagery, prediction, reference, agreement, confidence (RGBA).
+
+    Without a comparison (no reference labels) only imagery, prediction and confidence.
+    """
     img = composite(analysis.image, COMPOSITES[composite_name])
     inside = analysis.aoi_mask
     img[..., 3] = np.where(inside, img[..., 3], 60)
     pred = analysis.prediction.classes.data[0]
     conf = analysis.prediction.confidence.data[0]
-    return {
-        composite_name: img,
-        "Prediction": class_rgba(pred, get_scheme(model_scheme)),
-        "Reference": class_rgba(result.reference_ids, get_scheme(reference_scheme)),
-        "Agreement (green) / disagreement (red)": agreement_rgba(result.prediction, result.reference),
-        "Confidence (dark low, yellow high)": confidence_rgba(conf, pred != 255),
-    }
+    out = {composite_name: img, "Prediction": class_rgba(pred, get_scheme(model_scheme))}
+    if result is not None and reference_scheme is not None:
+        out["Reference"] = class_rgba(result.reference_ids, get_scheme(reference_scheme))
+        out["Agreement (green) / disagreement (red)"] = agreement_rgba(result.prediction, result.reference)
+    out["Confidence (dark low, yellow high)"] = confidence_rgba(conf, pred != 255)
+    return out
 
 
 def side_by_side_png(pictures: dict[str, np.ndarray]) -> bytes:

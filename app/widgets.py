@@ -20,9 +20,16 @@ def require_analysis(state: AppState) -> Analysis:
     return state.analysis
 
 
-def reference_picker(state: AppState, analysis: Analysis, where=st) -> str:
-    """Select box of the scene's reference label products; stores the choice in ``state``."""
+def reference_picker(state: AppState, analysis: Analysis, where=st) -> str | None:
+    """Select box of the analysis' reference label products; stores the choice in ``state``.
+
+    Returns ``None`` (with a note) when the source has no reference labels (an uploaded GeoTIFF).
+    """
     refs = services.reference_options(analysis)
+    if not refs:
+        where.info("This source has no reference labels, so there is nothing to compare with; "
+                   "the sample pack and Earth Engine provide them.")
+        return None
     if state.reference not in refs:
         state.reference = refs[0]
     state.reference = where.selectbox("Reference labels", refs, index=refs.index(state.reference),
@@ -30,8 +37,10 @@ def reference_picker(state: AppState, analysis: Analysis, where=st) -> str:
     return state.reference
 
 
-def comparison(analysis: Analysis, product: str) -> CompareResult:
-    """The comparison with ``product``, or an error message and a stop of the page."""
+def comparison(analysis: Analysis, product: str | None) -> CompareResult | None:
+    """The comparison with ``product`` (``None`` without a reference), or an error message and a stop."""
+    if product is None:
+        return None
     try:
         return services.compare_with(analysis, product)
     except LulcError as exc:

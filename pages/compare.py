@@ -11,16 +11,16 @@ state = get_state()
 st.title("Compare")
 a = widgets.require_analysis(state)
 c1, c2 = st.columns(2)
-widgets.reference_picker(state, a, c1)
+ref = widgets.reference_picker(state, a, c1)
 options = views.composite_options(a)
 if state.composite not in options:
     state.composite = options[0]
 state.composite = c2.selectbox("Imagery", options, index=options.index(state.composite), key="composite")
-result = widgets.comparison(a, state.reference)
+result = widgets.comparison(a, ref)
 model_scheme = services.get_bundle(a.bundle_path).card.scheme_name
-ref_scheme = services.reference_scheme(a, state.reference)
+ref_scheme = services.reference_scheme(a, ref) if ref else None
 st.caption(f"{a.scene_id} · AOI {a.aoi_km2:.2f} km² · model {services.bundle_label(a.bundle_path)}")
-if result.crosswalk is not None:
+if result is not None and result.crosswalk is not None:
     with st.expander(f"Crosswalk applied: {result.crosswalk.source} → {result.crosswalk.target}", expanded=False):
         st.table([{"from": s, "to": t} for s, t in result.crosswalk.table()])
         if result.crosswalk.note:
@@ -35,12 +35,13 @@ for i, (title, rgba) in enumerate(pictures.items()):
             st.html(views.legend_html(get_scheme(model_scheme)))
         elif title == "Reference":
             st.html(views.legend_html(get_scheme(ref_scheme)))
-st.caption(f"{result.excluded_fraction:.1%} of the AOI has no reference label or no prediction and is left out of the metrics.")
+if result is not None:
+    st.caption(f"{result.excluded_fraction:.1%} of the AOI has no reference label or no prediction and is left out of the metrics.")
 
 if a.image.crs is not None:
     st.subheader("On the map")
     m1, m2 = st.columns(2)
-    choices = ["Prediction", "Reference", "Agreement (green) / disagreement (red)"]
+    choices = [k for k in ("Prediction", "Reference", "Agreement (green) / disagreement (red)") if k in pictures]
     state.overlay = m1.radio("Overlay", choices, index=choices.index(state.overlay) if state.overlay in choices else 0, horizontal=True)
     state.opacity = m2.slider("Opacity", 0.0, 1.0, state.opacity, 0.05)
     base = next(iter(pictures.values()))  # the imagery composite of the AOI

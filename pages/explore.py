@@ -24,9 +24,20 @@ by_id = {s.id: s for s in scenes}
 
 left, right = st.columns([3, 2], gap="large")
 with right:
-    source = st.radio("Source", ["Sample pack", "Earth Engine"], horizontal=True, key="source",
+    source = st.radio("Source", ["Sample pack", "Earth Engine", "Upload GeoTIFF"], horizontal=True, key="source",
                       help="Earth Engine fetches imagery and labels for an AOI anywhere; it needs credentials (see README)")
     use_ee = False
+    upload = None
+    if source == "Upload GeoTIFF":
+        file = st.file_uploader(f"GeoTIFF with band descriptions (B2, B3, …), up to {services.MAX_UPLOAD_MB} MB", type=["tif", "tiff"],
+                                key="upload")
+        if file is not None:
+            try:
+                upload = services.load_upload(file.name, file.getvalue())
+            except LulcError as exc:
+                st.error(str(exc))
+            else:
+                st.caption(f"{file.name}: {upload.height} × {upload.width} px · {upload.crs} · bands {', '.join(upload.band_names)}")
     if source == "Earth Engine":
         problems = services.earth_engine_problems()
         if problems:
@@ -34,7 +45,9 @@ with right:
                        + "\n".join(f"- {p}" for p in problems) + "\n\nSee the README section 'Earth Engine'.")
         else:
             use_ee = True
-    if use_ee:
+    if source == "Upload GeoTIFF":
+        scene = None
+    elif use_ee:
         d = st.date_input("Dates (Sentinel-2 median composite of clear pixels)",
                           value=(dt.date.fromisoformat(state.ee_start), dt.date.fromisoformat(state.ee_end)), key="ee_dates")
         if isinstance(d, tuple) and len(d) == 2:
@@ -55,7 +68,7 @@ with right:
     if state.bundle_path not in bundles:
         state.bundle_path = bundles[0]
     state.bundle_path = st.selectbox("Model", bundles, index=bundles.index(state.bundle_path), format_func=services.bundle_label, key="bundle")
-    georeferenced = use_ee or scene.georeferenced
+    georeferenced = scene is None or scene.georeferenced
     modes = ["Draw on map", "GeoJSON", "Bounding box"] + ([] if use_ee else ["Whole scene"]) if georeferenced else ["Whole scene"]
     if state.aoi_mode not in modes:
         state.aoi_mode = modes[0] if use_ee else modes[-1]
@@ -75,11 +88,17 @@ with right:
     elif state.aoi_mode == "Draw on map":
         st.caption("Draw a rectangle or polygon on the map (toolbar at its left).")
     st.caption(f"AOI limit: {services.MAX_AOI_KM2:.0f} km².")
-    if st.button("Run model", type="primary", width="stretch", key="run"):
+    waiting = source == "Upload GeoTIFF" and upload is None
+    if st.button("Run model", type="primary", width="stretch", key="run", disabled=waiting):
         bar = st.progress(0.0, text="Running the model…")
         try:
             step = lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}")  # noqa: E731
-            a = services.run_earth_engine(state, step) if use_ee else services.run_analysis(state, step)
+            if upload is not None:
+                a = services.run_upload(state, upload, step)
+            elif use_ee:
+                a = services.run_earth_engine(state, step)
+            else:
+                a = services.run_analysis(state, step)
         except (LulcError, BundleError, ValueError) as exc:
             bar.empty()
             st.error(str(exc))
@@ -97,9 +116,9 @@ with left:
         rgba, crs, transform = services.scene_preview(scene.id, str(data_dir()))
         overlays.append(("Sentinel-2 true colour", rgba, crs, transform, 1.0))
     a = state.analysis
-    if a is not None and a.image.crs is not None and (a.scene_id == state.scene_id or (use_ee and a.source == "earth_engine")):
+    if a is not None and a.image.crs is not None and (a.scene_id == state.scene_id or a.source != "samples"):
         overlays.append(("Prediction", services.prediction_rgba(a), a.image.crs, a.image.transform, 0.8))
-    fmap = maps.build_map(scenes, selected=None if use_ee else scene.id, overlays=overlays, aoi_geojson=a.aoi_geojson if a else None,
+    fmap = maps.build_map(scenes, selected=scene.id if scene is not None else None, overlays=overlays, aoi_geojson=a.aoi_geojson if a else None,
                           basemap=None if basemap.startswith("None") else basemap, draw=georeferenced)
     out = st_folium(fmap, key="explore_map", height=560, use_container_width=True, returned_objects=["last_active_drawing"])
     drawing = (out or {}).get("last_active_drawing")

@@ -21,10 +21,13 @@ st.download_button("Prediction (Cloud-Optimized GeoTIFF, class ids + colour tabl
                    file_name=f"{stem}.tif", mime="image/tiff")
 st.download_button("Confidence (Cloud-Optimized GeoTIFF, float32)", cog_bytes(a.prediction.confidence),
                    file_name=f"{stem}_confidence.tif", mime="image/tiff")
-st.download_button(f"Metrics vs {ref} (CSV)", charts.metrics_table(result).to_csv(index=False), file_name=f"{stem}_metrics_{ref}.csv", mime="text/csv")
-st.download_button(f"Metrics vs {ref} (JSON)", json.dumps({"scene": a.scene_id, "reference": ref, "aoi_km2": a.aoi_km2, **result.metrics.to_dict()}, indent=2),
-                   file_name=f"{stem}_metrics_{ref}.json", mime="application/json")
-pictures = views.panels(a, result, views.composite_options(a)[0], scheme_name, services.reference_scheme(a, ref))
+if result is not None:
+    st.download_button(f"Metrics vs {ref} (CSV)", charts.metrics_table(result).to_csv(index=False), file_name=f"{stem}_metrics_{ref}.csv",
+                       mime="text/csv")
+    st.download_button(f"Metrics vs {ref} (JSON)", json.dumps({"scene": a.scene_id, "reference": ref, "aoi_km2": a.aoi_km2,
+                                                                 **result.metrics.to_dict()}, indent=2),
+                       file_name=f"{stem}_metrics_{ref}.json", mime="application/json")
+pictures = views.panels(a, result, views.composite_options(a)[0], scheme_name, services.reference_scheme(a, ref) if ref else None)
 st.download_button("Side-by-side view (PNG)", views.side_by_side_png(pictures), file_name=f"{stem}_views.png", mime="image/png")
 if a.image.crs is None:
     st.caption("This scene has no georeference: the GeoTIFFs carry a local 10 m grid and no CRS.")

@@ -9,6 +9,8 @@ state = get_state()
 st.title("Metrics")
 a = widgets.require_analysis(state)
 result = widgets.comparison(a, widgets.reference_picker(state, a))
+if result is None:
+    st.stop()
 m = result.metrics
 c = st.columns(5)
 c[0].metric("mIoU", f"{m.miou:.3f}")

@@ -163,3 +163,56 @@ def test_earth_engine_aoi_anywhere_gets_imagery_prediction_and_labels(app, monke
     assert any("esa_worldcover → dynamic_world" in e.label for e in app.expander)
     goto(app, "metrics")
     assert int(app.metric[3].value.replace(",", "")) > 10_000  # pixels compared
+
+
+def _upload_bytes(bands, crs="EPSG:32633", size=(120, 160)) -> bytes:
+    from rasterio.windows import Window
+
+    from core.raster import cog_bytes
+    from core.sources.samples import load_image
+
+    img = load_image("brandenburg-2017-02-16", bands, Window(300, 200, size[1], size[0]))
+    if crs is None:
+        from dataclasses import replace
+
+        img = replace(img, crs=None)
+    return cog_bytes(img)
+
+
+def test_uploaded_geotiff_is_predicted_without_references(app):
+    app.radio(key="source").set_value("Upload GeoTIFF").run()
+    assert app.button(key="run").disabled
+    data = _upload_bytes(["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"])
+    app.file_uploader(key="upload").set_value(("aoi.tif", data, "image/tiff")).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    app.radio(key="aoi_mode").set_value("Whole scene").run()
+    app.button(key="run").click().run()
+    assert app.success and "aoi.tif" in app.success[0].value
+    goto(app, "compare")
+    assert "no reference labels" in app.info[0].value and len(app.image) == 3
+    goto(app, "metrics")
+    assert "no reference labels" in app.info[0].value and not app.get("plotly_chart")
+    goto(app, "export")
+    assert any("GeoTIFF" in b.label for b in app.get("download_button"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"II*\x00garbage-not-a-tiff", "corrupt"),
+        ("nocrs", "no CRS"),
+        ("fewbands", "B11"),
+    ],
+)
+def test_bad_uploads_get_clear_messages(app, payload, message):
+    if payload == "nocrs":
+        payload = _upload_bytes(["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"], crs=None)
+    elif payload == "fewbands":
+        payload = _upload_bytes(["B2", "B3", "B4", "B8"])
+    app.radio(key="source").set_value("Upload GeoTIFF").run()
+    app.file_uploader(key="upload").set_value(("x.tif", payload, "image/tiff")).run()
+    if message == "B11":
+        app.radio(key="aoi_mode").set_value("Whole scene").run()
+        app.button(key="run").click().run()
+    assert app.error and message in app.error[0].value, [e.value for e in app.error]
+    assert not app.exception
