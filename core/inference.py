@@ -130,6 +130,7 @@ def predict_geotiff(
     overlap: int = 32,
     batch_size: int = 8,
     progress: ProgressFn | None = None,
+    gdal_cache_mb: int = 64,
 ) -> Path:
     """Predict a GeoTIFF of any size window by window and write a Cloud-Optimized GeoTIFF.
 
@@ -152,6 +153,9 @@ def predict_geotiff(
         overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
         batch_size: Tiles per forward call.
         progress: Called with (tiles done, tiles total).
+        gdal_cache_mb: GDAL block cache while this runs (MB). GDAL's default, 5 % of RAM, would
+            grow with the raster (it caches every block read and written), so it is bounded
+            here to keep peak memory independent of raster size.
 
     Returns:
         ``dst_path``.
@@ -162,7 +166,8 @@ def predict_geotiff(
     """
     dst_path = Path(dst_path)
     dst_path.parent.mkdir(parents=True, exist_ok=True)
-    with _open(src_path) as src, tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), _open(src_path) as src, tempfile.TemporaryDirectory() as tmp, \
+            warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         names = [d or f"band_{i + 1}" for i, d in enumerate(src.descriptions)]
         missing = [b for b in bands if b not in names]
