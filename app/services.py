@@ -204,15 +204,7 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     """
     from rasterio.crs import CRS
 
-    from core.raster import GeoRaster
-    from core.sources.earth_engine import (
-        download,
-        dynamic_world_spec,
-        sentinel1_spec,
-        sentinel2_spec,
-        utm_grid,
-        worldcover_spec,
-    )
+    from core.sources.earth_engine import download, dynamic_world_spec, fetch_imagery, utm_grid, worldcover_spec
 
     if state.aoi_mode == "Whole scene":
         raise AOIError("Earth Engine needs an AOI: draw one, paste GeoJSON or type a bounding box")
@@ -222,18 +214,9 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     aoi = locate_aoi(geom, CRS.from_user_input(grid.crs), grid.affine, grid.height, grid.width, max_area_km2=MAX_AOI_KM2)
     adapter = earth_engine_adapter()
     t0 = time.perf_counter()
-    s2_bands = [b for b in bundle.bands if b not in ("VV", "VH")]
     level = "L2A" if bundle.card.training.get("level") == "L2A" else "L1C"
-    step = (lambda d, t: progress(d, t)) if progress else None
-    opt = download(adapter, sentinel2_spec(state.ee_start, state.ee_end, s2_bands, level=level, cloud_threshold=state.ee_cloud), grid,
-                   cache_dir=CACHE_DIR, progress=step)
-    image = opt
-    if any(b in ("VV", "VH") for b in bundle.bands):
-        radar = download(adapter, sentinel1_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
-        x = opt.data.astype(np.float32)
-        x[:, (opt.data == 0).any(axis=0)] = np.nan
-        image = GeoRaster(np.concatenate([x, radar.data.astype(np.float32)]), opt.crs, opt.transform, float("nan"),
-                          opt.band_names + radar.band_names)
+    image = fetch_imagery(adapter, grid, state.ee_start, state.ee_end, bundle.bands, level=level, cloud_threshold=state.ee_cloud,
+                          cache_dir=CACHE_DIR, progress=progress)
     dw = download(adapter, dynamic_world_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
     wc = download(adapter, worldcover_spec(), grid, cache_dir=CACHE_DIR)
     image = image.window(aoi.window)

@@ -32,6 +32,7 @@ from core.sources.earth_engine import (
     TransientError,
     download,
     dynamic_world_spec,
+    fetch_imagery,
     sentinel1_spec,
     sentinel2_spec,
     utm_grid,
@@ -172,7 +173,7 @@ def export_chips(
                 row.update(status="submitted", image=f"{p.id}.tif", label=f"{p.id}_label.tif")
             else:
                 try:
-                    row.update(_fetch_chip(adapter, p.id, grid, s2, s1, lab, settings, out))
+                    row.update(_fetch_chip(adapter, p.id, grid, lab, settings, out))
                 except TransientError as exc:
                     row.update(status="skipped", reason=f"transient error after retries: {exc}")
             writer.writerow(row)
@@ -182,16 +183,11 @@ def export_chips(
     return pd.read_csv(manifest, dtype={"id": str})
 
 
-def _fetch_chip(adapter, chip_id, grid, s2, s1, lab, settings, out: Path) -> dict:
-    opt = download(adapter, s2, grid, workers=1)
-    invalid = (opt.data == 0).any(axis=0)
-    data = opt.data
-    names = list(opt.band_names)
-    if s1 is not None:
-        radar = download(adapter, s1, grid, workers=1)
-        invalid |= ~np.isfinite(radar.data).all(axis=0)
-        data = np.concatenate([np.where(invalid, np.nan, opt.data.astype(np.float32)), radar.data.astype(np.float32)])
-        names += list(radar.band_names)
+def _fetch_chip(adapter, chip_id, grid, lab, settings, out: Path) -> dict:
+    bands = list(settings.bands) + (["VV", "VH"] if settings.s1 else [])
+    img = fetch_imagery(adapter, grid, settings.start, settings.end, bands, level=settings.level,
+                        cloud_threshold=settings.cloud_threshold, orbit=settings.orbit, workers=1)
+    invalid = ~img.valid_mask()
     label = download(adapter, lab, grid, workers=1)
     ignore = get_scheme(LABEL_SCHEMES[settings.labels]).ignore_index
     invalid |= label.data[0] == (ignore if ignore is not None else 255)
@@ -199,9 +195,8 @@ def _fetch_chip(adapter, chip_id, grid, s2, s1, lab, settings, out: Path) -> dic
     if frac > settings.max_nodata:
         return {"status": "skipped", "reason": f"{frac:.0%} masked or nodata pixels (limit {settings.max_nodata:.0%})",
                 "nodata_fraction": round(frac, 4)}
-    nodata = float("nan") if s1 is not None else 0
-    write_cog(GeoRaster(data, opt.crs, opt.transform, nodata, tuple(names)), out / f"{chip_id}.tif")
-    write_cog(GeoRaster(label.data.astype(np.uint8), opt.crs, opt.transform, label.nodata, ("label",)), out / f"{chip_id}_label.tif",
+    write_cog(img, out / f"{chip_id}.tif")
+    write_cog(GeoRaster(label.data.astype(np.uint8), img.crs, img.transform, label.nodata, ("label",)), out / f"{chip_id}_label.tif",
               colormap=get_scheme(LABEL_SCHEMES[settings.labels]).colormap())
     return {"status": "ok", "image": f"{chip_id}.tif", "label": f"{chip_id}_label.tif", "nodata_fraction": round(frac, 4)}
 

@@ -50,6 +50,7 @@ __all__ = [
     "EarthEngineError", "CredentialsError", "QuotaError", "PermissionDeniedError", "TransientError",
     "EarthEngineConfig", "CollectionSpec", "PixelGrid", "EarthEngineAdapter", "LiveEarthEngine",
     "sentinel2_spec", "sentinel1_spec", "dynamic_world_spec", "worldcover_spec", "utm_grid", "split_grid", "download",
+    "fetch_imagery",
     "MAX_REQUEST_BYTES", "MAX_REQUEST_SIDE",
 ]
 
@@ -510,3 +511,55 @@ def download(
         write_cog(raster, cached)
     return raster
 
+
+
+def fetch_imagery(
+    adapter: EarthEngineAdapter,
+    grid: PixelGrid,
+    start: str,
+    end: str,
+    bands: Sequence[str],
+    *,
+    level: str = "L1C",
+    cloud_threshold: float | None = None,
+    orbit: str = "DESCENDING",
+    cache_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 4,
+) -> GeoRaster:
+    """Sentinel-2 bands and, if asked for, Sentinel-1 ``VV``/``VH`` on one grid, in ``bands`` order.
+
+    Args:
+        adapter: Earth Engine adapter.
+        grid: Target grid.
+        start: First date (ISO).
+        end: Day after the last date.
+        bands: Band names, Sentinel-2 (``B2`` ...) and/or ``VV``, ``VH``.
+        level: Sentinel-2 ``"L1C"`` or ``"L2A"``.
+        cloud_threshold: Cloud Score+ threshold (see :func:`sentinel2_spec`).
+        orbit: Sentinel-1 orbit direction.
+        cache_dir: Download cache folder.
+        progress: Called with (tiles done, tiles total) of the optical download.
+        workers: Parallel requests.
+
+    Returns:
+        Optical only: uint16 reflectance x 1e4, nodata 0. With radar: float32, nodata NaN
+        (masked optical pixels NaN as well).
+    """
+    radar = [b for b in bands if b in ("VV", "VH")]
+    optical = [b for b in bands if b not in ("VV", "VH")]
+    parts: dict[str, np.ndarray] = {}
+    ref = None
+    if optical:
+        opt = download(adapter, sentinel2_spec(start, end, optical, level=level, cloud_threshold=cloud_threshold), grid,
+                       cache_dir=cache_dir, progress=progress, workers=workers)
+        if not radar:
+            return opt
+        x = opt.data.astype(np.float32)
+        x[:, (opt.data == 0).any(axis=0)] = np.nan
+        parts.update(zip(optical, x, strict=True))
+        ref = opt
+    s1 = download(adapter, sentinel1_spec(start, end, orbit=orbit), grid, cache_dir=cache_dir, workers=workers)
+    parts.update(zip(s1.band_names, s1.data.astype(np.float32), strict=True))
+    ref = ref or s1
+    return GeoRaster(np.stack([parts[b] for b in bands]), ref.crs, ref.transform, float("nan"), tuple(bands), meta=dict(ref.meta))
