@@ -73,7 +73,6 @@ class AppState:
     ee_start: str = "2021-06-01"
     ee_end: str = "2021-09-01"
     ee_cloud: float = 0.6
-    messages: list[str] = field(default_factory=list)
 
 
 def get_state() -> AppState:
