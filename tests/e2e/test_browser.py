@@ -95,11 +95,12 @@ def test_draw_aoi_run_model_and_see_prediction_and_iou_chart(server):
 
         page.get_by_role("link", name="Compare").first.click()
         page.get_by_text("Agreement (green)").first.wait_for(timeout=120_000)
-        assert page.locator("[data-testid='stImage'] img").count() >= 5
+        page.locator("[data-testid='stImage'] img").nth(4).wait_for(timeout=120_000)  # imagery, prediction, reference, agreement, confidence
         page.screenshot(path=str(ARTIFACTS / "e2e_compare.png"), full_page=True)
 
         page.get_by_role("link", name="Metrics").first.click()
         page.get_by_text("Per-class IoU").first.wait_for(timeout=120_000)
-        assert page.locator(".js-plotly-plot").count() >= 3
+        page.locator(".js-plotly-plot").nth(2).wait_for(timeout=120_000)  # IoU, P/R/F1, confusion matrix
+        assert "Per-class IoU" in page.locator(".js-plotly-plot").first.inner_text()
         page.screenshot(path=str(ARTIFACTS / "e2e_metrics.png"), full_page=True)
         browser.close()
