@@ -58,6 +58,8 @@ MAX_REQUEST_BYTES = 48 * 2**20
 """computePixels limit on uncompressed pixels per request (bytes)."""
 MAX_REQUEST_SIDE = 32768
 """computePixels limit on pixels per side."""
+FLOAT_SENTINEL = -9999.0
+"""Stand-in for masked pixels of float composites in transit (becomes NaN on arrival)."""
 
 S2_L1C = "COPERNICUS/S2_HARMONIZED"
 S2_L2A = "COPERNICUS/S2_SR_HARMONIZED"
@@ -376,7 +378,8 @@ class LiveEarthEngine:
         if spec.resampling == "bilinear":
             col = col.map(lambda img: img.resample("bilinear"))
         img = {"median": col.median, "mode": col.mode, "first": col.mosaic}[spec.reducer]()
-        return img if math.isnan(float(spec.nodata)) else img.unmask(spec.nodata)
+        # masked pixels come back as 0 unless unmasked; a float spec's NaN nodata goes through a sentinel
+        return img.unmask(FLOAT_SENTINEL if math.isnan(float(spec.nodata)) else spec.nodata)
 
     def compute_pixels(self, spec: CollectionSpec, grid: PixelGrid) -> np.ndarray:
         """Fetch one tile with ``ee.data.computePixels`` (NUMPY_NDARRAY), classify failures."""
@@ -392,7 +395,7 @@ class LiveEarthEngine:
             raise TransientError(f"Earth Engine request failed: {exc}") from None
         out = np.stack([np.asarray(arr[b]) for b in spec.bands]).astype(spec.dtype)
         if np.issubdtype(out.dtype, np.floating):
-            out[~np.isfinite(out)] = np.nan
+            out[~np.isfinite(out) | (out == FLOAT_SENTINEL)] = np.nan
         return out
 
 
