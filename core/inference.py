@@ -21,7 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from core.errors import BandError
-from core.raster import GeoRaster, _colormap_arg, _open
+from core.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
 from core.tiling import ForwardFn, ProgressFn, predict_tiled
 
 __all__ = ["ClassMap", "predict_raster", "predict_geotiff", "NODATA_CLASS"]
@@ -43,12 +43,6 @@ class ClassMap:
     classes: GeoRaster
     confidence: GeoRaster
 
-
-def _as_float(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    x = data.astype(np.float32)
-    if nodata is not None and not np.isnan(nodata):
-        x[(data == nodata).any(axis=0, keepdims=True).repeat(x.shape[0], axis=0)] = np.nan
-    return x
 
 
 def _class_lut(num_classes: int, class_ids: Sequence[int] | None) -> np.ndarray:
@@ -96,7 +90,7 @@ def predict_raster(
     confidence = np.zeros((1, raster.height, raster.width), dtype=np.float32)
 
     def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-        return _as_float(src.data[:, r : r + h, c : c + w], src.nodata)
+        return nodata_to_nan(src.data[:, r : r + h, c : c + w], src.nodata)
 
     def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
         h, w = valid.shape
@@ -187,7 +181,7 @@ def predict_geotiff(
         ) as conf_ds:
 
             def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-                return _as_float(src.read(indexes, window=Window(c, r, w, h)), src.nodata)
+                return nodata_to_nan(src.read(indexes, window=Window(c, r, w, h)), src.nodata)
 
             def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
                 h, w = valid.shape

@@ -33,12 +33,30 @@ from core.errors import BandError, GridMismatchError, RasterReadError
 
 __all__ = [
     "GeoRaster",
+    "nodata_to_nan",
+    "stack_bands",
     "read_raster",
     "raster_info",
     "write_cog",
     "cog_bytes",
     "pixel_area_m2",
 ]
+
+
+def nodata_to_nan(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Band values as float32 with NaN wherever a pixel has no data.
+
+    Args:
+        data: (C, H, W) array of any dtype.
+        nodata: The nodata value (``None`` or NaN: only existing NaNs count).
+
+    Returns:
+        float32 (C, H, W) copy; a pixel where any band equals ``nodata`` is NaN in every band.
+    """
+    x = data.astype(np.float32)
+    if nodata is not None and not math.isnan(nodata):
+        x[:, (data == nodata).any(axis=0)] = np.nan
+    return x
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,10 @@ class GeoRaster:
         if self.nodata is not None and not (isinstance(self.nodata, float) and math.isnan(self.nodata)):
             invalid |= (self.data == self.nodata).any(axis=0)
         return ~invalid
+
+    def to_float(self) -> GeoRaster:
+        """The raster as float32 with NaN nodata (see :func:`nodata_to_nan`)."""
+        return replace(self, data=nodata_to_nan(self.data, self.nodata), nodata=float("nan"))
 
     def select(self, names: Sequence[str]) -> GeoRaster:
         """Return the bands ``names`` in that order, selected by name, never by position.
@@ -183,6 +205,34 @@ class GeoRaster:
         from rasterio.warp import transform_bounds
 
         return tuple(transform_bounds(self.crs, "EPSG:4326", *self.bounds, densify_pts=21))
+
+
+def stack_bands(rasters: Sequence[GeoRaster], bands: Sequence[str]) -> GeoRaster:
+    """Bands of several rasters on one grid (e.g. Sentinel-2 uint16 and Sentinel-1 dB), by name.
+
+    Args:
+        rasters: Rasters on the same grid; the first gives CRS, transform and metadata.
+        bands: Band names wanted, in order; each is taken from the first raster that has it.
+
+    Returns:
+        float32 GeoRaster (len(bands), H, W), nodata NaN: a pixel missing in any input band
+        of its raster is NaN in that raster's bands.
+
+    Raises:
+        GridMismatchError: The rasters are not on one grid.
+        BandError: A band is in none of the rasters (the message lists what they have).
+    """
+    first = rasters[0]
+    for r in rasters[1:]:
+        first.require_same_grid(r, "rasters to stack")
+    planes: dict[str, np.ndarray] = {}
+    for r in rasters:
+        for name, plane in zip(r.band_names, nodata_to_nan(r.data, r.nodata), strict=True):
+            planes.setdefault(name, plane)
+    missing = [b for b in bands if b not in planes]
+    if missing:
+        raise BandError(f"missing band(s) {', '.join(missing)}; the inputs have {', '.join(planes)}")
+    return replace(first, data=np.stack([planes[b] for b in bands]), nodata=float("nan"), band_names=tuple(bands))
 
 
 def pixel_area_m2(crs: CRS | None, transform: Affine, height: int, width: int) -> np.ndarray:

@@ -56,10 +56,7 @@ def load_scenes(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
     root = cfg.data.data_dir
     for sc_cfg in cfg.data.scenes:
         scene = get_scene(sc_cfg.id, root)
-        img = load_image(scene, cfg.data.bands)
-        data = img.data.astype(np.float32)
-        if img.nodata is not None and not np.isnan(img.nodata):
-            data[:, (img.data == img.nodata).any(axis=0)] = np.nan
+        data = load_image(scene, cfg.data.bands).to_float().data
         lab, sch = load_labels(scene, cfg.data.labels)
         if scheme is not None and sch.name != scheme.name:
             raise ValueError(f"scene {scene.id} labels use {sch.name}, others {scheme.name}")
@@ -106,7 +103,8 @@ def load_exported_chips(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
     import pandas as pd
 
     from core.classes import get_scheme
-    from core.raster import read_raster
+    from core.errors import BandError
+    from core.raster import read_raster, stack_bands
 
     folder = Path(cfg.data.chips_dir)
     manifest = folder / "manifest.csv"
@@ -125,17 +123,10 @@ def load_exported_chips(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
         parts = [read_raster(img_path)]
         if (folder / f"{r.id}_s1.tif").exists():
             parts.append(read_raster(folder / f"{r.id}_s1.tif"))
-        names = [n for p in parts for n in p.band_names]
-        missing = [b for b in cfg.data.bands if b not in names]
-        if missing:
-            raise ValueError(f"chip {r.id} lacks band(s) {', '.join(missing)}; it has {', '.join(names)}")
-        stack = {}
-        for p in parts:
-            x = p.data.astype(np.float32)
-            if p.nodata is not None and not np.isnan(p.nodata):
-                x[p.data == p.nodata] = np.nan
-            stack.update(zip(p.band_names, x, strict=True))
-        image = np.stack([stack[b] for b in cfg.data.bands])
+        try:
+            image = stack_bands(parts, cfg.data.bands).data
+        except BandError as exc:
+            raise ValueError(f"chip {r.id}: {exc}") from None
         scheme = get_scheme(r.scheme)
         target = scheme.to_index(read_raster(lab_path).data[0])
         target[np.isnan(image).any(axis=0)] = IGNORE

@@ -44,7 +44,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from core.errors import LulcError
-from core.raster import GeoRaster, read_raster, write_cog
+from core.raster import GeoRaster, read_raster, stack_bands, write_cog
 
 __all__ = [
     "EarthEngineError", "CredentialsError", "QuotaError", "PermissionDeniedError", "TransientError",
@@ -551,18 +551,11 @@ def fetch_imagery(
     """
     radar = [b for b in bands if b in ("VV", "VH")]
     optical = [b for b in bands if b not in ("VV", "VH")]
-    parts: dict[str, np.ndarray] = {}
-    ref = None
+    parts = []
     if optical:
-        opt = download(adapter, sentinel2_spec(start, end, optical, level=level, cloud_threshold=cloud_threshold), grid,
-                       cache_dir=cache_dir, progress=progress, workers=workers)
+        parts.append(download(adapter, sentinel2_spec(start, end, optical, level=level, cloud_threshold=cloud_threshold), grid,
+                              cache_dir=cache_dir, progress=progress, workers=workers))
         if not radar:
-            return opt
-        x = opt.data.astype(np.float32)
-        x[:, (opt.data == 0).any(axis=0)] = np.nan
-        parts.update(zip(optical, x, strict=True))
-        ref = opt
-    s1 = download(adapter, sentinel1_spec(start, end, orbit=orbit), grid, cache_dir=cache_dir, workers=workers)
-    parts.update(zip(s1.band_names, s1.data.astype(np.float32), strict=True))
-    ref = ref or s1
-    return GeoRaster(np.stack([parts[b] for b in bands]), ref.crs, ref.transform, float("nan"), tuple(bands), meta=dict(ref.meta))
+            return parts[0]
+    parts.append(download(adapter, sentinel1_spec(start, end, orbit=orbit), grid, cache_dir=cache_dir, workers=workers))
+    return stack_bands(parts, bands)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
@@ -23,7 +22,7 @@ from core.bands import SENTINEL1, check_band_names
 from core.classes import ClassScheme, get_scheme
 from core.config import data_dir
 from core.errors import SceneNotFoundError
-from core.raster import GeoRaster, pixel_area_m2, raster_info, read_raster
+from core.raster import GeoRaster, pixel_area_m2, raster_info, read_raster, stack_bands
 
 __all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels"]
 
@@ -210,19 +209,9 @@ def load_image(scene: SampleScene | str, bands: list[str] | tuple[str, ...] | No
     s1_names = [b for b in wanted if b in S1_BANDS]
     if not s1_names:
         return _localise(sc, read_raster(sc.path / "image_s2.tif", s2_names, window), window)
-    parts: dict[str, np.ndarray] = {}
-    ref = None
-    if s2_names:
-        s2 = read_raster(sc.path / "image_s2.tif", s2_names, window)
-        x = s2.data.astype(np.float32)
-        x[:, (s2.data == 0).any(axis=0)] = np.nan
-        parts.update(zip(s2_names, x, strict=True))
-        ref = s2
-    s1 = read_raster(sc.path / "image_s1.tif", s1_names, window)
-    parts.update(zip(s1_names, s1.data.astype(np.float32), strict=True))
-    ref = ref or s1
-    data = np.stack([parts[b] for b in wanted])
-    return _localise(sc, replace(ref, data=data, nodata=float("nan"), band_names=tuple(wanted)), window)
+    parts = [read_raster(sc.path / "image_s2.tif", s2_names, window)] if s2_names else []
+    parts.append(read_raster(sc.path / "image_s1.tif", s1_names, window))
+    return _localise(sc, stack_bands(parts, wanted), window)
 
 
 def load_labels(scene: SampleScene | str, product: str = "dw", window: Window | None = None) -> tuple[GeoRaster, ClassScheme]:

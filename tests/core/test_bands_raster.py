@@ -135,3 +135,21 @@ def test_pixel_area_geographic_grid():
     # 8.983e-5 deg pixels at 38 N (the Sen1Floods11 grid): about 7.9 m x 10 m
     a = pixel_area_m2(CRS.from_epsg(4326), Affine(8.983152841195215e-05, 0, -0.78, 0, -8.983152841195215e-05, 38.13), 2, 2)
     assert 77 < a[0] < 80
+
+
+def test_stack_bands_mixes_sources_by_name_and_checks_the_grid():
+    from dataclasses import replace
+
+    from core.errors import GridMismatchError
+    from core.raster import stack_bands
+
+    s2 = make_raster(height=8, width=8, bands=["B4", "B8"])
+    s2.data[:, 0, 0] = 0
+    s1 = replace(make_raster(height=8, width=8, bands=["VV", "VH"]), nodata=None)
+    out = stack_bands([s2, s1.to_float()], ["VV", "B8"])
+    assert out.band_names == ("VV", "B8") and out.data.dtype == np.float32 and np.isnan(out.nodata)
+    assert np.isnan(out.data[1, 0, 0]) and not np.isnan(out.data[0, 0, 0])
+    with pytest.raises(BandError, match="B2"):
+        stack_bands([s2, s1], ["B2"])
+    with pytest.raises(GridMismatchError):
+        stack_bands([s2, make_raster(height=9, width=8, bands=["VV"])], ["VV"])
