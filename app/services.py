@@ -16,11 +16,12 @@ from rasterio.windows import Window
 from shapely import geometry as sg
 
 from app.state import Analysis, AppState
-from core.analysis import CompareResult, compare, predict_aoi
+from core.analysis import CompareResult, compare
 from core.aoi import DEFAULT_MAX_AOI_KM2, bbox_geometry, locate_aoi, parse_geojson
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError
-from core.raster import GeoRaster
+from core.inference import predict_raster
+from core.raster import GeoRaster, footprint_lonlat, grid_area_km2
 from core.sources.samples import (
     SampleScene,
     get_scene,
@@ -73,21 +74,36 @@ def bundle_label(path: str) -> str:
         return str(rel)
 
 
-def resolve_aoi(state: AppState, scene: SampleScene) -> tuple[Window, np.ndarray, float, dict | None]:
-    """The pixel window, AOI mask, area (km^2) and lon/lat GeoJSON of the AOI the user gave.
+def place_aoi(state: AppState, crs, transform, height: int, width: int) -> tuple[Window, np.ndarray, float, dict | None]:
+    """The user's AOI on a grid: pixel window, mask (h, w), area in km^2 and lon/lat GeoJSON.
+
+    "Whole scene" takes the whole grid (refused above the AOI limit); otherwise the drawn, pasted
+    or typed AOI is placed with :func:`core.aoi.locate_aoi`.
 
     Raises:
-        AOIError: No AOI, invalid geometry, outside the scene or too large.
+        AOIError: No AOI, invalid geometry, outside the grid or too large.
     """
-    crs, transform, scene_km2 = scene_grid(scene)
     if state.aoi_mode == "Whole scene":
-        if scene_km2 > MAX_AOI_KM2:
-            raise AOIError(f"the scene covers {scene_km2:.0f} km^2, above the {MAX_AOI_KM2:.0f} km^2 limit; draw a smaller AOI")
-        geo = sg.mapping(sg.box(*scene.bounds_lonlat)) if scene.bounds_lonlat else None
-        return Window(0, 0, scene.width, scene.height), np.ones((scene.height, scene.width), bool), scene_km2, geo
-    geom = _aoi_geometry(state)
-    aoi = locate_aoi(geom, crs, transform, scene.height, scene.width, max_area_km2=MAX_AOI_KM2)
+        km2 = grid_area_km2(crs, transform, height, width)
+        if km2 > MAX_AOI_KM2:
+            raise AOIError(f"the data covers {km2:.0f} km^2, above the {MAX_AOI_KM2:.0f} km^2 limit; give an AOI inside it")
+        footprint = footprint_lonlat(crs, transform, height, width)
+        geo = sg.mapping(sg.box(*footprint)) if footprint else None
+        return Window(0, 0, width, height), np.ones((height, width), bool), km2, geo
+    aoi = locate_aoi(_aoi_geometry(state), crs, transform, height, width, max_area_km2=MAX_AOI_KM2)
     return aoi.window, aoi.mask, aoi.area_km2, sg.mapping(aoi.geometry)
+
+
+def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster, window: Window, mask: np.ndarray,
+                       km2: float, geo: dict | None, references: dict, t0: float,
+                       progress: Callable[[int, int], None] | None) -> Analysis:
+    """Run the chosen bundle on the AOI image and keep the result as the session's analysis."""
+    bundle = get_bundle(state.bundle_path)
+    pred = predict_raster(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
+                          mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
+    state.analysis = Analysis(name, state.bundle_path, window, image, pred, mask, km2, geo, time.perf_counter() - t0,
+                              references, source=source)
+    return state.analysis
 
 
 def _aoi_geometry(state: AppState):
@@ -106,7 +122,7 @@ def _aoi_geometry(state: AppState):
 
 
 def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = None) -> Analysis:
-    """Predict the current AOI with the chosen bundle and store the result in ``state``.
+    """Predict the current AOI of the chosen sample scene and store the result in ``state``.
 
     Raises:
         AOIError, BandError, BundleError, SceneNotFoundError: With messages for the user.
@@ -114,20 +130,15 @@ def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = 
     if not state.scene_id:
         raise AOIError("pick a scene first")
     scene = get_scene(state.scene_id, data_dir())
-    bundle = get_bundle(state.bundle_path)
-    bundle.check_bands(scene.bands)
-    window, mask, area, geo = resolve_aoi(state, scene)
+    get_bundle(state.bundle_path).check_bands(scene.bands)
+    window, mask, km2, geo = place_aoi(state, *scene_grid(scene), scene.height, scene.width)
     t0 = time.perf_counter()
     image = load_image(scene, list(scene.bands), window)
-    pred = predict_aoi(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                       aoi_mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
     refs = {}
     for product in scene.labels:
         lab, scheme = load_labels(scene, product, window)
         refs[product] = (lab, scheme.name)
-    analysis = Analysis(scene.id, state.bundle_path, window, image, pred, mask, area, geo, time.perf_counter() - t0, refs)
-    state.analysis = analysis
-    return analysis
+    return _predict_and_store(state, scene.id, "samples", image, window, mask, km2, geo, refs, t0, progress)
 
 
 def reference_options(analysis: Analysis) -> list[str]:
@@ -141,10 +152,15 @@ def reference_scheme(analysis: Analysis, product: str) -> str:
 
 
 def compare_with(analysis: Analysis, product: str) -> CompareResult:
-    """Compare the analysis' prediction with one of its reference label products."""
-    ref, scheme = analysis.references[product]
-    bundle = get_bundle(analysis.bundle_path)
-    return compare(analysis.prediction, bundle.card.scheme_name, ref, scheme, analysis.aoi_mask)
+    """Compare the analysis' prediction with one of its reference label products.
+
+    Computed once per product and kept on the analysis: pages rerun on every widget change.
+    """
+    if product not in analysis.comparisons:
+        ref, scheme = analysis.references[product]
+        model_scheme = get_bundle(analysis.bundle_path).card.scheme_name
+        analysis.comparisons[product] = compare(analysis.prediction, model_scheme, ref, scheme, analysis.aoi_mask)
+    return analysis.comparisons[product]
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -168,27 +184,28 @@ def prediction_rgba(analysis: Analysis) -> np.ndarray:
 CACHE_DIR = Path(os.environ.get("LULC_CACHE_DIR", Path.home() / ".cache" / "lulc-explorer")) / "earth-engine"
 
 
-def earth_engine_problems() -> list[str]:
-    """What is missing before Earth Engine can be used (empty when configured)."""
+def _earth_engine_config():
+    """Earth Engine settings from ``.streamlit/secrets.toml`` ([earthengine]) or the environment."""
     from core.sources.earth_engine import EarthEngineConfig
 
     try:
         secrets = dict(st.secrets)
-    except Exception:  # no secrets.toml: fine, the environment is read instead
+    except Exception:  # no secrets.toml: the environment is read instead
         secrets = {}
-    return EarthEngineConfig.from_env(secrets).problems()
+    return EarthEngineConfig.from_env(secrets)
+
+
+def earth_engine_problems() -> list[str]:
+    """What is missing before Earth Engine can be used (empty when configured)."""
+    return _earth_engine_config().problems()
 
 
 @st.cache_resource(show_spinner=False)
 def earth_engine_adapter():
     """The live Earth Engine adapter (initialised on its first request)."""
-    from core.sources.earth_engine import EarthEngineConfig, LiveEarthEngine
+    from core.sources.earth_engine import LiveEarthEngine
 
-    try:
-        secrets = dict(st.secrets)
-    except Exception:
-        secrets = {}
-    return LiveEarthEngine(EarthEngineConfig.from_env(secrets))
+    return LiveEarthEngine(_earth_engine_config())
 
 
 def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | None = None) -> Analysis:
@@ -206,12 +223,11 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
 
     from core.sources.earth_engine import download, dynamic_world_spec, fetch_imagery, utm_grid, worldcover_spec
 
+    bundle = get_bundle(state.bundle_path)
     if state.aoi_mode == "Whole scene":
         raise AOIError("Earth Engine needs an AOI: draw one, paste GeoJSON or type a bounding box")
-    geom = _aoi_geometry(state)
-    bundle = get_bundle(state.bundle_path)
-    grid = utm_grid(geom.bounds)
-    aoi = locate_aoi(geom, CRS.from_user_input(grid.crs), grid.affine, grid.height, grid.width, max_area_km2=MAX_AOI_KM2)
+    grid = utm_grid(_aoi_geometry(state).bounds)
+    window, mask, km2, geo = place_aoi(state, CRS.from_user_input(grid.crs), grid.affine, grid.height, grid.width)
     adapter = earth_engine_adapter()
     t0 = time.perf_counter()
     level = "L2A" if bundle.card.training.get("level") == "L2A" else "L1C"
@@ -219,14 +235,8 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
                           cache_dir=CACHE_DIR, progress=progress)
     dw = download(adapter, dynamic_world_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
     wc = download(adapter, worldcover_spec(), grid, cache_dir=CACHE_DIR)
-    image = image.window(aoi.window)
-    pred = predict_aoi(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                       aoi_mask=aoi.mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
-    refs = {"dw": (dw.window(aoi.window), "dynamic_world"), "worldcover": (wc.window(aoi.window), "esa_worldcover")}
-    analysis = Analysis("earth-engine", state.bundle_path, aoi.window, image, pred, aoi.mask, aoi.area_km2,
-                        sg.mapping(aoi.geometry), time.perf_counter() - t0, refs, source="earth_engine")
-    state.analysis = analysis
-    return analysis
+    refs = {"dw": (dw.window(window), "dynamic_world"), "worldcover": (wc.window(window), "esa_worldcover")}
+    return _predict_and_store(state, "earth-engine", "earth_engine", image.window(window), window, mask, km2, geo, refs, t0, progress)
 
 
 MAX_UPLOAD_MB = 100
@@ -261,23 +271,7 @@ def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int]
         BundleError: The raster lacks the model's bands (the message names them).
         AOIError: The AOI is invalid, outside the raster or too large.
     """
-    bundle = get_bundle(state.bundle_path)
-    bundle.check_bands(raster.band_names)
-    if state.aoi_mode == "Whole scene":
-        km2 = float(raster.pixel_area_m2().sum()) * raster.width / 1e6
-        if km2 > MAX_AOI_KM2:
-            raise AOIError(f"the upload covers {km2:.0f} km^2, above the {MAX_AOI_KM2:.0f} km^2 limit; give an AOI inside it")
-        window, mask, geo = Window(0, 0, raster.width, raster.height), np.ones((raster.height, raster.width), bool), None
-        footprint = raster.footprint_lonlat()
-        geo = sg.mapping(sg.box(*footprint)) if footprint else None
-    else:
-        aoi = locate_aoi(_aoi_geometry(state), raster.crs, raster.transform, raster.height, raster.width, max_area_km2=MAX_AOI_KM2)
-        window, mask, km2, geo = aoi.window, aoi.mask, aoi.area_km2, sg.mapping(aoi.geometry)
-    t0 = time.perf_counter()
-    image = raster.window(window)
-    pred = predict_aoi(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                       aoi_mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
-    analysis = Analysis(str(raster.meta.get("name", "upload")), state.bundle_path, window, image, pred, mask, km2, geo,
-                        time.perf_counter() - t0, {}, source="upload")
-    state.analysis = analysis
-    return analysis
+    get_bundle(state.bundle_path).check_bands(raster.band_names)
+    window, mask, km2, geo = place_aoi(state, raster.crs, raster.transform, raster.height, raster.width)
+    return _predict_and_store(state, str(raster.meta.get("name", "upload")), "upload", raster.window(window), window, mask, km2, geo,
+                              {}, time.perf_counter(), progress)

@@ -27,7 +27,8 @@ class Analysis:
         aoi_geojson: The AOI polygon (lon/lat) or ``None`` for a whole scene without georeference.
         seconds: Wall time of the prediction.
         references: Label product -> (uint8 ``GeoRaster`` on the image's grid, scheme name).
-        source: ``"samples"`` or ``"earth_engine"``.
+        source: ``"samples"``, ``"earth_engine"`` or ``"upload"``.
+        comparisons: Reference product -> ``core.analysis.CompareResult``, filled on first use.
     """
 
     scene_id: str
@@ -41,6 +42,7 @@ class Analysis:
     seconds: float
     references: dict = field(default_factory=dict)
     source: str = "samples"
+    comparisons: dict = field(default_factory=dict)
 
 
 @dataclass

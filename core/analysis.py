@@ -1,71 +1,23 @@
-"""The app's main job as library calls: predict an AOI, compare it with reference labels.
+"""Compare a predicted class map of an AOI with reference labels.
 
-:func:`predict_aoi` runs tiled inference on the AOI's window of a raster and blanks what lies
-outside the AOI polygon; :func:`compare` harmonises the prediction with one reference product and
-returns metrics, class areas and the per-pixel agreement, all on the prediction's grid.
+The prediction itself is :func:`core.inference.predict_raster` with the AOI polygon as ``mask``;
+:func:`compare` harmonises it with one reference product and returns metrics, class areas and the
+per-pixel agreement, all on the prediction's grid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from core.classes import ClassScheme, Crosswalk, get_scheme
 from core.evaluation import Comparison
-from core.inference import NODATA_CLASS, ClassMap, predict_raster
+from core.inference import NODATA_CLASS, ClassMap
 from core.metrics import SegmentationMetrics, class_areas
 from core.raster import GeoRaster
-from core.tiling import ForwardFn, ProgressFn
 
-__all__ = ["predict_aoi", "compare", "CompareResult", "AreaRow"]
-
-
-def predict_aoi(
-    image: GeoRaster,
-    forward: ForwardFn,
-    *,
-    bands: Sequence[str],
-    num_classes: int,
-    class_ids: Sequence[int] | None = None,
-    aoi_mask: np.ndarray | None = None,
-    tile: int = 256,
-    overlap: int = 32,
-    batch_size: int = 4,
-    progress: ProgressFn | None = None,
-) -> ClassMap:
-    """Class map of an AOI.
-
-    Args:
-        image: The AOI's window of the imagery (C, H, W), bands named.
-        forward: Network callable on raw band values (a ``models`` bundle).
-        bands: The network's bands in order.
-        num_classes: K.
-        class_ids: Class id of each output channel.
-        aoi_mask: Bool (H, W), True inside the AOI polygon; pixels outside get no class.
-        tile: Tile side in pixels.
-        overlap: Tile overlap in pixels.
-        batch_size: Tiles per forward call.
-        progress: Called with (tiles done, tiles total).
-
-    Returns:
-        Class ids and confidence on ``image``'s grid; ``NODATA_CLASS`` outside the AOI and
-        where the imagery has no data.
-
-    Raises:
-        BandError: The imagery lacks some of ``bands``.
-        ValueError: ``aoi_mask`` does not match the image's shape.
-    """
-    out = predict_raster(image, forward, bands=bands, num_classes=num_classes, class_ids=class_ids,
-                         tile=tile, overlap=overlap, batch_size=batch_size, progress=progress)
-    if aoi_mask is None:
-        return out
-    if aoi_mask.shape != (image.height, image.width):
-        raise ValueError(f"AOI mask {aoi_mask.shape} does not match the image {(image.height, image.width)}")
-    cls = np.where(aoi_mask, out.classes.data[0], NODATA_CLASS)[None].astype(np.uint8)
-    conf = np.where(aoi_mask, out.confidence.data[0], 0)[None].astype(np.float32)
-    return ClassMap(classes=replace(out.classes, data=cls), confidence=replace(out.confidence, data=conf))
+__all__ = ["compare", "CompareResult", "AreaRow"]
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def predict_raster(
     bands: Sequence[str],
     num_classes: int,
     class_ids: Sequence[int] | None = None,
+    mask: np.ndarray | None = None,
     tile: int = 256,
     overlap: int = 32,
     batch_size: int = 8,
@@ -73,6 +74,8 @@ def predict_raster(
         bands: Band names the network expects, in its order; selected by name.
         num_classes: K.
         class_ids: Class id of each output channel (default 0..K-1).
+        mask: Bool (H, W), e.g. the AOI polygon: pixels where it is False get no class
+            (``NODATA_CLASS``) and confidence 0; the network still sees them as context.
         tile: Tile side in pixels (multiple of 32).
         overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
         batch_size: Tiles per forward call.
@@ -83,7 +86,10 @@ def predict_raster(
 
     Raises:
         BandError: The raster lacks some of ``bands``.
+        ValueError: ``mask`` does not have the raster's shape.
     """
+    if mask is not None and mask.shape != (raster.height, raster.width):
+        raise ValueError(f"mask {mask.shape} does not match the raster {(raster.height, raster.width)}")
     src = raster.select(bands)
     lut = _class_lut(num_classes, class_ids)
     classes = np.full((1, raster.height, raster.width), NODATA_CLASS, dtype=np.uint8)
@@ -94,6 +100,8 @@ def predict_raster(
 
     def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
         h, w = valid.shape
+        if mask is not None:
+            valid = valid & mask[r : r + h, c : c + w]
         cls = lut[probs.argmax(axis=0)]
         conf = probs.max(axis=0)
         classes[0, r : r + h, c : c + w] = np.where(valid, cls, NODATA_CLASS)

@@ -40,6 +40,8 @@ __all__ = [
     "write_cog",
     "cog_bytes",
     "pixel_area_m2",
+    "grid_area_km2",
+    "footprint_lonlat",
 ]
 
 
@@ -198,13 +200,28 @@ class GeoRaster:
         """Ground area of each pixel row, see :func:`pixel_area_m2`."""
         return pixel_area_m2(self.crs, self.transform, self.height, self.width)
 
+    def area_km2(self) -> float:
+        """Ground area of the whole raster, see :func:`grid_area_km2`."""
+        return grid_area_km2(self.crs, self.transform, self.height, self.width)
+
     def footprint_lonlat(self) -> tuple[float, float, float, float] | None:
         """(west, south, east, north) in degrees WGS 84, or ``None`` without a CRS."""
-        if self.crs is None:
-            return None
-        from rasterio.warp import transform_bounds
+        return footprint_lonlat(self.crs, self.transform, self.height, self.width)
 
-        return tuple(transform_bounds(self.crs, "EPSG:4326", *self.bounds, densify_pts=21))
+
+def grid_area_km2(crs: CRS | None, transform: Affine, height: int, width: int) -> float:
+    """Ground area of an H x W grid in km^2 (rows summed with :func:`pixel_area_m2`)."""
+    return float(pixel_area_m2(crs, transform, height, width).sum()) * width / 1e6
+
+
+def footprint_lonlat(crs: CRS | None, transform: Affine, height: int, width: int) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) of an H x W grid in degrees WGS 84 (edges densified), or ``None`` without a CRS."""
+    if crs is None:
+        return None
+    from rasterio.warp import transform_bounds
+
+    bounds = rasterio.transform.array_bounds(height, width, transform)
+    return tuple(transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21))
 
 
 def stack_bands(rasters: Sequence[GeoRaster], bands: Sequence[str]) -> GeoRaster:

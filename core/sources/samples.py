@@ -22,7 +22,7 @@ from core.bands import SENTINEL1, check_band_names
 from core.classes import ClassScheme, get_scheme
 from core.config import data_dir
 from core.errors import SceneNotFoundError
-from core.raster import GeoRaster, pixel_area_m2, raster_info, read_raster, stack_bands
+from core.raster import GeoRaster, raster_info, read_raster, stack_bands
 
 __all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels"]
 
@@ -157,21 +157,18 @@ def _check_product(scene: SampleScene, product: str) -> str:
     return product
 
 
-def scene_grid(scene: SampleScene) -> tuple[object, Affine, float]:
-    """The scene's CRS, transform and ground area, read from the image header (no pixels).
+def scene_grid(scene: SampleScene) -> tuple[object, Affine]:
+    """The scene's CRS and transform, read from the image header (no pixels).
 
     Returns:
-        (CRS or ``None``, affine transform (a local metric one without CRS), area in km^2).
+        (CRS or ``None``, affine transform; a local metric one, from the nominal pixel size,
+        for scenes without CRS).
     """
     info = raster_info(scene.path / "image_s2.tif")
-    crs = info["crs"]
-    if crs is None:
+    if info["crs"] is None:
         s = scene.pixel_size_m
-        transform = Affine(s, 0.0, 0.0, 0.0, -s, 0.0)
-    else:
-        transform = info["transform"]
-    area = float(pixel_area_m2(crs, transform, scene.height, scene.width).sum()) * scene.width / 1e6
-    return crs, transform, area
+        return None, Affine(s, 0.0, 0.0, 0.0, -s, 0.0)
+    return info["crs"], info["transform"]
 
 
 def _localise(scene: SampleScene, raster: GeoRaster, window: Window | None) -> GeoRaster:
