@@ -107,6 +107,20 @@ class ClassScheme:
             lut[cid] = i
         return lut[labels.astype(np.int64).clip(0, 255)]
 
+    def from_index(self, indices: np.ndarray) -> np.ndarray:
+        """Map contiguous indices 0..K-1 back to class ids (the inverse of :meth:`to_index`).
+
+        Args:
+            indices: Integer array of any shape; values >= K (e.g. 255) mean "no class".
+
+        Returns:
+            uint8 array of class ids; "no class" becomes the ignore id (255 when there is none).
+        """
+        ignore = self.ignore_index if self.ignore_index is not None else IGNORE
+        lut = np.full(256, ignore, dtype=np.uint8)
+        lut[: self.num_classes] = self.ids
+        return lut[indices.astype(np.int64).clip(0, 255)]
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form, as stored in model cards."""
         return {

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from models.registry import create_model
 
-__all__ = ["BundleError", "ModelCard", "Bundle", "save_bundle", "load_bundle", "read_card", "CARD_VERSION"]
+__all__ = ["BundleError", "ModelCard", "Bundle", "save_bundle", "load_bundle", "read_card", "write_card", "CARD_VERSION"]
 
 CARD_VERSION = 1
 
@@ -245,6 +245,21 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
         v = v.detach().cpu().contiguous()
         state[k] = v.half() if half and v.is_floating_point() else v
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt", "card_version": str(card.version)})
+    write_card(card, path)
+    return path
+
+
+def write_card(card: ModelCard, path: str | Path) -> Path:
+    """Write (or rewrite) ``card.json`` of a bundle folder without touching its weights.
+
+    Fills ``created`` if empty.
+
+    Raises:
+        BundleError: The card is inconsistent (see :meth:`ModelCard.validate`).
+    """
+    card.validate()
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
     if not card.created:
         card.created = datetime.now(UTC).isoformat(timespec="seconds")
     (path / "card.json").write_text(card.to_json() + "\n")

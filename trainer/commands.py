@@ -21,7 +21,7 @@ from core.classes import get_scheme
 from core.inference import predict_geotiff
 from core.raster import raster_info
 from core.sources.samples import get_scene
-from models.bundle import ModelCard, load_bundle, save_bundle
+from models.bundle import ModelCard, load_bundle, save_bundle, write_card
 from trainer.config import FitConfig
 from trainer.data import LulcDataModule
 from trainer.evaluation import evaluate_arrays, evaluate_scene, summarize
@@ -118,7 +118,7 @@ def fit(cfg: FitConfig, *, resume: bool = False) -> Path | None:
             if other in get_scene(s.id, cfg.data.data_dir).labels and other != cfg.data.labels:
                 results.append(evaluate_scene(bundle, s.id, other, split="test", baseline=cfg.data.labels))
     card.metrics = {"held_out": results, "precision": "fp32", "tile": card.tile, "overlap": 32}
-    save_bundle(model, card, bundle_dir)
+    write_card(card, bundle_dir)  # the weights on disk are the ones just evaluated
     print(summarize(results))
     print(f"bundle written to {bundle_dir}")
     return bundle_dir

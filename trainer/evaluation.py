@@ -148,11 +148,10 @@ def evaluate_arrays(bundle: Bundle, scenes: Sequence, labels: str, scheme_name: 
 
     scheme = get_scheme(scheme_name)
     cmp = Comparison(bundle.card.scheme_name, scheme_name)
-    ids = np.asarray(scheme.ids + [255] * (256 - len(scheme.ids)), dtype=np.uint8)
     for s in scenes:
         raster = GeoRaster(s.image, None, Affine.identity(), float("nan"), tuple(bundle.bands))
         pred = predict_raster(raster, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
                               tile=bundle.card.tile, overlap=32)
-        cmp.add(pred.classes.data[0], ids[s.target])
+        cmp.add(pred.classes.data[0], scheme.from_index(s.target))
     return {"scene": "exported chips", "labels": labels, "windows": f"{len(scenes)} test chip(s)",
             "metrics": cmp.metrics().to_dict(), "crosswalk": None}

@@ -98,3 +98,12 @@ def test_whole_scene_split_and_bad_fractions():
     assert {b.split for b in block_splits("d", 256, 256, 256, whole="val")} == {"val"}
     with pytest.raises(ValueError):
         block_splits("d", 256, 256, 128, val_fraction=0.6, test_fraction=0.5)
+
+
+def test_from_index_inverts_to_index():
+    osm = get_scheme("osm")
+    ids = np.array([[0, 1, 5, 8]], np.uint8)
+    back = osm.from_index(osm.to_index(ids))
+    np.testing.assert_array_equal(back, ids)  # unlabelled (0) comes back as OSM's ignore id 0
+    assert DYNAMIC_WORLD.from_index(np.array([255]))[0] == 255
+
