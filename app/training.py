@@ -73,6 +73,13 @@ def progress(job: TrainingJob) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def latest(log: pd.DataFrame) -> tuple[int, float | None]:
+    """(last epoch logged, last validation mIoU or ``None``) of a :func:`progress` log."""
+    epoch = int(log["epoch"].max()) if "epoch" in log and log["epoch"].notna().any() else 0
+    miou = float(log["val_miou"].dropna().iloc[-1]) if "val_miou" in log and log["val_miou"].notna().any() else None
+    return epoch, miou
+
+
 def log_tail(job: TrainingJob, lines: int = 15) -> str:
     """The last lines of the trainer's output."""
     p = Path(job.log_path)

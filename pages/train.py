@@ -27,10 +27,10 @@ def follow() -> None:
         return
     s = training.status(j)
     log = training.progress(j)
-    epoch = int(log["epoch"].max()) if "epoch" in log and log["epoch"].notna().any() else 0
+    epoch, val_miou = training.latest(log)
     st.write(f"Run `{j.run_dir}` · status **{s}** · epoch {epoch}")
-    if "val_miou" in log and log["val_miou"].notna().any():
-        st.metric("Latest validation mIoU", f"{log['val_miou'].dropna().iloc[-1]:.3f}")
+    if val_miou is not None:
+        st.metric("Latest validation mIoU", f"{val_miou:.3f}")
     st.plotly_chart(charts.training_curves(log), width="stretch")
     with st.expander("Trainer output"):
         st.code(training.log_tail(j) or "(no output yet)")

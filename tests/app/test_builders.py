@@ -60,6 +60,7 @@ def test_training_curves_from_lightning_log():
     log = pd.DataFrame({"epoch": [0, 0, 1, 1], "train_loss_epoch": [None, 1.5, None, 1.2], "val_miou": [0.2, None, 0.3, None]})
     fig = charts.training_curves(log)
     assert {d.name for d in fig.data} == {"train_loss_epoch", "val_miou"}
+    assert training.latest(log) == (1, 0.3) and training.latest(pd.DataFrame()) == (0, None)
 
 
 def test_map_serves_leaflet_locally_and_draws_overlays(data_dir):
