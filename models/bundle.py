@@ -56,6 +56,18 @@ class ModelCard:
         version: Card format version.
         created: ISO time of writing.
         notes: Free text (e.g. why this encoder).
+        preprocessing: Named input normalisation: ``"standardize"`` (``(x - mean) / std`` per band on
+            raw values) or ``"dynamic_world"`` (Dynamic World's log/percentile/sigmoid transform,
+            Brown et al. 2022); see :meth:`Bundle.normalize`.
+        optional_bands: Bands of ``bands`` the model can run without (it was trained with band
+            dropout); a missing optional band is filled with its card ``mean`` (0 after
+            standardisation), as in training.
+        levels: Sentinel-2 processing levels seen in training (``["L1C", "L2A"]``); empty = unknown.
+        band_agreement: Measured label agreement with the all-bands prediction on held-out blocks
+            when bands are missing, keyed by the missing band(s) (``{"B5": 0.97, "B5+B12": 0.93}``).
+        level_agreement: Measured agreement on held-out blocks per input level when it differs from
+            what a user might expect (``{"L2A": {"miou": 0.5, "oa": 0.8, "reference": "dw"}}``).
+        license: Licence of the weights (``"Apache-2.0"``) and attribution, where not our own.
     """
 
     name: str
@@ -72,6 +84,12 @@ class ModelCard:
     version: int = CARD_VERSION
     created: str = ""
     notes: str = ""
+    preprocessing: str = "standardize"
+    optional_bands: list[str] = field(default_factory=list)
+    levels: list[str] = field(default_factory=list)
+    band_agreement: dict = field(default_factory=dict)
+    level_agreement: dict = field(default_factory=dict)
+    license: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -104,6 +122,9 @@ class ModelCard:
             raise BundleError("card has a non-positive std")
         if not self.classes.get("classes"):
             raise BundleError("card has no classes")
+        extra = [b for b in self.optional_bands if b not in self.bands]
+        if extra:
+            raise BundleError(f"card lists optional band(s) {', '.join(extra)} that are not among its bands")
 
     def to_json(self) -> str:
         """The card as indented JSON."""
