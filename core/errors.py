@@ -34,3 +34,7 @@ class SchemeError(LulcError):
 
 class AOIError(LulcError):
     """An area of interest is invalid, too large or outside the data."""
+
+
+class NoDataError(LulcError):
+    """An input (or the part of it inside the AOI) holds no pixel with data in the bands needed."""

@@ -20,7 +20,8 @@ import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from core.errors import BandError
+from core.errors import BandError, NoDataError
+from core.outputs import PARTIAL_MARK, atomic_path, check_outputs
 from core.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
 from core.tiling import ForwardFn, ProgressFn, predict_tiled
 
@@ -162,13 +163,24 @@ def predict_geotiff(
     Returns:
         ``dst_path``.
 
+    Outputs are safe (:mod:`core.outputs`): paths equal to the input or to each other, or that
+    cannot be written, are refused before anything is read; the intermediate GeoTIFFs live in a
+    hidden temporary folder beside ``dst_path``; the COGs are written to temporary files there and
+    renamed into place only when complete, so an error or interruption leaves no file at either
+    output path and no temporary file behind.
+
     Raises:
+        OutputError: An output path is the input, both outputs are one file, or a folder cannot
+            be written (before any work).
         RasterReadError: The input is missing or corrupt.
         BandError: The input lacks some of ``bands``.
+        NoDataError: No pixel of the input has data in every used band (nothing is written).
     """
-    dst_path = Path(dst_path)
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), _open(src_path) as src, tempfile.TemporaryDirectory() as tmp, \
+    outs = check_outputs({"output": dst_path, "confidence output": confidence_path}, [src_path])
+    dst_path = outs["output"]
+    conf_path = outs.get("confidence output")
+    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), _open(src_path) as src, \
+            tempfile.TemporaryDirectory(dir=dst_path.parent, prefix=f".{dst_path.name}.", suffix=PARTIAL_MARK) as tmp, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         names = [d or f"band_{i + 1}" for i, d in enumerate(src.descriptions)]
@@ -185,13 +197,16 @@ def predict_geotiff(
         cls_tmp = Path(tmp) / "classes.tif"
         conf_tmp = Path(tmp) / "confidence.tif"
         with rasterio.open(cls_tmp, "w", dtype="uint8", nodata=NODATA_CLASS, **base) as cls_ds, (
-            rasterio.open(conf_tmp, "w", dtype="float32", **base) if confidence_path else contextlib.nullcontext()
+            rasterio.open(conf_tmp, "w", dtype="float32", **base) if conf_path else contextlib.nullcontext()
         ) as conf_ds:
+            n_valid = 0
 
             def read(r: int, c: int, h: int, w: int) -> np.ndarray:
                 return nodata_to_nan(src.read(indexes, window=Window(c, r, w, h)), src.nodata)
 
             def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
+                nonlocal n_valid
+                n_valid += int(valid.sum())
                 h, w = valid.shape
                 win = Window(c, r, w, h)
                 cls = np.where(valid, lut[probs.argmax(axis=0)], NODATA_CLASS).astype(np.uint8)
@@ -207,15 +222,21 @@ def predict_geotiff(
             cmap = _colormap_arg(colormap)
             if cmap:
                 cls_ds.write_colormap(1, cmap)
-        rasterio.shutil.copy(
-            cls_tmp, dst_path, driver="COG", compress="DEFLATE", blocksize=256,
-            overview_resampling="nearest", BIGTIFF="IF_SAFER",
-        )
-        if confidence_path:
-            Path(confidence_path).parent.mkdir(parents=True, exist_ok=True)
-            rasterio.shutil.copy(
-                conf_tmp, confidence_path, driver="COG", compress="DEFLATE", blocksize=256,
-                overview_resampling="average", BIGTIFF="IF_SAFER",
+        if n_valid == 0:
+            raise NoDataError(
+                f"{Path(src_path).name} has no pixel with data in all of the bands {', '.join(bands)} "
+                f"(nodata {src.nodata}); nothing was written. Check the file's nodata value and bands."
             )
+        # both COGs complete beside their paths before either is renamed into place
+        with atomic_path(dst_path) as cls_part, (atomic_path(conf_path) if conf_path else contextlib.nullcontext()) as conf_part:
+            rasterio.shutil.copy(
+                cls_tmp, cls_part, driver="COG", compress="DEFLATE", blocksize=256,
+                overview_resampling="nearest", BIGTIFF="IF_SAFER",
+            )
+            if conf_part is not None:
+                rasterio.shutil.copy(
+                    conf_tmp, conf_part, driver="COG", compress="DEFLATE", blocksize=256,
+                    overview_resampling="average", BIGTIFF="IF_SAFER",
+                )
     return dst_path
 

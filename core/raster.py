@@ -30,6 +30,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from core.errors import BandError, GridMismatchError, RasterReadError
+from core.outputs import atomic_write_bytes
 
 __all__ = [
     "GeoRaster",
@@ -437,14 +438,15 @@ def write_cog(
             single-band uint8 raster (ignored otherwise).
 
     Returns:
-        The path written.
+        The path written. The file appears there only when complete (written beside it and
+        renamed into place, see :func:`core.outputs.atomic_path`); an existing file is replaced.
+
+    Raises:
+        OutputError: The folder cannot be created or written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with MemoryFile() as mem:
         _write_to(raster, mem, colormap)
-        path.write_bytes(mem.read())
-    return path
+        return atomic_write_bytes(path, mem.read())
 
 
 def cog_bytes(raster: GeoRaster, *, colormap: Mapping[int, str | tuple[int, ...]] | None = None) -> bytes:
