@@ -12,12 +12,63 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+
+
+def _int_at_least(low: int, multiple: int = 1):
+    """Parse an integer >= ``low`` (and a multiple of ``multiple``), named in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
+        if v % multiple:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {multiple}, got {v} (try {max(multiple, v // multiple * multiple)})")
+        return v
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """Parse a number between 0 and 1 (argparse type)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
+    return v
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an expected error as one line (OSErrors with their file name)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line ``error: ...`` (exit 2) instead of usage + error."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+    # turn a polite kill into SystemExit so that temporary files are removed on the way out
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run one command; returns the exit code (2 on user errors)."""
-    p = argparse.ArgumentParser(prog="python -m trainer", description="LULC Explorer headless trainer")
+    p = _Parser(prog="python -m trainer", description="LULC Explorer headless trainer")
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fit", help="train from a YAML config and write a model bundle")
@@ -40,51 +91,81 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--input", required=True, help="GeoTIFF with band descriptions naming the bands (B2, B3, ...)")
     r.add_argument("--output", required=True, help="output COG of class ids")
     r.add_argument("--confidence", help="optional output COG of the winning class's probability")
-    r.add_argument("--tile", type=int, default=256)
-    r.add_argument("--overlap", type=int, default=32)
-    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--tile", type=_int_at_least(32, 32), default=256, help="tile side in pixels, a multiple of 32 (default 256)")
+    r.add_argument("--overlap", type=_int_at_least(0), default=32, help="overlap of neighbouring tiles in pixels, at most tile/2 (default 32)")
+    r.add_argument("--batch-size", type=_int_at_least(1), default=8, help="tiles per forward pass, at least 1 (default 8)")
     r.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
+    r.add_argument("--max-megapixels", type=_int_at_least(1), default=500,
+                   help="refuse inputs larger than this many million pixels (default 500, about four Sentinel-2 tiles)")
 
     x = sub.add_parser("export-chips", help="download training chips from Earth Engine at points of a CSV")
     x.add_argument("--points", required=True, help="CSV with lon, lat (degrees) and optional id, country/region")
     x.add_argument("--out", required=True, help="output folder (chips + manifest.csv; rerun to resume)")
     x.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
     x.add_argument("--end", required=True, help="day after the last date, YYYY-MM-DD")
-    x.add_argument("--size", type=int, default=224, help="chip side in pixels (default 224)")
+    x.add_argument("--size", type=_int_at_least(32, 32), default=224, help="chip side in pixels, a multiple of 32 (default 224)")
     x.add_argument("--bands", default="B2,B3,B4,B8,B11,B12", help="Sentinel-2 bands, comma-separated")
     x.add_argument("--no-s1", action="store_true", help="leave out Sentinel-1 VV/VH")
     x.add_argument("--orbit", default="DESCENDING", choices=["ASCENDING", "DESCENDING"])
     x.add_argument("--labels", default="dw", choices=["dw", "worldcover"])
     x.add_argument("--level", default="L1C", choices=["L1C", "L2A"])
-    x.add_argument("--max-nodata", type=float, default=0.1, help="skip chips with more masked/nodata pixels (default 0.1)")
+    x.add_argument("--max-nodata", type=_fraction, default=0.1, help="skip chips with more masked/nodata pixels (default 0.1)")
     x.add_argument("--batch", choices=["gcs", "drive"], help="submit Earth Engine batch exports instead of downloading")
     x.add_argument("--destination", help="bucket (gcs) or Drive folder (drive) for --batch")
 
     args = p.parse_args(argv)
+    if args.command == "predict" and 2 * args.overlap > args.tile:
+        r.error(f"argument --overlap: must be at most half of --tile ({args.tile // 2}), got {args.overlap}")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted; no partial output was left at the output paths", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except _expected_errors() as exc:  # user errors: one sentence, no traceback
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: short message here, the traceback in a log file
+        from core.outputs import write_crash_log
+
+        log = write_crash_log(exc, "python -m trainer " + " ".join(sys.argv[1:] if argv is None else argv))
+        where = f"the details are in {log}" if log else "no log file could be written"
+        print(f"error: unexpected {type(exc).__name__} ({_one_line(exc)[:200]}); {where}. "
+              "Please report it with that file.", file=sys.stderr)
+        return 1
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: bad values, files, configs, permissions, disk space."""
+    import yaml
+
+    return (ValueError, OSError, yaml.YAMLError, UnicodeDecodeError)
+
+
+def _run(args: argparse.Namespace) -> int:
     from trainer import commands  # heavy imports only after the arguments are valid
 
-    try:
-        if args.command == "fit":
-            from trainer.config import load_config
+    if args.command == "fit":
+        from trainer.config import load_config
 
-            commands.fit(load_config(args.config, args.overrides), resume=args.resume)
-        elif args.command == "evaluate":
-            commands.evaluate(args.checkpoint, args.scene, args.labels, split=args.split, as_json=args.json, precision=args.precision)
-        elif args.command == "export-chips":
-            from core.sources.earth_engine import LiveEarthEngine
-            from trainer.export import ExportSettings, export_chips
+        commands.fit(load_config(args.config, args.overrides), resume=args.resume)
+    elif args.command == "evaluate":
+        commands.evaluate(args.checkpoint, args.scene, args.labels, split=args.split, as_json=args.json, precision=args.precision)
+    elif args.command == "export-chips":
+        from core.sources.earth_engine import LiveEarthEngine
+        from trainer.export import ExportSettings, export_chips
 
-            settings = ExportSettings(start=args.start, end=args.end, bands=tuple(b.strip() for b in args.bands.split(",")),
-                                      s1=not args.no_s1, orbit=args.orbit, labels=args.labels, level=args.level,
-                                      size=args.size, max_nodata=args.max_nodata)
-            m = export_chips(LiveEarthEngine(), args.points, args.out, settings, batch=args.batch, destination=args.destination)
-            print(m["status"].value_counts().to_string())
-        else:
-            commands.predict(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
-                             overlap=args.overlap, batch_size=args.batch_size, precision=args.precision)
-    except (ValueError, FileNotFoundError) as exc:  # user errors: message, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        settings = ExportSettings(start=args.start, end=args.end, bands=tuple(b.strip() for b in args.bands.split(",")),
+                                  s1=not args.no_s1, orbit=args.orbit, labels=args.labels, level=args.level,
+                                  size=args.size, max_nodata=args.max_nodata)
+        m = export_chips(LiveEarthEngine(), args.points, args.out, settings, batch=args.batch, destination=args.destination)
+        print(m["status"].value_counts().to_string())
+    else:
+        commands.predict(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
+                         overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
+                         max_pixels=args.max_megapixels * 1_000_000)
     return 0
 
 

@@ -18,7 +18,9 @@ from lightning.pytorch.loggers import CSVLogger
 from tqdm import tqdm
 
 from core.classes import get_scheme
+from core.guards import DEFAULT_MAX_PIXELS, check_gsd, check_size
 from core.inference import predict_geotiff
+from core.outputs import check_outputs
 from core.raster import raster_info
 from core.sources.samples import get_scene
 from models.bundle import ModelCard, load_bundle, save_bundle, write_card
@@ -157,7 +159,8 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
     return res
 
 
-def predict(checkpoint: str, src: str, dst: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8, precision: str = "auto") -> Path:
+def predict(checkpoint: str, src: str, dst: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8, precision: str = "auto",
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
     """Write a class-map COG (and optionally a confidence COG) for a GeoTIFF.
 
     Args:
@@ -169,12 +172,21 @@ def predict(checkpoint: str, src: str, dst: str, *, confidence: str | None = Non
         overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
         batch_size: Tiles per forward call.
         precision: ``fp32``, ``bf16`` or ``auto``.
+        max_pixels: Refuse inputs with more pixels (H x W), read from the header before any work.
 
     Returns:
         ``dst``.
+
+    Raises:
+        OutputError, SizeLimitError, GsdError: Checked before the model runs (see
+            :mod:`core.outputs`, :mod:`core.guards`).
     """
+    check_outputs({"--output": dst, "--confidence": confidence}, [src])
+    info = raster_info(src)
+    check_size(info, max_pixels=max_pixels, name=Path(src).name, hint="crop it, or raise --max-megapixels")
     bundle = load_bundle(checkpoint, precision=precision)
-    bundle.check_bands(raster_info(src)["band_names"])
+    check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=Path(src).name)
+    bundle.check_bands(info["band_names"])
     scheme = get_scheme(bundle.card.scheme_name)
     with tqdm(total=None, unit="tile", desc="predict") as bar:
 
