@@ -6,6 +6,8 @@ See ``trainer/configs/default.yaml`` for the configuration the shipped model was
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +174,85 @@ class FitConfig:
         return dataclasses.asdict(self)
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    """True when ``value`` fits the type hint (``int`` excludes bool, ``float`` accepts int)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "empty (null)"
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _check_types(obj: Any, where: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if not _type_ok(v, hints[f.name]):
+            raise ValueError(f"config value {where}.{f.name} must be {_type_name(hints[f.name])}, got {v!r}".replace("<root>.", ""))
+
+
+def _check_ranges(cfg: FitConfig) -> None:
+    """Values that have the right type but cannot work, named by their config key."""
+    d, t, o, lo = cfg.data, cfg.trainer, cfg.optim, cfg.loss
+    rules = [
+        (bool(cfg.name.strip()), "name", "must not be empty"),
+        (len(d.bands) > 0, "data.bands", "must list at least one band"),
+        (len(set(d.bands)) == len(d.bands), "data.bands", f"lists a band twice: {d.bands}"),
+        (d.block_size >= 32, "data.block_size", f"must be at least 32 pixels, got {d.block_size}"),
+        (d.chip_size >= 32, "data.chip_size", f"must be at least 32 pixels, got {d.chip_size}"),
+        (d.train_stride >= 1, "data.train_stride", f"must be at least 1 pixel, got {d.train_stride}"),
+        (d.batch_size >= 1, "data.batch_size", f"must be at least 1, got {d.batch_size}"),
+        (d.num_workers >= 0, "data.num_workers", f"must be 0 or more, got {d.num_workers}"),
+        (0 <= d.val_fraction < 1, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}"),
+        (0 <= d.test_fraction < 1, "data.test_fraction", f"must be in [0, 1), got {d.test_fraction}"),
+        (d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction", "must leave blocks for training (sum below 1)"),
+        (0 <= d.max_nodata_fraction <= 1, "data.max_nodata_fraction", f"must be in [0, 1], got {d.max_nodata_fraction}"),
+        (d.chips_cell_deg > 0, "data.chips_cell_deg", f"must be positive, got {d.chips_cell_deg}"),
+        (d.scenes or d.chips_dir, "data.scenes", "is empty and no data.chips_dir is given: there is nothing to train on"),
+        (lo.dice_weight >= 0, "loss.dice_weight", f"must be 0 or more, got {lo.dice_weight}"),
+        (lo.max_class_weight > 0, "loss.max_class_weight", f"must be positive, got {lo.max_class_weight}"),
+        (o.lr > 0, "optim.lr", f"must be positive, got {o.lr}"),
+        (o.weight_decay >= 0, "optim.weight_decay", f"must be 0 or more, got {o.weight_decay}"),
+        (o.noise_std >= 0, "optim.noise_std", f"must be 0 or more, got {o.noise_std}"),
+        (t.max_epochs >= 1, "trainer.max_epochs", f"must be at least 1, got {t.max_epochs}"),
+        (t.patience >= 0, "trainer.patience", f"must be 0 or more, got {t.patience}"),
+        (not isinstance(t.devices, int) or t.devices >= 1, "trainer.devices", f"must be at least 1 (or 'auto'), got {t.devices}"),
+        (t.num_nodes >= 1, "trainer.num_nodes", f"must be at least 1, got {t.num_nodes}"),
+        (t.log_every_n_steps >= 1, "trainer.log_every_n_steps", f"must be at least 1, got {t.log_every_n_steps}"),
+        (t.limit_train_batches is None or t.limit_train_batches > 0, "trainer.limit_train_batches",
+         f"must be positive (a fraction <= 1 or a batch count), got {t.limit_train_batches}"),
+        (bool(cfg.output.dir), "output.dir", "must not be empty"),
+    ]
+    for ok, key, msg in rules:
+        if not ok:
+            raise ValueError(f"config value {key} {msg}")
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
         raise ValueError(f"config section {where} must be a mapping, got {type(values).__name__}")
@@ -186,13 +267,17 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if cls is FitConfig and k in nested:
             kwargs[k] = _build(nested[k], v or {}, f"{where}.{k}")
         elif cls is DataConfig and k == "scenes":
+            if not isinstance(v, list):
+                raise ValueError(f"config value {where.replace('<root>.', '')}.scenes must be a list of scenes (- id: ...), got {v!r}")
             kwargs[k] = [_build(SceneConfig, s if isinstance(s, dict) else {"id": s}, f"{where}.scenes") for s in v]
         else:
             kwargs[k] = v
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
     except TypeError as exc:
         raise ValueError(f"config section {where}: {exc}") from None
+    _check_types(obj, where)
+    return obj
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> FitConfig:
@@ -213,7 +298,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> FitConf
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config {path} not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    if not path.is_file():
+        raise ValueError(f"config {path} is a folder; give the YAML file, e.g. trainer/configs/default.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ValueError(f"config {path} is not a text (UTF-8) file; give a YAML file such as trainer/configs/default.yaml") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"config {path} is not valid YAML{where}: {problem}; fix the file (compare with trainer/configs/default.yaml)") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config {path} must be a mapping of sections (name, data, model, ...), got {type(raw).__name__}")
     for ov in overrides or []:
         if "=" not in ov:
             raise ValueError(f"override {ov!r} must look like section.key=value")
@@ -222,8 +319,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> FitConf
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"override {ov!r}: {p} is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"override {ov!r}: the value is not valid YAML") from None
     cfg = _build(FitConfig, raw, "<root>")
+    _check_ranges(cfg)
     if cfg.data.chip_size % 32:
         raise ValueError(f"data.chip_size must be a multiple of 32, got {cfg.data.chip_size}")
     if cfg.data.chip_size > cfg.data.block_size:
