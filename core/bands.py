@@ -15,6 +15,7 @@ Wavelengths and native resolutions: ESA Sentinel-2 User Handbook (2015), table 1
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ __all__ = [
     "band_spec",
     "harmonize_s2_dn",
     "check_band_names",
+    "BAND_ALIASES",
+    "canonical_band",
+    "band_aliases",
 ]
 
 
@@ -145,3 +149,76 @@ def check_band_names(available: Sequence[str], required: Sequence[str], *, what:
         )
     if len(set(required)) != len(required):
         raise BandError(f"{what} lists a band twice: {', '.join(required)}")
+
+
+# --- band name aliases ---------------------------------------------------------------------------
+
+BAND_ALIASES: dict[str, tuple[str, ...]] = {
+    "B1": ("coastal", "coastal_aerosol", "aerosol", "ultrablue"),
+    "B2": ("blue",),
+    "B3": ("green",),
+    "B4": ("red",),
+    "B5": ("rededge1", "red_edge_1", "rededge_1", "re1", "vre1"),
+    "B6": ("rededge2", "red_edge_2", "rededge_2", "re2", "vre2"),
+    "B7": ("rededge3", "red_edge_3", "rededge_3", "re3", "vre3"),
+    "B8": ("nir",),
+    "B8A": ("nir08", "narrow_nir", "nir_narrow", "nirn", "re4", "vre4", "rededge4"),
+    "B9": ("nir09", "water_vapour", "water_vapor", "wv", "watervapour"),
+    "B10": ("cirrus", "swir_cirrus", "nir13"),
+    "B11": ("swir16", "swir1", "swir_1"),
+    "B12": ("swir22", "swir2", "swir_2"),
+    "VV": ("sigma0_vv", "vv_db"),
+    "VH": ("sigma0_vh", "vh_db"),
+}
+"""Canonical band name -> spelled-out aliases (lower case), besides the numeric spellings.
+
+Numeric spellings are recognised by pattern, case-insensitively, with optional prefixes and
+suffixes: ``B2 = B02 = b02 = B002 = B2_10m = B02_10m = SR_B2 = TOA_B2 = S2_B2``,
+``B8A = B08A = b8a = B8A_20m``. The spelled-out names are those of the STAC ``eo:bands`` common
+names used by Element 84's Earth Search (``coastal``, ``rededge1``, ``nir08``, ``swir16`` ...), of
+SNAP / Sentinel Hub band lists and of Earth Engine's ``COPERNICUS/S2*`` collections (which use
+``B1`` ... ``B12``, ``B8A``). ``band_<i>`` (a band without description) is deliberately *not* an
+alias: a position says nothing about which band it is.
+"""
+
+_NUMERIC = re.compile(r"^(?:S2[AB]?_|SR_|TOA_|BOA_)?B0*(1[0-2]|[1-9]A?)(?:_\d{2}M)?$")
+_BY_ALIAS = {a: canon for canon, aliases in BAND_ALIASES.items() for a in aliases}
+
+
+def canonical_band(name: str | None) -> str | None:
+    """The canonical band name (``"B2"``, ``"B8A"``, ``"VV"``) of a spelling found in a file.
+
+    Matching is case-insensitive; spaces, dots and hyphens count as underscores.
+
+    Args:
+        name: A band description or name (``"b02"``, ``"B8A_20m"``, ``"swir16"``, ``"VV"``).
+
+    Returns:
+        The canonical name, or ``None`` when the spelling is not a known alias (including empty
+        names and GDAL's positional ``band_1``, ``Band 2``: a position is not a name).
+
+    Source: the alias table :data:`BAND_ALIASES` and the numeric pattern described there.
+    """
+    if not name:
+        return None
+    key = re.sub(r"[\s\-.]+", "_", str(name).strip()).upper()
+    if key in _ALL:
+        return key
+    m = _NUMERIC.match(key)
+    if m:
+        canon = f"B{m.group(1)}"
+        return canon if canon in _ALL else None
+    return _BY_ALIAS.get(key.lower())
+
+
+def band_aliases(name: str) -> tuple[str, ...]:
+    """Spellings accepted for a canonical band (for messages): ``B2, B02, b02, B2_10m, blue``."""
+    if name not in _ALL:
+        return (name,)
+    if name.startswith("B"):
+        num = name[1:]
+        padded = num.zfill(2) if num[-1].isdigit() else num.zfill(3)
+        numeric = (name, f"B{padded}", f"b{padded}".lower(), f"{name}_{int(_ALL[name].gsd_m)}m")
+    else:
+        numeric = (name, name.lower())
+    return tuple(dict.fromkeys((*numeric, *BAND_ALIASES.get(name, ()))))

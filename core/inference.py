@@ -21,6 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from core.errors import BandError, NoDataError
+from core.inputs import InputDecision
 from core.outputs import PARTIAL_MARK, atomic_path, check_outputs
 from core.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
 from core.tiling import ForwardFn, ProgressFn, predict_tiled
@@ -38,7 +39,7 @@ class ClassMap:
     Attributes:
         classes: uint8 GeoRaster (1, H, W) of class ids, ``NODATA_CLASS`` where the input had none.
         confidence: float32 GeoRaster (1, H, W): the blended probability of the chosen class
-            (0 where no data).
+            (0 where no data, declared as its nodata: a winning probability is at least 1/K).
     """
 
     classes: GeoRaster
@@ -115,7 +116,7 @@ def predict_raster(
     common = {"crs": raster.crs, "transform": raster.transform, "meta": dict(raster.meta)}
     return ClassMap(
         classes=GeoRaster(classes, nodata=NODATA_CLASS, band_names=("class",), **common),
-        confidence=GeoRaster(confidence, nodata=None, band_names=("confidence",), **common),
+        confidence=GeoRaster(confidence, nodata=0.0, band_names=("confidence",), **common),
     )
 
 
@@ -134,6 +135,7 @@ def predict_geotiff(
     batch_size: int = 8,
     progress: ProgressFn | None = None,
     gdal_cache_mb: int = 64,
+    decision: InputDecision | None = None,
 ) -> Path:
     """Predict a GeoTIFF of any size window by window and write a Cloud-Optimized GeoTIFF.
 
@@ -159,6 +161,9 @@ def predict_geotiff(
         gdal_cache_mb: GDAL block cache while this runs (MB). GDAL's default, 5 % of RAM, would
             grow with the raster (it caches every block read and written), so it is bounded
             here to keep peak memory independent of raster size.
+        decision: How to read the input (:func:`core.inputs.decide_for_file`): band mapping,
+            scale, offset, filled bands; applied to every window and written into the outputs'
+            tags. ``None``: bands read by exact name, raw values.
 
     Returns:
         ``dst_path``.
@@ -183,11 +188,16 @@ def predict_geotiff(
             tempfile.TemporaryDirectory(dir=dst_path.parent, prefix=f".{dst_path.name}.", suffix=PARTIAL_MARK) as tmp, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        names = [d or f"band_{i + 1}" for i, d in enumerate(src.descriptions)]
-        missing = [b for b in bands if b not in names]
-        if missing:
-            raise BandError(f"{src_path} lacks band(s) {', '.join(missing)}; it has {', '.join(names)}")
-        indexes = [names.index(b) + 1 for b in bands]
+        if decision is not None:
+            if list(decision.bands) != list(bands):
+                raise BandError(f"the input decision is for bands {', '.join(decision.bands)}, not {', '.join(bands)}")
+            indexes = decision.read_indexes
+        else:
+            names = [d or f"band_{i + 1}" for i, d in enumerate(src.descriptions)]
+            missing = [b for b in bands if b not in names]
+            if missing:
+                raise BandError(f"{src_path} lacks band(s) {', '.join(missing)}; it has {', '.join(names)}")
+            indexes = [names.index(b) + 1 for b in bands]
         lut = _class_lut(num_classes, class_ids)
         base = {
             "driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE",
@@ -197,12 +207,13 @@ def predict_geotiff(
         cls_tmp = Path(tmp) / "classes.tif"
         conf_tmp = Path(tmp) / "confidence.tif"
         with rasterio.open(cls_tmp, "w", dtype="uint8", nodata=NODATA_CLASS, **base) as cls_ds, (
-            rasterio.open(conf_tmp, "w", dtype="float32", **base) if conf_path else contextlib.nullcontext()
+            rasterio.open(conf_tmp, "w", dtype="float32", nodata=0.0, **base) if conf_path else contextlib.nullcontext()
         ) as conf_ds:
             n_valid = 0
 
             def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-                return nodata_to_nan(src.read(indexes, window=Window(c, r, w, h)), src.nodata)
+                arr = src.read(indexes, window=Window(c, r, w, h))
+                return decision.apply(arr) if decision is not None else nodata_to_nan(arr, src.nodata)
 
             def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
                 nonlocal n_valid
@@ -219,6 +230,12 @@ def predict_geotiff(
                 tile=tile, overlap=overlap, batch_size=batch_size, progress=progress,
             )
             cls_ds.descriptions = ("class",)
+            if decision is not None:
+                cls_ds.update_tags(**decision.to_tags())
+            if conf_ds is not None:
+                conf_ds.descriptions = ("confidence",)
+                if decision is not None:
+                    conf_ds.update_tags(**decision.to_tags())
             cmap = _colormap_arg(colormap)
             if cmap:
                 cls_ds.write_colormap(1, cmap)

@@ -88,9 +88,15 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("predict", help="write a class-map Cloud-Optimized GeoTIFF for a GeoTIFF")
     r.add_argument("--checkpoint", required=True, help="model bundle folder")
-    r.add_argument("--input", required=True, help="GeoTIFF with band descriptions naming the bands (B2, B3, ...)")
-    r.add_argument("--output", required=True, help="output COG of class ids")
-    r.add_argument("--confidence", help="optional output COG of the winning class's probability")
+    r.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                   help="GeoTIFF(s) or folder(s) of GeoTIFFs; band descriptions name the bands (B2, b02, B8A_20m, ...) or --bands does")
+    r.add_argument("--output", required=True, help="output COG of class ids; with several inputs or a folder, an output folder "
+                   "(<name>_classes.tif per input)")
+    r.add_argument("--confidence", help="optional output COG of the winning class's probability (a folder with several inputs)")
+    r.add_argument("--offset", default="auto", choices=["auto", "0", "1000"],
+                   help="radiometric offset of the input DN: auto (metadata, else a pixel test), 0, or 1000 (baseline 04.00+)")
+    r.add_argument("--bands", help="names of the input's bands in file order, e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12 "
+                   "(for files without band descriptions, or to override them)")
     r.add_argument("--tile", type=_int_at_least(32, 32), default=256, help="tile side in pixels, a multiple of 32 (default 256)")
     r.add_argument("--overlap", type=_int_at_least(0), default=32, help="overlap of neighbouring tiles in pixels, at most tile/2 (default 32)")
     r.add_argument("--batch-size", type=_int_at_least(1), default=8, help="tiles per forward pass, at least 1 (default 8)")
@@ -163,9 +169,20 @@ def _run(args: argparse.Namespace) -> int:
         m = export_chips(LiveEarthEngine(), args.points, args.out, settings, batch=args.batch, destination=args.destination)
         print(m["status"].value_counts().to_string())
     else:
-        commands.predict(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
-                         overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
-                         max_pixels=args.max_megapixels * 1_000_000)
+        from pathlib import Path
+
+        from core.inputs import parse_bands
+
+        names = parse_bands(args.bands)
+        single = len(args.input) == 1 and not Path(args.input[0]).is_dir() and not Path(args.output).is_dir()
+        if single:
+            commands.predict(args.checkpoint, args.input[0], args.output, confidence=args.confidence, tile=args.tile,
+                             overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
+                             max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names)
+        elif commands.predict_many(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
+                                   overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
+                                   max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names):
+            return 2
     return 0
 
 

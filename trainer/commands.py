@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -20,16 +21,17 @@ from tqdm import tqdm
 from core.classes import get_scheme
 from core.guards import DEFAULT_MAX_PIXELS, check_gsd, check_size
 from core.inference import predict_geotiff
+from core.inputs import decide_for_file
 from core.outputs import check_outputs
 from core.raster import raster_info
 from core.sources.samples import get_scene
-from models.bundle import ModelCard, load_bundle, save_bundle, write_card
+from models.bundle import Bundle, ModelCard, load_bundle, save_bundle, write_card
 from trainer.config import FitConfig
 from trainer.data import LulcDataModule
 from trainer.evaluation import evaluate_arrays, evaluate_scene, summarize
 from trainer.module import SegmentationTask
 
-__all__ = ["fit", "evaluate", "predict", "INDEPENDENT_LABELS"]
+__all__ = ["fit", "evaluate", "predict", "predict_many", "expand_inputs", "INDEPENDENT_LABELS"]
 
 INDEPENDENT_LABELS = ("osm", "water", "dfc")
 """Label products not derived from Dynamic World, reported beside it in the card."""
@@ -159,13 +161,19 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
     return res
 
 
-def predict(checkpoint: str, src: str, dst: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8, precision: str = "auto",
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Path:
+def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8, precision: str = "auto",
+            max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto", bands: Sequence[str] | None = None,
+            progress: Callable[[int, int], None] | None = None, quiet: bool = False) -> Path:
     """Write a class-map COG (and optionally a confidence COG) for a GeoTIFF.
 
+    How the input is read (band names and aliases, scale, +1000 offset, level, filled optional
+    bands) is decided once by :func:`core.inputs.decide_for_file`, printed, and written into the
+    outputs' tags (``LULC_INPUT_*``).
+
     Args:
-        checkpoint: Bundle folder.
-        src: Input GeoTIFF; its band descriptions must name the model's bands.
+        checkpoint: Bundle folder, or an already loaded bundle (batch prediction loads it once).
+        src: Input GeoTIFF; its band descriptions name its bands (aliases such as ``b02`` work), or
+            ``bands`` does.
         dst: Output COG of class ids with the input's CRS/transform and the classes' colour table.
         confidence: Optional output COG of float32 confidence.
         tile: Tile side in pixels (multiple of 32).
@@ -173,6 +181,10 @@ def predict(checkpoint: str, src: str, dst: str, *, confidence: str | None = Non
         batch_size: Tiles per forward call.
         precision: ``fp32``, ``bf16`` or ``auto``.
         max_pixels: Refuse inputs with more pixels (H x W), read from the header before any work.
+        offset: ``"auto"``, 0 or 1000: the radiometric offset of the input (see :mod:`core.inputs`).
+        bands: Names of the input's bands in file order (``--bands``), overriding its descriptions.
+        progress: Called with (tiles done, tiles total) instead of a tile progress bar.
+        quiet: Do not print the decision and the output paths.
 
     Returns:
         ``dst``.
@@ -180,23 +192,129 @@ def predict(checkpoint: str, src: str, dst: str, *, confidence: str | None = Non
     Raises:
         OutputError, SizeLimitError, GsdError: Checked before the model runs (see
             :mod:`core.outputs`, :mod:`core.guards`).
+        BandError, InputError: The input cannot be read as the model's input (see
+            :func:`core.inputs.decide`).
     """
     check_outputs({"--output": dst, "--confidence": confidence}, [src])
     info = raster_info(src)
     check_size(info, max_pixels=max_pixels, name=Path(src).name, hint="crop it, or raise --max-megapixels")
-    bundle = load_bundle(checkpoint, precision=precision)
+    bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint, precision=precision)
     check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=Path(src).name)
-    bundle.check_bands(info["band_names"])
+    decision = decide_for_file(src, bundle.card, bands=bands, offset=offset)
+    if not quiet:
+        print(f"{Path(src).name}: {decision.summary()}")
+        for w in decision.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     scheme = get_scheme(bundle.card.scheme_name)
-    with tqdm(total=None, unit="tile", desc="predict") as bar:
+    kwargs = dict(bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
+                  confidence_path=confidence, tile=tile, overlap=overlap, batch_size=batch_size, decision=decision)
+    if progress is not None:
+        out = predict_geotiff(src, dst, bundle, progress=progress, **kwargs)
+    else:
+        with tqdm(total=None, unit="tile", desc="predict") as bar:
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            def tiles(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-        out = predict_geotiff(
-            src, dst, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
-            confidence_path=confidence, tile=tile, overlap=overlap, batch_size=batch_size, progress=progress,
-        )
-    print(f"wrote {out}" + (f" and {confidence}" if confidence else ""))
+            out = predict_geotiff(src, dst, bundle, progress=tiles, **kwargs)
+    if not quiet:
+        print(f"wrote {out}" + (f" and {confidence}" if confidence else ""))
     return out
+
+
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    """Input files from paths and folders (a folder gives its ``*.tif``/``*.tiff``, sorted, not recursive).
+
+    Raises:
+        FileNotFoundError: A path does not exist, or a folder holds no GeoTIFF.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"folder {p} holds no .tif/.tiff file")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"input {p} does not exist")
+    return list(dict.fromkeys(files))
+
+
+def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32,
+                 batch_size: int = 8, precision: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto",
+                 bands: Sequence[str] | None = None) -> int:
+    """Predict several GeoTIFFs (files and/or folders) with one model load and one progress bar.
+
+    Writes ``<output>/<stem>_classes.tif`` (and ``<confidence>/<stem>_confidence.tif``) per input.
+    A file that fails is reported with its reason and the others go on.
+
+    Args:
+        checkpoint: Bundle folder (loaded once).
+        inputs: Files and folders.
+        output: Output folder (created).
+        confidence: Optional folder for confidence COGs (may be ``output``).
+        tile: Tile side in pixels, as in :func:`predict`.
+        overlap: Tile overlap in pixels.
+        batch_size: Tiles per forward call.
+        precision: ``fp32``, ``bf16`` or ``auto``.
+        max_pixels: Size limit per input (H x W).
+        offset: ``"auto"``, 0 or 1000, for every input.
+        bands: ``--bands`` names, for every input.
+
+    Returns:
+        The number of inputs that failed (0 = all written).
+
+    Raises:
+        FileNotFoundError: An input path does not exist or a folder holds no GeoTIFF.
+        BundleError: The bundle cannot be loaded.
+    """
+    files = expand_inputs(inputs)
+    out_dir = Path(output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--output {out_dir} is a file; with several inputs or a folder, --output must be a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    conf_dir = Path(confidence) if confidence else None
+    if conf_dir is not None:
+        conf_dir.mkdir(parents=True, exist_ok=True)
+    stems = [f.stem for f in files]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise ValueError(f"several inputs are named {', '.join(dupes)}; their outputs would collide: predict them into different folders")
+    bundle = load_bundle(checkpoint, precision=precision)
+    failed: list[tuple[Path, str]] = []
+    with tqdm(total=len(files), unit="file", desc="predict") as bar:
+        for f in files:
+            bar.set_postfix_str(f.name)
+            try:
+                dst = out_dir / f"{f.stem}_classes.tif"
+                conf = conf_dir / f"{f.stem}_confidence.tif" if conf_dir is not None else None
+                predict(bundle, str(f), str(dst), confidence=str(conf) if conf else None, tile=tile, overlap=overlap,
+                        batch_size=batch_size, max_pixels=max_pixels, offset=offset, bands=bands, progress=lambda d, t: None, quiet=True)
+                decision = read_decision_tags(dst)
+                tqdm.write(f"{f.name}: {decision}")
+            except (ValueError, OSError) as exc:
+                failed.append((f, " ".join(str(exc).split())))
+                tqdm.write(f"error: {f.name}: {failed[-1][1]}", file=sys.stderr)
+            bar.update(1)
+    print(f"wrote {len(files) - len(failed)} of {len(files)} class maps to {out_dir}" + (f"; {len(failed)} failed:" if failed else ""))
+    for f, msg in failed:
+        print(f"  {f}: {msg}", file=sys.stderr)
+    return len(failed)
+
+
+def read_decision_tags(path: str | Path) -> str:
+    """The input decision recorded in an output's tags, as one line."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        t = ds.tags()
+    return (f"offset {t.get('LULC_INPUT_OFFSET_DN')} DN ({t.get('LULC_INPUT_OFFSET_REASON')}); scale x{t.get('LULC_INPUT_SCALE')}; "
+            f"level {t.get('LULC_INPUT_LEVEL')}" + (f"; filled {t['LULC_INPUT_MISSING_BANDS']}" if t.get("LULC_INPUT_MISSING_BANDS") else "")
+            + (f"; warning: {t['LULC_INPUT_WARNINGS']}" if t.get("LULC_INPUT_WARNINGS") else ""))

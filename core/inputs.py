@@ -1,0 +1,647 @@
+"""The one place where a raster becomes model input: band names, scale, radiometric offset, level.
+
+Every source (the sample pack, an uploaded GeoTIFF, ``python -m trainer predict``/``evaluate``/``fit``,
+Earth Engine, exported training chips) asks :func:`decide` once per input for an
+:class:`InputDecision`, then calls :meth:`InputDecision.apply` on every window it reads. The decision
+records what was found and why, prints as one line (:meth:`InputDecision.summary`) and is written
+into output GeoTIFFs (:meth:`InputDecision.to_tags`).
+
+What is decided, in this order:
+
+1. **Band names.** File band descriptions (or ``--bands`` names given by the user) are mapped to
+   canonical names with :func:`core.bands.canonical_band` (``b02`` = ``B02`` = ``B2``, ``B08A`` =
+   ``B8A``, ``swir16`` = ``B11`` ...). A model band that is missing is filled with the card's band
+   mean when the card lists it as optional (the model was trained with band dropout; 0 after
+   standardisation), and refused otherwise, naming the missing bands and the spellings tried.
+2. **Scale.** Sentinel-2 DN are reflectance x 1e4. Float data whose 99th percentile of valid values
+   is at most 2.0 is reflectance 0-1 and multiplied by 1e4. 8-bit data, data without a valid pixel
+   and data whose median exceeds 20000 are refused (not Sentinel-2 reflectance).
+3. **Radiometric offset.** Products of processing baseline 04.00 and later (all acquisitions from
+   2022-01-25, and ESA's reprocessed archive) store ``DN = reflectance x 1e4 + 1000``
+   (``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET`` = -1000; ESA, "Sentinel-2 Products Specification
+   Document" issue 14.9 and the S2 MPC note "Processing Baseline 04.00", 2021). Evidence, strongest
+   first: ``--offset 0|1000``; metadata (``*_ADD_OFFSET*`` tags, ``PROCESSING_BASELINE``, a product
+   id with ``_N0400_`` or later, a date from 2022-01-25 on); else the pixel test below; else an
+   error that names ``--offset``.
+
+   Pixel test (on a sample of at most ~262,000 valid pixels, in DN after scaling; thresholds set
+   on the 16 scenes of the sample pack, with and without a +1000 offset added):
+
+   - *no offset* when at least 1 % of the valid pixels of some band lie below 800 DN (reflectance
+     0.08: vegetation in blue/red, water in NIR/SWIR, the L1C cirrus band B10 near 0; with the
+     offset such values would be reflectance below -0.02, which products clip);
+   - *offset 1000* when B10 is present and its median lies in [1000, 1300) DN (cirrus reads near
+     0 without the offset), or when no band has 0.1 % of its pixels below 900 DN and the darkest
+     band's 1st percentile lies in [1000, 1400) DN (the dark targets pile up just above 1000);
+   - otherwise ambiguous (typically bright scenes of snow, cloud or desert without dark pixels).
+
+4. **Processing level** (L1C top of atmosphere / L2A surface reflectance) from metadata
+   (``PROCESSING_LEVEL``, ``PRODUCT_TYPE``, a product id with ``MSIL1C``/``MSIL2A``, ``BOA_*`` vs
+   ``RADIO_*`` offsets, the sample pack's ``scene.json``), else unknown. An input whose level is
+   not among the card's ``levels`` is accepted with a warning quoting the card's measured
+   ``level_agreement`` for that level, and refused when the card has no such measurement.
+
+Sentinel-1 bands (``VV``, ``VH``, dB) pass through unchanged: scale and offset apply to Sentinel-2
+bands only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from core.bands import S2_BASELINE_OFFSET_DN, SENTINEL1, band_aliases, canonical_band
+from core.errors import BandError, LulcError
+
+__all__ = [
+    "InputError",
+    "ModelInputs",
+    "InputDecision",
+    "decide",
+    "decide_for_file",
+    "decide_for_raster",
+    "prepare_raster",
+    "parse_offset",
+    "parse_bands",
+    "LEVELS",
+    "OFFSET_SINCE",
+]
+
+LEVELS = ("L1C", "L2A")
+"""Sentinel-2 processing levels: top-of-atmosphere (L1C) and surface (L2A) reflectance."""
+
+OFFSET_SINCE = date(2022, 1, 25)
+"""First acquisition day processed with baseline 04.00 (+1000 DN offset) by ESA's ground segment."""
+
+_S1 = {b.name for b in SENTINEL1}
+_SAMPLE_PIXELS = 512 * 512
+
+
+class InputError(LulcError):
+    """The input cannot be read as Sentinel-2 reflectance without a decision from the user."""
+
+
+class ModelInputs(Protocol):
+    """What the input side needs from a model card (:class:`models.bundle.ModelCard` fits)."""
+
+    name: str
+    bands: list[str]
+    mean: list[float]
+    optional_bands: list[str]
+    levels: list[str]
+    level_agreement: dict
+
+
+@dataclass(frozen=True)
+class InputDecision:
+    """How the pixels of one input are read, decided once, with the evidence.
+
+    Attributes:
+        bands: Model band names in the model's order (the output's C).
+        file_bands: Band names as found in the input (descriptions or ``--bands``), one per band.
+        source: For each model band, the 0-based band index in the input, or ``None`` when the band
+            is missing and filled with ``fill``.
+        fill: For each model band, the value used when it is missing (card mean, raw units), else
+            ``None``.
+        file_count: Number of bands of the input.
+        nodata: Input nodata value (``None``: only NaN, and pixels 0 in every band, are nodata).
+        scale: Multiplier to DN (1.0 for DN; 10000.0 for reflectance stored as float 0-1).
+        scale_reason: Why.
+        offset_dn: DN subtracted from Sentinel-2 bands after scaling (0 or 1000).
+        offset_reason: Why.
+        level: ``"L1C"``, ``"L2A"`` or ``"unknown"``.
+        level_reason: Why.
+        missing_optional: Optional model bands the input lacks (filled).
+        warnings: Sentences the user must see (level mismatch, filled bands).
+    """
+
+    bands: tuple[str, ...]
+    file_bands: tuple[str, ...]
+    source: tuple[int | None, ...]
+    fill: tuple[float | None, ...]
+    file_count: int
+    nodata: float | None
+    scale: float = 1.0
+    scale_reason: str = ""
+    offset_dn: int = 0
+    offset_reason: str = ""
+    level: str = "unknown"
+    level_reason: str = ""
+    missing_optional: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def read_indexes(self) -> list[int]:
+        """1-based band indexes (rasterio convention) to read from the input, ascending."""
+        return sorted({i + 1 for i in self.source if i is not None})
+
+    def apply(self, arr: np.ndarray) -> np.ndarray:
+        """Turn one window of the input into model input.
+
+        Args:
+            arr: (C_in, H, W) of any dtype: either every band of the input (``file_count``) or only
+                the bands :attr:`read_indexes`, in that order.
+
+        Returns:
+            float32 (len(bands), H, W) in the model's band order: Sentinel-2 reflectance x 1e4
+            (offset removed, values at or below it become 1 DN as in Earth Engine's
+            ``*_HARMONIZED`` collections), Sentinel-1 dB unchanged, missing optional bands
+            filled; NaN wherever the pixel has no data in any band read.
+
+        Raises:
+            BandError: ``arr`` has neither ``file_count`` nor ``len(read_indexes)`` bands.
+        """
+        idx = self.read_indexes
+        if arr.ndim != 3:
+            raise BandError(f"expected a (C, H, W) window, got shape {arr.shape}")
+        if arr.shape[0] == self.file_count:
+            sel = arr[[i - 1 for i in idx]]
+        elif arr.shape[0] == len(idx):
+            sel = arr
+        else:
+            raise BandError(
+                f"window has {arr.shape[0]} bands; expected all {self.file_count} input bands or the "
+                f"{len(idx)} read ones"
+            )
+        x = sel.astype(np.float32)
+        bad = np.isnan(x).any(axis=0) if np.issubdtype(x.dtype, np.floating) else np.zeros(x.shape[1:], bool)
+        if self.nodata is not None and not math.isnan(self.nodata):
+            bad |= (sel == self.nodata).any(axis=0)
+        else:
+            bad |= (sel == 0).all(axis=0)  # Sentinel-2 NO_DATA is 0 in every band
+        pos = {i: k for k, i in enumerate(idx)}
+        out = np.empty((len(self.bands),) + x.shape[1:], dtype=np.float32)
+        for k, (name, src, fill) in enumerate(zip(self.bands, self.source, self.fill, strict=True)):
+            if src is None:
+                out[k] = np.float32(fill)
+                continue
+            plane = x[pos[src + 1]]
+            if name not in _S1:
+                if self.scale != 1.0:
+                    plane = plane * np.float32(self.scale)
+                if self.offset_dn:
+                    plane = np.maximum(plane - np.float32(self.offset_dn), np.float32(1.0))
+            out[k] = plane
+        out[:, bad] = np.nan
+        return out
+
+    def summary(self) -> str:
+        """One line for the CLI and the app: offset, scale, level and band mapping with reasons."""
+        mapping = [f"{b}<-{self.file_bands[s]}" for b, s in zip(self.bands, self.source, strict=True)
+                   if s is not None and self.file_bands[s] != b]
+        parts = [
+            f"offset {self.offset_dn} DN ({self.offset_reason})",
+            f"scale x{self.scale:g} ({self.scale_reason})",
+            f"level {self.level} ({self.level_reason})",
+        ]
+        if mapping:
+            parts.append("bands " + ", ".join(mapping))
+        if self.missing_optional:
+            parts.append("filled missing optional band(s) " + ", ".join(self.missing_optional) + " with the card mean")
+        return "; ".join(parts)
+
+    def to_tags(self) -> dict[str, str]:
+        """GeoTIFF tags (default domain) that record this decision in an output file."""
+        return {
+            "LULC_INPUT_OFFSET_DN": str(self.offset_dn),
+            "LULC_INPUT_OFFSET_REASON": self.offset_reason,
+            "LULC_INPUT_SCALE": f"{self.scale:g}",
+            "LULC_INPUT_SCALE_REASON": self.scale_reason,
+            "LULC_INPUT_LEVEL": self.level,
+            "LULC_INPUT_LEVEL_REASON": self.level_reason,
+            "LULC_INPUT_BANDS": ",".join(
+                f"{b}={self.file_bands[s] if s is not None else 'filled'}" for b, s in zip(self.bands, self.source, strict=True)
+            ),
+            "LULC_INPUT_MISSING_BANDS": ",".join(self.missing_optional),
+            "LULC_INPUT_WARNINGS": " | ".join(self.warnings),
+        }
+
+
+def parse_offset(value: str | int | None) -> int | None:
+    """``"auto"``/``None`` -> ``None`` (decide), ``"0"``/``"1000"`` -> int.
+
+    Raises:
+        InputError: Any other value.
+    """
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    text = str(value).strip()
+    if text in ("0", str(S2_BASELINE_OFFSET_DN)):
+        return int(text)
+    raise InputError(f"offset must be auto, 0 or {S2_BASELINE_OFFSET_DN}, got {value!r}")
+
+
+def parse_bands(text: str | Sequence[str] | None) -> list[str] | None:
+    """``"B1,B2,..."`` -> canonical names (aliases allowed); ``None``/empty -> ``None``.
+
+    Raises:
+        BandError: A name is not a known band or alias.
+    """
+    if text is None:
+        return None
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if str(n).strip()]
+    if not names:
+        return None
+    bad = [n for n in names if canonical_band(n) is None]
+    if bad:
+        raise BandError(
+            f"unknown band name(s) {', '.join(bad)} in --bands; use Sentinel-2 names B1..B12, B8A "
+            "(or aliases such as B02, b8a, swir16) and VV, VH"
+        )
+    return [canonical_band(n) for n in names]
+
+
+# --- metadata evidence -------------------------------------------------------------------------
+
+_BASELINE_IN_ID = re.compile(r"_N(\d{4})_")
+_DATE = re.compile(r"(20\d\d)-?(\d\d)-?(\d\d)")
+_DATE_KEYS = ("SENSING", "ACQUISITION", "DATATAKE", "DATE_ACQUIRED", "PRODUCT_START_TIME", "S2_DATE", "DATE")
+
+
+def _baseline(text: str) -> float | None:
+    text = str(text).strip().upper().lstrip("N")
+    try:
+        return float(text) / 100 if text.isdigit() and len(text) == 4 else float(text)
+    except ValueError:
+        return None
+
+
+def _offset_from_metadata(meta: Mapping[str, str]) -> tuple[int | None, str, date | None]:
+    """(offset or None, reason, acquisition date or None) from tags/metadata."""
+    acq: date | None = None
+    for key, value in meta.items():
+        k = key.upper()
+        if "ADD_OFFSET" in k:
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                continue
+            return int(round(-v)) if v <= 0 else 0, f"metadata {key}={value}", None
+    for key, value in meta.items():
+        k = key.upper()
+        if k.endswith("PROCESSING_BASELINE") or k == "BASELINE":
+            b = _baseline(value)
+            if b is not None:
+                off = S2_BASELINE_OFFSET_DN if b >= 4.0 else 0
+                return off, f"metadata {key}={value} ({'>=' if off else '<'} 04.00)", None
+        if k == "RADIOMETRIC_OFFSET" and str(value).lower().startswith("none"):
+            return 0, f"metadata {key}={value}", None
+    for value in meta.values():
+        m = _BASELINE_IN_ID.search(str(value))
+        if m:
+            b = _baseline(m.group(1))
+            off = S2_BASELINE_OFFSET_DN if b >= 4.0 else 0
+            return off, f"product id {value} (baseline N{m.group(1)} {'>=' if off else '<'} 04.00)", None
+    for key, value in meta.items():
+        k = key.upper()
+        if k.startswith("TIFFTAG") or not any(d in k for d in _DATE_KEYS):
+            continue
+        m = _DATE.search(str(value))
+        if m:
+            try:
+                acq = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                continue
+            break
+    return None, "", acq
+
+
+def _level_from_metadata(meta: Mapping[str, str]) -> tuple[str | None, str]:
+    for key, value in meta.items():
+        k, v = key.upper(), str(value).upper()
+        if k in ("PROCESSING_LEVEL", "LEVEL", "PRODUCT_TYPE", "PRODUCTTYPE") or k.endswith("PROCESSING_LEVEL"):
+            if "2A" in v:
+                return "L2A", f"metadata {key}={value}"
+            if "1C" in v:
+                return "L1C", f"metadata {key}={value}"
+    for value in meta.values():
+        v = str(value).upper()
+        if "MSIL2A" in v:
+            return "L2A", f"product id {value}"
+        if "MSIL1C" in v:
+            return "L1C", f"product id {value}"
+    for key in meta:
+        if "BOA_ADD_OFFSET" in key.upper():
+            return "L2A", f"metadata {key} (surface reflectance offset)"
+        if "RADIO_ADD_OFFSET" in key.upper():
+            return "L1C", f"metadata {key} (top-of-atmosphere offset)"
+    return None, ""
+
+
+def _offset_from_pixels(dn: Mapping[str, np.ndarray]) -> tuple[int | None, str]:
+    """The documented pixel test (module docstring) on valid DN values per Sentinel-2 band."""
+    if not dn:
+        return None, "no Sentinel-2 band to test"
+    below800 = {b: float((v < 800).mean()) for b, v in dn.items()}
+    worst = max(below800, key=below800.get)
+    if below800[worst] >= 0.01:
+        return 0, f"{below800[worst]:.0%} of valid {worst} pixels lie below 800 DN, impossible with the +1000 offset"
+    if "B10" in dn:
+        med = float(np.median(dn["B10"]))
+        if 1000 <= med < 1300:
+            return S2_BASELINE_OFFSET_DN, f"cirrus band B10 has median {med:.0f} DN (near 0 without the offset, near 1000 with it)"
+    below900 = max(float((v < 900).mean()) for v in dn.values())
+    p1 = {b: float(np.percentile(v, 1)) for b, v in dn.items()}
+    darkest = min(p1, key=p1.get)
+    if below900 < 0.001 and 1000 <= p1[darkest] < 1400:
+        return S2_BASELINE_OFFSET_DN, (
+            f"no band has valid pixels below 900 DN and the darkest 1% of {darkest} lie at "
+            f"{p1[darkest]:.0f} DN, just above the +1000 offset"
+        )
+    return None, (
+        f"the darkest 1% of {darkest} lie at {p1[darkest]:.0f} DN and {below800[worst]:.2%} of {worst} below 800 DN, "
+        "which fits neither a +1000 offset nor none with confidence"
+    )
+
+
+# --- the decision -------------------------------------------------------------------------------
+
+
+def _resolve_names(file_names: Sequence[str | None], override: Sequence[str] | None) -> tuple[tuple[str, ...], dict[str, int]]:
+    count = len(file_names)
+    if override is not None:
+        names = [canonical_band(n) or n for n in override]
+        if len(names) != count:
+            raise BandError(
+                f"--bands gives {len(names)} names but the input has {count} bands; give one name per band in "
+                "file order (e.g. 13-band L1C: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12)"
+            )
+        shown = tuple(names)
+    else:
+        shown = tuple(n or f"band_{i + 1}" for i, n in enumerate(file_names))
+        names = [canonical_band(n) for n in file_names]
+    where: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n is None:
+            continue
+        if n in where:
+            raise BandError(
+                f"bands {where[n] + 1} ({shown[where[n]]}) and {i + 1} ({shown[i]}) are both {n}; "
+                "fix the band descriptions or give --bands"
+            )
+        where[n] = i
+    return shown, where
+
+
+def decide(
+    card: ModelInputs,
+    file_names: Sequence[str | None],
+    sample: np.ndarray,
+    *,
+    nodata: float | None = None,
+    metadata: Mapping[str, str] | None = None,
+    bands: Sequence[str] | None = None,
+    offset: int | str | None = None,
+    level: str | None = None,
+    level_reason: str = "",
+    what: str = "the input",
+) -> InputDecision:
+    """Decide how to read an input for a model (see the module docstring for the rules).
+
+    Args:
+        card: The model's card (bands, mean, optional_bands, levels, level_agreement, name).
+        file_names: The input's band descriptions in file order (``None``/empty where unset).
+        sample: (C_in, h, w) pixels of every input band (a decimated read is enough), for the
+            scale and pixel offset tests.
+        nodata: The input's nodata value.
+        metadata: GeoTIFF tags of the dataset and its bands, or a scene's metadata, flattened to
+            strings.
+        bands: Names for the input's bands in file order, overriding the descriptions (``--bands``).
+        offset: ``None``/``"auto"`` to decide, or 0 / 1000 to impose.
+        level: Processing level known from outside the file (``"L1C"``, ``"L2A"``; e.g. the
+            sample pack's scene.json or the Earth Engine collection); ``None`` to read metadata.
+        level_reason: Where ``level`` comes from, for the record.
+        what: How to call the input in messages (its file name).
+
+    Returns:
+        The decision.
+
+    Raises:
+        BandError: A required model band is missing (lists the missing bands and the spellings
+            tried) or a band name occurs twice.
+        InputError: The values are not Sentinel-2 reflectance (8-bit, empty, too large), the offset
+            is ambiguous (names ``--offset``), or the level differs from the card's with no measured
+            agreement to quote.
+    """
+    meta = {str(k): str(v) for k, v in (metadata or {}).items() if v is not None}
+    shown, where = _resolve_names(file_names, bands)
+    missing = [b for b in card.bands if b not in where]
+    optional = set(getattr(card, "optional_bands", []) or [])
+    required_missing = [b for b in missing if b not in optional]
+    if required_missing:
+        tried = "; ".join(f"{b}: {', '.join(band_aliases(b))}" for b in required_missing)
+        unnamed = all(canonical_band(n) is None for n in (file_names or [])) and bands is None
+        hint = (" The input's bands have no names: give them in file order with --bands (CLI) or the band-order "
+                "control (app).") if unnamed else " Rename the bands or give --bands in file order."
+        raise BandError(
+            f"model {card.name!r} needs band(s) {', '.join(required_missing)} that {what} lacks "
+            f"(input bands: {', '.join(shown) or 'none'}; spellings tried: {tried}).{hint}"
+            + (f" The model can run without {', '.join(sorted(optional))} only." if optional else "")
+        )
+    source = tuple(where.get(b) for b in card.bands)
+    fill = tuple(None if s is not None else float(card.mean[k]) for k, s in enumerate(source))
+    warn: list[str] = []
+    if missing:
+        agreement = (getattr(card, "band_agreement", {}) or {}).get("+".join(missing))
+        warn.append(
+            f"{what} lacks optional band(s) {', '.join(missing)}; filled as in training (band dropout)"
+            + (f"; measured agreement with all bands on held-out blocks: {agreement}" if agreement is not None else "")
+        )
+
+    # --- scale ---
+    s2_idx = sorted(i for n, i in where.items() if n not in _S1)  # every Sentinel-2 band of the input
+    x = sample[s2_idx].astype(np.float64) if s2_idx else np.empty((0, 0))
+    if x.size:
+        bad = np.isnan(x).any(axis=0)
+        if nodata is not None and not math.isnan(nodata):
+            bad |= (sample[s2_idx] == nodata).any(axis=0)
+        else:
+            bad |= (x == 0).all(axis=0)
+        vals = x[:, ~bad]
+    else:
+        vals = x
+    dtype = sample.dtype
+    if s2_idx and vals.shape[-1] == 0:
+        raise InputError(f"{what} has no valid Sentinel-2 pixel (all nodata or 0); check the file and its nodata value")
+    scale, scale_reason = 1.0, "integer DN = reflectance x 1e4" if np.issubdtype(dtype, np.integer) else "values are DN"
+    if s2_idx:
+        if dtype == np.uint8 or dtype == np.int8:
+            raise InputError(
+                f"{what} is 8-bit (0-255): a rendered picture, not Sentinel-2 reflectance; export the bands as "
+                "uint16 DN (reflectance x 1e4) or float reflectance 0-1"
+            )
+        med = float(np.median(vals))
+        p99 = float(np.percentile(vals, 99))
+        if np.issubdtype(dtype, np.floating) and p99 <= 2.0:
+            scale, scale_reason = 10000.0, f"float values with 99th percentile {p99:.3f}: reflectance 0-1, scaled to DN"
+        elif np.issubdtype(dtype, np.floating) and med < 20:
+            raise InputError(
+                f"{what} holds float values with median {med:.3g} and 99th percentile {p99:.3g}: neither reflectance "
+                "0-1 nor DN (reflectance x 1e4); rescale it to one of them"
+            )
+        if med * scale > 20000:
+            raise InputError(
+                f"{what} has median value {med * scale:.0f} in its Sentinel-2 bands, above 20000: not Sentinel-2 "
+                "reflectance x 1e4 (DN); check the scaling of the export"
+            )
+    # --- offset ---
+    forced = parse_offset(offset)
+    if not s2_idx:
+        off, off_reason = 0, "no Sentinel-2 band"
+    elif forced is not None:
+        off, off_reason = forced, "set by the user (--offset)"
+    else:
+        off, off_reason, acq = _offset_from_metadata(meta)
+        if off is None:
+            names_idx = {n: i for n, i in where.items() if n not in _S1}
+            dn = {}
+            for n, i in names_idx.items():
+                v = sample[i].astype(np.float64)
+                ok = ~bad if x.size else np.ones(v.shape, bool)
+                dn[n] = v[ok] * scale
+            pix, pix_reason = _offset_from_pixels(dn)
+            if acq is not None and acq >= OFFSET_SINCE:
+                off = S2_BASELINE_OFFSET_DN if pix != 0 else 0
+                off_reason = f"acquired {acq} (baseline >= 04.00 since {OFFSET_SINCE})" if pix != 0 else (
+                    f"acquired {acq}, but {pix_reason}")
+            elif pix is not None:
+                off, off_reason = pix, ("pixel test: " + pix_reason
+                                        + (f" (acquired {acq}, before {OFFSET_SINCE})" if acq is not None else ""))
+            elif acq is not None:
+                off, off_reason = 0, f"acquired {acq}, before baseline 04.00 ({OFFSET_SINCE}); pixel test inconclusive"
+            else:
+                raise InputError(
+                    f"cannot tell whether {what} carries the +1000 DN offset of processing baseline 04.00: {pix_reason}, "
+                    "and it has no metadata saying so; pass --offset 0 (products before 2022-01-25) or --offset 1000 "
+                    "(baseline 04.00 or later), or choose the offset in the app"
+                )
+    # --- level ---
+    if level in LEVELS:
+        lev, lev_reason = level, level_reason or "given by the source"
+    else:
+        found, why = _level_from_metadata(meta)
+        if found:
+            lev, lev_reason = found, why
+        else:
+            lev, lev_reason = "unknown", level_reason or "no metadata names the processing level"
+    card_levels = [str(v) for v in (getattr(card, "levels", []) or [])]
+    if lev in LEVELS and card_levels and lev not in card_levels:
+        measured = (getattr(card, "level_agreement", {}) or {}).get(lev)
+        if not measured:
+            raise InputError(
+                f"{what} is {lev} ({lev_reason}) but model {card.name!r} was trained on {', '.join(card_levels)} and its card "
+                f"has no measured agreement on {lev} input; use {' or '.join(card_levels)} imagery or a model trained on {lev}"
+            )
+        warn.append(
+            f"{what} is {lev} but model {card.name!r} was trained on {', '.join(card_levels)}; its card measured on {lev} "
+            f"input: {_fmt_agreement(measured)}"
+        )
+    elif lev == "unknown" and card_levels:
+        warn.append(f"the processing level of {what} is unknown; model {card.name!r} was trained on {', '.join(card_levels)}")
+    return InputDecision(
+        bands=tuple(card.bands), file_bands=shown, source=source, fill=fill, file_count=len(file_names),
+        nodata=nodata, scale=scale, scale_reason=scale_reason, offset_dn=int(off), offset_reason=off_reason,
+        level=lev, level_reason=lev_reason, missing_optional=tuple(missing), warnings=tuple(warn),
+    )
+
+
+def _fmt_agreement(measured: object) -> str:
+    if isinstance(measured, Mapping):
+        return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in measured.items())
+    return str(measured)
+
+
+def _sample_read(ds, max_pixels: int = _SAMPLE_PIXELS) -> np.ndarray:
+    """Every band, decimated to at most ``max_pixels`` (nearest neighbour, overviews where present)."""
+    factor = max(1.0, math.sqrt(ds.height * ds.width / max_pixels))
+    h, w = max(1, int(ds.height / factor)), max(1, int(ds.width / factor))
+    return ds.read(out_shape=(ds.count, h, w))
+
+
+def file_metadata(ds) -> dict[str, str]:
+    """Dataset tags, band tags (``b<i>:KEY``) and the IMAGERY domain of an open rasterio dataset."""
+    meta: dict[str, str] = {}
+    for ns in (None, "IMAGERY"):
+        try:
+            meta.update(ds.tags(ns=ns) if ns else ds.tags())
+        except Exception:  # noqa: BLE001 - a domain that the driver does not know
+            continue
+    for i in range(1, ds.count + 1):
+        for k, v in ds.tags(i).items():
+            meta.setdefault(k, v)
+    return meta
+
+
+def decide_for_file(
+    path: str | Path,
+    card: ModelInputs,
+    *,
+    bands: Sequence[str] | None = None,
+    offset: int | str | None = None,
+    level: str | None = None,
+    level_reason: str = "",
+    extra_metadata: Mapping[str, str] | None = None,
+) -> InputDecision:
+    """:func:`decide` for a GeoTIFF file.
+
+    Band names come from its band descriptions, metadata from its tags, the sample from a
+    decimated read (overviews where present).
+
+    Raises:
+        RasterReadError: Missing or unreadable file.
+        BandError, InputError: See :func:`decide`.
+    """
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from core.raster import _open
+
+    with _open(path) as ds, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        meta = {**file_metadata(ds), **dict(extra_metadata or {})}
+        return decide(card, list(ds.descriptions), _sample_read(ds), nodata=ds.nodata, metadata=meta, bands=bands,
+                      offset=offset, level=level, level_reason=level_reason, what=Path(path).name)
+
+
+def decide_for_raster(
+    raster,
+    card: ModelInputs,
+    *,
+    bands: Sequence[str] | None = None,
+    offset: int | str | None = None,
+    level: str | None = None,
+    level_reason: str = "",
+    metadata: Mapping[str, str] | None = None,
+    what: str | None = None,
+) -> InputDecision:
+    """:func:`decide` for an in-memory :class:`core.raster.GeoRaster` (names from ``band_names``).
+
+    Metadata is the raster's ``meta`` (string values) merged with ``metadata``.
+    """
+    h, w = raster.height, raster.width
+    step = max(1, int(math.sqrt(h * w / _SAMPLE_PIXELS)))
+    names = [None if n.startswith("band_") else n for n in raster.band_names]
+    meta = {k: str(v) for k, v in dict(raster.meta).items() if isinstance(v, str | int | float)}
+    meta.update(metadata or {})
+    return decide(card, names, raster.data[:, ::step, ::step], nodata=raster.nodata, metadata=meta, bands=bands,
+                  offset=offset, level=level, level_reason=level_reason,
+                  what=what or str(raster.meta.get("name") or raster.meta.get("scene") or "the input"))
+
+
+def prepare_raster(raster, decision: InputDecision):
+    """Apply a decision to a whole in-memory raster.
+
+    Returns:
+        float32 :class:`core.raster.GeoRaster` (len(decision.bands), H, W) in the model's band
+        order, nodata NaN, ``meta["input_decision"]`` = the decision.
+    """
+    data = decision.apply(raster.data)
+    return replace(raster, data=data, nodata=float("nan"), band_names=decision.bands,
+                   meta={**dict(raster.meta), "input_decision": decision})
