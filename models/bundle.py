@@ -15,8 +15,11 @@ Sentinel-1 dB); nodata pixels (NaN) become 0 after normalisation, i.e. the band 
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +30,81 @@ from safetensors.torch import load_file, save_file
 
 from models.registry import create_model
 
-__all__ = ["BundleError", "ModelCard", "Bundle", "save_bundle", "load_bundle", "read_card", "write_card", "CARD_VERSION"]
+__all__ = ["BundleError", "check_card_schema", "ModelCard", "Bundle", "save_bundle", "load_bundle", "read_card", "write_card", "CARD_VERSION"]
 
 CARD_VERSION = 1
 
 
 class BundleError(ValueError):
     """A bundle is missing, malformed, or does not fit the input it is given."""
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str_list(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+_CARD_TYPES: dict[str, tuple[str, object]] = {
+    "name": ("text", lambda v: isinstance(v, str)),
+    "arch": ("text", lambda v: isinstance(v, str)),
+    "encoder": ("text", lambda v: isinstance(v, str)),
+    "bands": ("a list of band names", _is_str_list),
+    "mean": ("a list of numbers", lambda v: isinstance(v, list) and all(_is_num(x) for x in v)),
+    "std": ("a list of numbers", lambda v: isinstance(v, list) and all(_is_num(x) for x in v)),
+    "classes": ('an object {"name", "classes": [{"id", "name", "color"}, ...]}', lambda v: isinstance(v, dict)),
+    "tile": ("a positive whole number of pixels", lambda v: _is_int(v) and v > 0),
+    "gsd_m": ("a positive number of metres", lambda v: _is_num(v) and v > 0),
+    "training": ("an object", lambda v: isinstance(v, dict)),
+    "metrics": ("an object", lambda v: isinstance(v, dict)),
+    "version": ("a whole number", _is_int),
+    "created": ("text", lambda v: isinstance(v, str)),
+    "notes": ("text", lambda v: isinstance(v, str)),
+    "preprocessing": ("text", lambda v: isinstance(v, str)),
+    "optional_bands": ("a list of band names", _is_str_list),
+    "levels": ("a list of processing levels (L1C, L2A)", _is_str_list),
+    "band_agreement": ("an object of band(s) -> number", lambda v: isinstance(v, dict) and all(_is_num(x) for x in v.values())),
+    "level_agreement": ("an object of level -> object", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
+    "license": ("text", lambda v: isinstance(v, str)),
+}
+"""Card field -> (what it must be, check of its JSON value): the card's schema by type."""
+
+
+def check_card_schema(d: Mapping[str, object]) -> None:
+    """Check the types of a card's fields (as parsed from JSON) before anything uses them.
+
+    Args:
+        d: The card as a dict (unknown keys are ignored, for cards from newer versions).
+
+    Raises:
+        BundleError: A field has the wrong type, or a class entry lacks an integer ``id`` (0..254),
+            a ``name`` or a ``#rrggbb`` ``color``; the message names the field and what it must be.
+    """
+    for key, (what, ok) in _CARD_TYPES.items():
+        if key in d and not ok(d[key]):
+            got = d[key]
+            shown = f"a list of {len(got)} item(s)" if isinstance(got, list) and key == "classes" else repr(got)[:60]
+            raise BundleError(f"card field {key!r} must be {what}, got {shown}; fix card.json or re-export the bundle")
+    classes = d.get("classes")
+    if isinstance(classes, dict):
+        if not isinstance(classes.get("name"), str):
+            raise BundleError('card field classes.name must be the scheme name (text, e.g. "dynamic_world")')
+        items = classes.get("classes")
+        if not isinstance(items, list):
+            raise BundleError("card field classes.classes must be a list of {id, name, color} objects")
+        for i, c in enumerate(items):
+            ok = (isinstance(c, dict) and _is_int(c.get("id")) and 0 <= c["id"] < 255 and isinstance(c.get("name"), str)
+                  and isinstance(c.get("color"), str) and len(c["color"]) == 7 and c["color"].startswith("#"))
+            if not ok:
+                raise BundleError(
+                    f"card class {i} must be an object with an integer id (0-254), a name and a #rrggbb color, got {c!r}"[:300]
+                )
 
 
 @dataclass
@@ -110,8 +181,10 @@ class ModelCard:
         """Check internal consistency.
 
         Raises:
-            BundleError: Lengths of bands/mean/std differ, std <= 0, no classes, wrong version.
+            BundleError: A field of the wrong type (see :func:`check_card_schema`), lengths of
+                bands/mean/std differ, std <= 0, no classes, wrong version.
         """
+        check_card_schema(asdict(self))
         if self.version != CARD_VERSION:
             raise BundleError(f"card version {self.version} is not supported (expected {CARD_VERSION})")
         if not (len(self.bands) == len(self.mean) == len(self.std)) or not self.bands:
@@ -135,8 +208,14 @@ class ModelCard:
         """Build from a parsed card.json.
 
         Raises:
-            BundleError: Missing or unknown fields.
+            BundleError: Not a JSON object, missing fields, or fields of the wrong type.
         """
+        if not isinstance(d, dict):
+            raise BundleError(
+                f"card.json must hold one JSON object with the card's fields (name, arch, bands, classes, ...), "
+                f"got a {type(d).__name__}"
+            )
+        check_card_schema(d)
         known = set(cls.__dataclass_fields__)
         try:
             return cls(**{k: v for k, v in d.items() if k in known})
@@ -245,6 +324,27 @@ class Bundle:
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A hidden temporary file beside ``path`` that replaces ``path`` only if the block completes.
+
+    (The same scheme as ``core.outputs.atomic_path``; ``models`` does not import ``core``.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, half: bool = True) -> Path:
     """Write a bundle folder.
 
@@ -257,16 +357,28 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
 
     Returns:
         The folder path.
+
+    Both files are written completely to hidden temporary files in the folder first and then
+    renamed into place one right after the other, so an error or a kill while writing leaves the
+    previous bundle (or none), never a truncated file.
+
+    Raises:
+        BundleError: The card is inconsistent, or ``path`` is a file.
     """
     card.validate()
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"cannot write a bundle to {path}: it is a file; give a folder")
     path.mkdir(parents=True, exist_ok=True)
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
         state[k] = v.half() if half and v.is_floating_point() else v
-    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt", "card_version": str(card.version)})
-    write_card(card, path)
+    if not card.created:
+        card.created = datetime.now(UTC).isoformat(timespec="seconds")
+    with _atomic(path / "model.safetensors") as w_tmp, _atomic(path / "card.json") as c_tmp:
+        save_file(state, str(w_tmp), metadata={"format": "pt", "card_version": str(card.version)})
+        c_tmp.write_text(card.to_json() + "\n")
     return path
 
 
@@ -283,7 +395,8 @@ def write_card(card: ModelCard, path: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if not card.created:
         card.created = datetime.now(UTC).isoformat(timespec="seconds")
-    (path / "card.json").write_text(card.to_json() + "\n")
+    with _atomic(path / "card.json") as tmp:
+        tmp.write_text(card.to_json() + "\n")
     return path
 
 
@@ -291,14 +404,22 @@ def read_card(path: str | Path) -> ModelCard:
     """Read and validate ``card.json`` of a bundle folder.
 
     Raises:
-        BundleError: No card, malformed JSON, or an inconsistent card.
+        BundleError: No card, a file that is not a card (e.g. a Lightning ``.ckpt``), malformed
+            JSON, fields of the wrong type, or an inconsistent card.
     """
     path = Path(path)
+    if path.is_file() and path.suffix != ".json":
+        raise BundleError(
+            f"{path} is a file, not a model bundle: give the bundle folder (card.json + model.safetensors). "
+            "A Lightning .ckpt is not a bundle; python -m trainer fit writes one to <output.dir>/bundle"
+        )
     card_path = path / "card.json" if path.is_dir() else path
     if not card_path.exists():
         raise BundleError(f"no model bundle at {path}: card.json not found")
     try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text()))
+        card = ModelCard.from_dict(json.loads(card_path.read_text(encoding="utf-8")))
+    except UnicodeDecodeError:
+        raise BundleError(f"{card_path} is not a text (UTF-8) JSON file") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{card_path} is not valid JSON: {exc}") from None
     card.validate()
