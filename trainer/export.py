@@ -89,18 +89,54 @@ def chip_grid(lon: float, lat: float, size: int, gsd_m: float = 10.0) -> PixelGr
 
 
 def _read_points(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    cols = {c.lower(): c for c in df.columns}
+    """The points of a CSV: ``lon``, ``lat`` (degrees), optional ``id`` and ``country``/``region``.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Empty file, header only, no lon/lat columns, an empty or non-numeric
+            coordinate (the message gives its line), coordinates out of range, or ids that repeat
+            or cannot be file names.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"points file {path} not found")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; --points takes a CSV file with lon,lat columns")
+    try:
+        df = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty; write a header line lon,lat (optionally id,country) and one point per line") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable CSV ({str(exc).splitlines()[0]}); save it as comma-separated text") from None
+    cols = {c.strip().lower(): c for c in df.columns}
     missing = [c for c in ("lon", "lat") if c not in cols]
     if missing:
-        raise ValueError(f"{path} needs columns lon and lat (degrees); it has {', '.join(df.columns)}")
-    out = pd.DataFrame({"lon": df[cols["lon"]].astype(float), "lat": df[cols["lat"]].astype(float)})
-    out["id"] = df[cols["id"]].astype(str) if "id" in cols else [f"p{i:06d}" for i in range(len(df))]
+        raise ValueError(f"{path} needs columns lon and lat (degrees); it has {', '.join(map(str, df.columns))}")
+    if df.empty:
+        raise ValueError(f"{path} has a header but no points; add one line per point (lon,lat in degrees)")
+    coords = {}
+    for c in ("lon", "lat"):
+        raw = df[cols[c]]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            cell = raw.iloc[i]
+            what = "is empty" if cell is None or (isinstance(cell, float) and math.isnan(cell)) or str(cell).strip() == "" else f"is {cell!r}, not a number"
+            raise ValueError(f"{path} line {i + 2}: {c} {what}; {int(bad.sum())} row(s) have no usable {c}. Fix or remove them")
+        coords[c] = values.astype(float)
+    out = pd.DataFrame(coords)
+    out["id"] = df[cols["id"]].astype(str).str.strip() if "id" in cols else [f"p{i:06d}" for i in range(len(df))]
     region = cols.get("country") or cols.get("region")
-    out["region"] = df[region].astype(str) if region else ""
+    out["region"] = df[region].fillna("").astype(str) if region else ""
     bad = out[(out.lon.abs() > 180) | (out.lat.abs() > 90)]
     if len(bad):
-        raise ValueError(f"{len(bad)} point(s) outside lon/lat ranges, first: id {bad.iloc[0].id}")
+        raise ValueError(f"{len(bad)} point(s) outside lon/lat ranges, first: id {bad.iloc[0].id} (is the order lon, lat?)")
+    unsafe = out[out.id.isin(["", "nan"]) | out.id.str.contains(r"[/\\]|^\.", regex=True)]
+    if len(unsafe):
+        raise ValueError(f"{path}: id {unsafe.iloc[0].id!r} cannot be a chip file name; ids must be non-empty, without / or \\ and not start with '.'")
+    dup = out.id[out.id.duplicated()]
+    if len(dup):
+        raise ValueError(f"{path}: id {dup.iloc[0]!r} appears more than once; chips are named by id, so ids must be unique")
     return out
 
 
