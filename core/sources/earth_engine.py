@@ -28,13 +28,15 @@ processing baseline 04.00 removed; ``GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED`` 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -47,10 +49,11 @@ from core.errors import LulcError
 from core.raster import GeoRaster, read_raster, stack_bands, write_cog
 
 __all__ = [
-    "EarthEngineError", "CredentialsError", "QuotaError", "PermissionDeniedError", "TransientError",
+    "EarthEngineError", "CredentialsError", "QuotaError", "PermissionDeniedError", "TransientError", "EmptyCollectionError",
     "EarthEngineConfig", "CollectionSpec", "PixelGrid", "EarthEngineAdapter", "LiveEarthEngine",
     "sentinel2_spec", "sentinel1_spec", "dynamic_world_spec", "worldcover_spec", "utm_grid", "split_grid", "download",
-    "fetch_imagery",
+    "fetch_imagery", "classify_error", "classify_exception", "exclusive_end", "fill_value", "export_params",
+    "describe_request", "describe_export", "empty_collection_message",
     "MAX_REQUEST_BYTES", "MAX_REQUEST_SIDE",
 ]
 
@@ -90,15 +93,30 @@ class TransientError(EarthEngineError):
     """A failure worth retrying (timeouts, 5xx, 'too many concurrent requests')."""
 
 
+class EmptyCollectionError(EarthEngineError):
+    """No image matches the dates, the AOI and the filters, so there is nothing to composite."""
+
+
 @dataclass(frozen=True)
 class EarthEngineConfig:
     """How to authenticate.
 
+    Credentials are looked up in this order:
+
+    1. a credentials JSON file named by ``[earthengine] service_account_key`` in Streamlit secrets,
+       ``EARTHENGINE_SERVICE_ACCOUNT_KEY`` or ``GOOGLE_APPLICATION_CREDENTIALS``. It may hold a
+       service-account key (``"type": "service_account"``) or application-default user credentials
+       (``"type": "authorized_user"``, written by ``gcloud auth application-default login``);
+    2. the credentials stored by ``earthengine authenticate`` (``~/.config/earthengine/credentials``,
+       or ``$EE_CONFIG_DIR/credentials``);
+    3. gcloud's application-default credentials file
+       (``~/.config/gcloud/application_default_credentials.json``, or under ``$CLOUDSDK_CONFIG``).
+
     Attributes:
-        project: Google Cloud project registered for Earth Engine (``EARTHENGINE_PROJECT``).
-        service_account_key: Path to a service-account JSON key (``EARTHENGINE_SERVICE_ACCOUNT_KEY``
-            or ``GOOGLE_APPLICATION_CREDENTIALS``); ``None`` uses the user's stored credentials
-            from ``earthengine authenticate`` (``~/.config/earthengine/credentials``).
+        project: Google Cloud project registered for Earth Engine (``EARTHENGINE_PROJECT``); when
+            unset, the ``project_id`` or ``quota_project_id`` of the credentials file is used.
+        service_account_key: Path of the credentials JSON file of step 1 (the name is historical:
+            user credentials are accepted too); ``None`` goes on with steps 2 and 3.
     """
 
     project: str | None = None
@@ -117,16 +135,76 @@ class EarthEngineConfig:
         """Where ``earthengine authenticate`` stores the user's credentials."""
         return Path(os.environ.get("EE_CONFIG_DIR", Path.home() / ".config" / "earthengine")) / "credentials"
 
+    @property
+    def gcloud_adc_path(self) -> Path:
+        """Where ``gcloud auth application-default login`` stores application-default credentials."""
+        return Path(os.environ.get("CLOUDSDK_CONFIG", Path.home() / ".config" / "gcloud")) / "application_default_credentials.json"
+
+    def credentials_file(self) -> Path | None:
+        """The credentials JSON file to use (step 1 or 3 of the lookup), or ``None`` for step 2 or nothing."""
+        if self.service_account_key:
+            return Path(self.service_account_key)
+        if not self.user_credentials_path.exists() and self.gcloud_adc_path.exists():
+            return self.gcloud_adc_path
+        return None
+
+    def _file_info(self) -> tuple[dict | None, str | None]:
+        """(parsed credentials file, problem) of :meth:`credentials_file`."""
+        path = self.credentials_file()
+        if path is None:
+            return None, None
+        if not path.exists():
+            return None, f"the credentials file {path} does not exist"
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return None, f"the credentials file {path} is not readable JSON ({exc})"
+        if not isinstance(info, dict):
+            return None, f"the credentials file {path} is not a JSON object"
+        need = {"service_account": ("client_email", "private_key"), "authorized_user": ("client_id", "client_secret", "refresh_token")}
+        kind = info.get("type")
+        if kind in need:
+            missing = [k for k in need[kind] if not info.get(k)]
+            if missing:
+                return None, f"the {kind} credentials file {path} lacks {', '.join(missing)}"
+        elif kind not in ("external_account", "impersonated_service_account"):
+            return None, (f"the credentials file {path} has type {kind!r}; expected a service-account key or "
+                          "application-default credentials (gcloud auth application-default login)")
+        return info, None
+
+    @property
+    def effective_project(self) -> str | None:
+        """``project``, else the project named in the credentials file."""
+        if self.project:
+            return self.project
+        info, _ = self._file_info()
+        return (info or {}).get("project_id") or (info or {}).get("quota_project_id") or None
+
+    @property
+    def credentials_source(self) -> str:
+        """Which credentials would be used, in words."""
+        path = self.credentials_file()
+        if path is not None:
+            info, _ = self._file_info()
+            kind = (info or {}).get("type", "unknown")
+            what = "service-account key" if kind == "service_account" else "application-default credentials"
+            return f"{what} {path}"
+        if self.user_credentials_path.exists():
+            return f"earthengine authenticate credentials {self.user_credentials_path}"
+        return "none"
+
     def problems(self) -> list[str]:
         """What is missing, in words a user can act on (empty when it looks usable)."""
         out = []
-        if not self.project:
+        info, problem = self._file_info()
+        if problem:
+            out.append(problem)
+        if not self.effective_project:
             out.append("set EARTHENGINE_PROJECT (or [earthengine] project in .streamlit/secrets.toml) to a Cloud project registered for Earth Engine")
-        if self.service_account_key:
-            if not Path(self.service_account_key).exists():
-                out.append(f"the service-account key {self.service_account_key} does not exist")
-        elif not self.user_credentials_path.exists():
-            out.append("no credentials: run `earthengine authenticate` once, or set EARTHENGINE_SERVICE_ACCOUNT_KEY to a service-account JSON key")
+        if self.credentials_file() is None and not self.user_credentials_path.exists():
+            out.append("no credentials: run `earthengine authenticate` once, or set GOOGLE_APPLICATION_CREDENTIALS (or "
+                       "EARTHENGINE_SERVICE_ACCOUNT_KEY) to a service-account JSON key or to application-default credentials "
+                       "from `gcloud auth application-default login`")
         return out
 
     @property
@@ -143,7 +221,8 @@ class CollectionSpec:
         collection: Earth Engine collection or image id.
         bands: Bands to return, in order.
         start: First date (ISO, inclusive); ``None`` for single images.
-        end: Last date (ISO, exclusive).
+        end: Last date (ISO, inclusive, as a date widget gives it); the ``filterDate`` end sent to
+            Earth Engine is the day after (:func:`exclusive_end`).
         filters: (property, operator, value) metadata filters; operators ``lt``, ``lte``, ``eq``,
             ``contains`` (``ee.Filter.listContains``).
         cloud_mask: ``None``, ``"cloud_score_plus"`` or ``"s2cloudless"``.
@@ -152,7 +231,9 @@ class CollectionSpec:
         reducer: ``"median"``, ``"mode"`` or ``"first"``.
         resampling: ``"bilinear"`` for continuous bands, ``"nearest"`` for labels.
         dtype: numpy dtype of the returned pixels.
-        nodata: Value for masked pixels.
+        nodata: Value for masked pixels in the returned array (NaN for float specs). What Earth
+            Engine writes for them is :func:`fill_value` (NaN cannot travel in an integer GeoTIFF
+            or in JSON).
     """
 
     collection: str
@@ -168,8 +249,50 @@ class CollectionSpec:
     nodata: float = 0
 
     def key(self) -> str:
-        """Stable hash of the request (for the disk cache)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Stable hash of the request (for the disk cache; the end date is inclusive since key version 2)."""
+        return hashlib.sha256(json.dumps({**asdict(self), "_v": 2}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def title(self) -> str:
+        """Short name of the product for messages."""
+        names = {S2_L1C: "Sentinel-2 L1C", S2_L2A: "Sentinel-2 L2A", S1_GRD: "Sentinel-1 GRD", DYNAMIC_WORLD: "Dynamic World",
+                 WORLDCOVER: "ESA WorldCover"}
+        return names.get(self.collection, self.collection)
+
+
+def _date(value: str, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise EarthEngineError(f"the {what} date {value!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+def check_dates(start: str, end: str) -> None:
+    """Refuse unreadable dates and an end before the start.
+
+    Raises:
+        EarthEngineError: With the dates in the message.
+    """
+    if _date(end, "end") < _date(start, "start"):
+        raise EarthEngineError(f"the end date {end} is before the start date {start}")
+
+
+def exclusive_end(end: str) -> str:
+    """The ``filterDate`` end for an inclusive last date: the day after ``end`` (ISO).
+
+    ``ee.ImageCollection.filterDate(start, end)`` keeps images with ``start <= time < end``
+    (Earth Engine API reference), so a last day chosen in a date widget needs ``end + 1 day``.
+    """
+    return (_date(end, "end") + dt.timedelta(days=1)).isoformat()
+
+
+def fill_value(spec: CollectionSpec) -> float:
+    """The value Earth Engine writes for masked pixels of ``spec`` (``unmask`` and GeoTIFF ``noData``).
+
+    ``spec.nodata``, except for float specs whose NaN nodata travels as :data:`FLOAT_SENTINEL`
+    (-9999).
+    """
+    return FLOAT_SENTINEL if math.isnan(float(spec.nodata)) else float(spec.nodata)
 
 
 def sentinel2_spec(start: str, end: str, bands: Sequence[str], *, level: str = "L1C", cloud_mask: str = "cloud_score_plus",
@@ -178,7 +301,7 @@ def sentinel2_spec(start: str, end: str, bands: Sequence[str], *, level: str = "
 
     Args:
         start: First date, ISO ``YYYY-MM-DD``.
-        end: Day after the last date.
+        end: Last date, inclusive.
         bands: Band names (``B2`` ... ``B12``; ``B10`` only at L1C).
         level: ``"L1C"`` (TOA) or ``"L2A"`` (surface reflectance): match the model bundle.
         cloud_mask: ``"cloud_score_plus"`` (default), ``"s2cloudless"`` or ``None``.
@@ -187,8 +310,9 @@ def sentinel2_spec(start: str, end: str, bands: Sequence[str], *, level: str = "
         max_scene_cloud: Skip scenes whose ``CLOUDY_PIXEL_PERCENTAGE`` is above this.
 
     Raises:
-        EarthEngineError: Unknown level or mask, or a band the level lacks.
+        EarthEngineError: Unknown level or mask, a band the level lacks, or an end before the start.
     """
+    check_dates(start, end)
     if level not in ("L1C", "L2A"):
         raise EarthEngineError(f"Sentinel-2 level must be L1C or L2A, got {level!r}")
     if level == "L2A" and "B10" in bands:
@@ -206,9 +330,12 @@ def sentinel2_spec(start: str, end: str, bands: Sequence[str], *, level: str = "
 def sentinel1_spec(start: str, end: str, *, orbit: str = "DESCENDING") -> CollectionSpec:
     """Sentinel-1 IW GRD VV/VH median composite in dB for one orbit direction.
 
+    ``start`` and ``end`` are inclusive ISO dates.
+
     Raises:
-        EarthEngineError: Orbit not ``ASCENDING``/``DESCENDING``.
+        EarthEngineError: Orbit not ``ASCENDING``/``DESCENDING``, or an end before the start.
     """
+    check_dates(start, end)
     if orbit not in ("ASCENDING", "DESCENDING"):
         raise EarthEngineError(f"orbit must be ASCENDING or DESCENDING, got {orbit!r}")
     return CollectionSpec(
@@ -220,7 +347,8 @@ def sentinel1_spec(start: str, end: str, *, orbit: str = "DESCENDING") -> Collec
 
 
 def dynamic_world_spec(start: str, end: str) -> CollectionSpec:
-    """Dynamic World class label, the most frequent (mode) over the dates; 255 where none."""
+    """Dynamic World class label, the most frequent (mode) over the dates (inclusive); 255 where none."""
+    check_dates(start, end)
     return CollectionSpec(collection=DYNAMIC_WORLD, bands=("label",), start=start, end=end, reducer="mode",
                           resampling="nearest", dtype="uint8", nodata=255)
 
@@ -305,7 +433,9 @@ class EarthEngineAdapter(Protocol):
 
     Implementations raise :class:`TransientError`, :class:`QuotaError`,
     :class:`PermissionDeniedError` or :class:`CredentialsError` so that :func:`download` can retry
-    or report.
+    or report. An adapter may also offer ``count_images(spec, grid) -> int`` (images left after the
+    date, bounds and metadata filters); :func:`download` then refuses an empty collection with
+    :func:`empty_collection_message` before asking for pixels.
     """
 
     def compute_pixels(self, spec: CollectionSpec, grid: PixelGrid) -> np.ndarray:  # pragma: no cover - protocol
@@ -317,16 +447,133 @@ class EarthEngineAdapter(Protocol):
         ...
 
 
+def _footprint(grid: PixelGrid) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a north-up grid in its CRS units."""
+    a, _, c, _, e, f = grid.transform
+    return c, f + e * grid.height, c + a * grid.width, f
+
+
+def _lonlat_bounds(grid: PixelGrid) -> tuple[float, float, float, float]:
+    from rasterio.warp import transform_bounds
+
+    w, s, e, n = transform_bounds(grid.crs, "EPSG:4326", *_footprint(grid), densify_pts=21)
+    return round(w, 6), round(s, 6), round(e, 6), round(n, 6)
+
+
+def empty_collection_message(spec: CollectionSpec, grid: PixelGrid) -> str:
+    """What to tell the user when no image matches: the dates, the AOI and the cloud limits."""
+    w, s, e, n = _lonlat_bounds(grid)
+    clouds = ""
+    scene = [v for p, _, v in spec.filters if p == "CLOUDY_PIXEL_PERCENTAGE"]
+    if scene:
+        clouds += f" with at most {scene[0]:g} % cloudy pixels per scene"
+    if spec.cloud_mask:
+        name = "Cloud Score+ cs_cdf >=" if spec.cloud_mask == "cloud_score_plus" else "s2cloudless probability <"
+        clouds += f" (cloud mask {name} {spec.cloud_threshold:g})"
+    orbit = [v for p, _, v in spec.filters if p == "orbitProperties_pass"]
+    if orbit:
+        clouds += f" in {orbit[0].lower()} orbits"
+    return (f"no {spec.title} images between {spec.start} and {spec.end} (both inclusive) over the AOI "
+            f"(west {w}, south {s}, east {e}, north {n}){clouds}: widen the dates, raise the cloud limits or move the AOI")
+
+
+def pixel_request(spec: CollectionSpec, grid: PixelGrid) -> dict:
+    """The ``computePixels`` request body for one tile, without its ``expression``."""
+    return {"fileFormat": "NUMPY_NDARRAY", "grid": grid.to_request(), "bandIds": list(spec.bands)}
+
+
+def export_params(spec: CollectionSpec, grid: PixelGrid, name: str) -> dict:
+    """Keyword arguments of ``ee.batch.Export.image.toCloudStorage``/``toDrive`` besides image and destination.
+
+    The image is unmasked with :func:`fill_value` and the GeoTIFF declares it as ``noData``
+    (``formatOptions.noData``, Earth Engine export guide), so masked pixels (clouds, no scene)
+    arrive as nodata, not as 0 reflectance or -9999 dB. The grid is fixed by ``crs``,
+    ``crsTransform`` and ``dimensions``.
+    """
+    return {"description": re.sub(r"[^A-Za-z0-9_,:;.-]", "_", name)[:100], "fileNamePrefix": name, "crs": grid.crs,
+            "crsTransform": list(grid.transform), "dimensions": f"{grid.width}x{grid.height}", "fileFormat": "GeoTIFF",
+            "formatOptions": {"noData": fill_value(spec)}, "maxPixels": int(grid.width * grid.height)}
+
+
+def describe_request(spec: CollectionSpec, grid: PixelGrid, *, max_side: int = 1024) -> dict:
+    """The requests :func:`download` would send for ``spec`` on ``grid``, as plain data (a dry run).
+
+    Returns:
+        JSON-ready dict: collection, date filter (inclusive dates and the exclusive ``filterDate``
+        end), bounds (lon/lat), metadata filters, cloud mask and threshold, bands, reducer,
+        resampling, fill value, the grid (CRS, transform, size), the number of ``computePixels``
+        tiles, the first tile's request body and the uncompressed bytes in all.
+    """
+    itemsize = np.dtype(spec.dtype).itemsize
+    tiles = split_grid(grid, len(spec.bands), itemsize, max_side=max_side)
+    return {
+        "collection": spec.collection,
+        "dates": None if spec.start is None else {"first": spec.start, "last": spec.end,
+                                                   "filterDate": [spec.start, exclusive_end(spec.end)]},
+        "bounds_lonlat": list(_lonlat_bounds(grid)),
+        "filters": [list(f) for f in spec.filters],
+        "cloud_mask": spec.cloud_mask, "cloud_threshold": spec.cloud_threshold,
+        "bands": list(spec.bands), "reducer": spec.reducer, "resampling": spec.resampling,
+        "dtype": spec.dtype, "fill_value": fill_value(spec),
+        "grid": {"crs": grid.crs, "transform": list(grid.transform), "width": grid.width, "height": grid.height},
+        "requests": len(tiles) + (1 if spec.start is not None else 0),
+        "tiles": len(tiles),
+        "first_tile_request": pixel_request(spec, tiles[0][2]),
+        "bytes": grid.width * grid.height * len(spec.bands) * itemsize,
+    }
+
+
+def describe_export(spec: CollectionSpec, grid: PixelGrid, name: str, kind: str, destination: str) -> dict:
+    """The batch export task :meth:`LiveEarthEngine.export` would start, as plain data (a dry run)."""
+    params = export_params(spec, grid, name)
+    return {"task": "Export.image.toCloudStorage" if kind == "gcs" else "Export.image.toDrive",
+            "bucket" if kind == "gcs" else "folder": destination, **params,
+            "collection": spec.collection, "bands": list(spec.bands),
+            "bytes": grid.width * grid.height * len(spec.bands) * np.dtype(spec.dtype).itemsize}
+
+
+def _ee():
+    import ee  # noqa: PLC0415 - lazy on purpose: importing core must not load ee
+
+    return ee
+
+
 @dataclass
 class LiveEarthEngine:
     """The real adapter: builds ``ee`` expressions from specs and calls ``ee.data.computePixels``.
 
     Earth Engine is initialised on first use, not on construction, so an instance can be built
-    offline; without credentials the first request raises :class:`CredentialsError`.
+    offline; without credentials the first request raises :class:`CredentialsError`. The
+    expression builders (:meth:`collection`, :meth:`image`, :meth:`request_image`) need an
+    initialised ``ee`` but no network; the tests build them with earthengine-api's offline harness.
     """
 
     config: EarthEngineConfig = field(default_factory=EarthEngineConfig.from_env)
     _ready: bool = False
+
+    def credentials(self):
+        """The google-auth credentials of the configured credentials file, or ``None`` for ``earthengine authenticate``'s.
+
+        A service-account key gives ``ee.ServiceAccountCredentials``; any other file
+        (application-default user credentials, workload identity) is loaded with
+        ``google.auth.load_credentials_from_file`` and Earth Engine's OAuth scopes.
+
+        Raises:
+            CredentialsError: The file is missing, not JSON, or of an unknown type.
+        """
+        path = self.config.credentials_file()
+        if path is None:
+            return None
+        info, problem = self.config._file_info()
+        if problem:
+            raise CredentialsError(f"Earth Engine is not configured: {problem}")
+        ee = _ee()
+        if info.get("type") == "service_account":
+            return ee.ServiceAccountCredentials(info["client_email"], key_data=json.dumps(info))
+        import google.auth  # noqa: PLC0415 - comes with earthengine-api
+
+        creds, _ = google.auth.load_credentials_from_file(str(path), scopes=ee.oauth.SCOPES)
+        return creds
 
     def initialize(self) -> None:
         """Authenticate and initialise Earth Engine (once).
@@ -339,103 +586,245 @@ class LiveEarthEngine:
         problems = self.config.problems()
         if problems:
             raise CredentialsError("Earth Engine is not configured: " + "; ".join(problems))
-        import ee  # noqa: PLC0415 - lazy on purpose
-
+        creds = self.credentials()
+        ee = _ee()
+        project = self.config.effective_project
         try:
-            if self.config.service_account_key:
-                info = json.loads(Path(self.config.service_account_key).read_text())
-                creds = ee.ServiceAccountCredentials(info["client_email"], self.config.service_account_key)
-                ee.Initialize(creds, project=self.config.project)
+            if creds is not None:
+                ee.Initialize(creds, project=project)
             else:
-                ee.Initialize(project=self.config.project)
+                ee.Initialize(project=project)
         except Exception as exc:  # ee raises EEException and google-auth errors
-            raise CredentialsError(f"Earth Engine refused the credentials for project {self.config.project}: {exc}") from None
+            raise CredentialsError(f"Earth Engine refused the {self.config.credentials_source} for project {project}: {exc}") from None
         self._ready = True
 
-    def image(self, spec: CollectionSpec, region: PixelGrid):
-        """The ``ee.Image`` of a spec (bounds filter from the grid's footprint)."""
-        import ee  # noqa: PLC0415
+    def collection(self, spec: CollectionSpec, grid: PixelGrid):
+        """The ``ee.ImageCollection`` of a spec: date, bounds and metadata filters, cloud mask, band selection.
 
-        g = region
-        a, _, c, _, e, f = g.transform
-        rect = ee.Geometry.Rectangle([c, f + e * g.height, c + a * g.width, f], proj=g.crs, geodesic=False)
-        if spec.reducer == "first" and spec.start is None:
-            col = ee.ImageCollection(spec.collection)
-        else:
-            col = ee.ImageCollection(spec.collection).filterBounds(rect).filterDate(spec.start, spec.end)
+        The bounds filter is the grid's footprint in its own CRS; dates are ``filterDate(start,
+        end + 1 day)`` (``spec.end`` is inclusive). Cloud Score+ and s2cloudless are linked per
+        scene by ``system:index`` (``ImageCollection.linkCollection``) and mask pixels with
+        ``cs_cdf < threshold`` or ``probability >= threshold``.
+        """
+        ee = _ee()
+        rect = ee.Geometry.Rectangle(list(_footprint(grid)), proj=grid.crs, geodesic=False)
+        col = ee.ImageCollection(spec.collection).filterBounds(rect)
+        if spec.start is not None:
+            col = col.filterDate(spec.start, exclusive_end(spec.end))
         for prop, op, value in spec.filters:
             f_ = {"lt": ee.Filter.lt, "lte": ee.Filter.lte, "eq": ee.Filter.eq, "contains": ee.Filter.listContains}[op]
             col = col.filter(f_(prop, value))
+        thr = spec.cloud_threshold
         if spec.cloud_mask == "cloud_score_plus":
-            thr = spec.cloud_threshold
             col = col.linkCollection(ee.ImageCollection(CLOUD_SCORE_PLUS), ["cs_cdf"]).map(
                 lambda img: img.updateMask(img.select("cs_cdf").gte(thr)))
         elif spec.cloud_mask == "s2cloudless":
-            thr = spec.cloud_threshold
             col = col.linkCollection(ee.ImageCollection(S2_CLOUDLESS), ["probability"]).map(
                 lambda img: img.updateMask(img.select("probability").lt(thr)))
         col = col.select(list(spec.bands))
         if spec.resampling == "bilinear":
             col = col.map(lambda img: img.resample("bilinear"))
-        img = {"median": col.median, "mode": col.mode, "first": col.mosaic}[spec.reducer]()
-        # masked pixels come back as 0 unless unmasked; a float spec's NaN nodata goes through a sentinel
-        return img.unmask(FLOAT_SENTINEL if math.isnan(float(spec.nodata)) else spec.nodata)
+        return col
+
+    def image(self, spec: CollectionSpec, region: PixelGrid):
+        """The composite ``ee.Image`` of a spec (masked where no clear pixel), reduced with ``spec.reducer``."""
+        col = self.collection(spec, region)
+        return {"median": col.median, "mode": col.mode, "first": col.mosaic}[spec.reducer]()
+
+    def request_image(self, spec: CollectionSpec, grid: PixelGrid):
+        """The image sent for pixels and exports: the composite unmasked with :func:`fill_value`, cast to ``spec.dtype``."""
+        img = self.image(spec, grid).unmask(fill_value(spec))
+        cast = {"uint8": img.toUint8, "uint16": img.toUint16, "int16": img.toInt16, "float32": img.toFloat}.get(spec.dtype)
+        return cast() if cast else img
+
+    def count_images(self, spec: CollectionSpec, grid: PixelGrid) -> int:
+        """Images left after the filters (one ``computeValue`` request)."""
+        self.initialize()
+        ee = _ee()
+        try:
+            return int(ee.data.computeValue(self.collection(spec, grid).size()))
+        except ee.EEException as exc:
+            raise classify_exception(exc) from None
+        except _network_errors() as exc:
+            raise TransientError(f"Earth Engine request failed: {exc}") from None
 
     def compute_pixels(self, spec: CollectionSpec, grid: PixelGrid) -> np.ndarray:
         """Fetch one tile with ``ee.data.computePixels`` (NUMPY_NDARRAY), classify failures."""
         self.initialize()
-        import ee  # noqa: PLC0415
-
+        ee = _ee()
         try:
-            arr = ee.data.computePixels({"expression": self.image(spec, grid), "fileFormat": "NUMPY_NDARRAY",
-                                         "grid": grid.to_request(), "bandIds": list(spec.bands)})
+            arr = ee.data.computePixels({"expression": self.request_image(spec, grid), **pixel_request(spec, grid)})
         except ee.EEException as exc:
-            raise classify_error(str(exc)) from None
-        except Exception as exc:  # network errors of the HTTP client
+            raise classify_exception(exc) from None
+        except _network_errors() as exc:  # the HTTP client's network errors
             raise TransientError(f"Earth Engine request failed: {exc}") from None
         out = np.stack([np.asarray(arr[b]) for b in spec.bands]).astype(spec.dtype)
         if np.issubdtype(out.dtype, np.floating):
             out[~np.isfinite(out) | (out == FLOAT_SENTINEL)] = np.nan
         return out
 
+    def export_task(self, spec: CollectionSpec, grid: PixelGrid, name: str, kind: str, destination: str):
+        """The (unstarted) ``ee.batch.Task`` of a GeoTIFF export; parameters from :func:`export_params`."""
+        ee = _ee()
+        params = {"image": self.request_image(spec, grid), **export_params(spec, grid, name)}
+        if kind == "gcs":
+            return ee.batch.Export.image.toCloudStorage(bucket=destination, **params)
+        if kind == "drive":
+            return ee.batch.Export.image.toDrive(folder=destination, **params)
+        raise EarthEngineError(f"batch export kind must be gcs or drive, got {kind!r}")
 
     def export(self, spec: CollectionSpec, grid: PixelGrid, name: str, kind: str, destination: str) -> str:
-        """Start a batch export of a GeoTIFF named ``name`` on ``grid``.
+        """Start a batch export of a GeoTIFF named ``name`` on ``grid``, masked pixels declared nodata.
 
         ``kind="gcs"`` uses ``Export.image.toCloudStorage`` (``destination`` = bucket), ``"drive"``
         uses ``Export.image.toDrive`` (``destination`` = folder).
 
         Returns:
             The Earth Engine task id (follow it with ``earthengine task list``).
+
+        Raises:
+            EarthEngineError: Classified as for pixel requests (transient ones may be resubmitted).
         """
         self.initialize()
-        import ee  # noqa: PLC0415
-
-        params = {"image": self.image(spec, grid), "description": name[:100], "fileNamePrefix": name, "crs": grid.crs,
-                  "crsTransform": list(grid.transform), "dimensions": f"{grid.width}x{grid.height}", "fileFormat": "GeoTIFF"}
+        ee = _ee()
+        task = self.export_task(spec, grid, name, kind, destination)
         try:
-            if kind == "gcs":
-                task = ee.batch.Export.image.toCloudStorage(bucket=destination, **params)
-            elif kind == "drive":
-                task = ee.batch.Export.image.toDrive(folder=destination, **params)
-            else:
-                raise EarthEngineError(f"batch export kind must be gcs or drive, got {kind!r}")
             task.start()
         except ee.EEException as exc:
-            raise classify_error(str(exc)) from None
+            raise classify_exception(exc) from None
+        except _network_errors() as exc:
+            raise TransientError(f"Earth Engine request failed: {exc}") from None
         return str(task.id)
 
+    def map_layers(self, bounds_lonlat: tuple[float, float, float, float], start: str, end: str, *, level: str = "L1C",
+                   cloud_threshold: float | None = None) -> list:
+        """Folium tile layers of the AOI, drawn by Earth Engine through geemap (``EEFoliumTileLayer``).
 
-def classify_error(message: str) -> EarthEngineError:
-    """Map an Earth Engine error message to the error a user can act on."""
-    m = message.lower()
-    if "quota" in m or "rate limit" in m or "429" in m or "too many requests" in m:
-        return QuotaError(f"Earth Engine quota or rate limit reached ({message}); wait and retry, lower the number of "
-                          "parallel requests, or use a project with a higher quota tier")
-    if "permission" in m or "not authorized" in m or "403" in m or "not signed up" in m or "access denied" in m:
-        return PermissionDeniedError(f"Earth Engine denied access ({message}); check that the project is registered for "
-                                     "Earth Engine and the account has the Earth Engine Resource Viewer role")
-    if "too many concurrent" in m or "timed out" in m or "deadline" in m or "503" in m or "500" in m or "internal error" in m:
+        The Sentinel-2 median composite in true colour (B4, B3, B2, 0-3000 reflectance x 1e4),
+        Dynamic World (mode) and ESA WorldCover, each in its class colours (:mod:`core.classes`).
+        Nothing is downloaded: each layer costs one ``getMapId`` request and the browser fetches
+        the tiles.
+
+        Returns:
+            ``folium.raster_layers.TileLayer`` subclasses, ready for ``add_to(map)``.
+        """
+        self.initialize()
+        from geemap.ee_tile_layers import EEFoliumTileLayer  # noqa: PLC0415 - lazy: geemap pulls in ipyleaflet
+
+        from core.classes import get_scheme
+
+        grid = utm_grid(bounds_lonlat, 10.0)
+        s2 = self.image(sentinel2_spec(start, end, ["B4", "B3", "B2"], level=level, cloud_threshold=cloud_threshold), grid)
+        layers = [EEFoliumTileLayer(s2, {"bands": ["B4", "B3", "B2"], "min": 0, "max": 3000},
+                                    name=f"Earth Engine: Sentinel-2 {level} true colour {start}..{end}")]
+        for spec, scheme_name, title in ((dynamic_world_spec(start, end), "dynamic_world", "Dynamic World (mode)"),
+                                         (worldcover_spec(), "esa_worldcover", "ESA WorldCover 2021")):
+            scheme = get_scheme(scheme_name)
+            img = self.image(spec, grid).remap(scheme.ids, list(range(scheme.num_classes)))
+            layers.append(EEFoliumTileLayer(img, {"min": 0, "max": scheme.num_classes - 1,
+                                                  "palette": [c.lstrip("#") for c in scheme.colors]},
+                                            name=f"Earth Engine: {title}", shown=False, opacity=0.7))
+        return layers
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Exception types of a failed connection (retried as transient)."""
+    out: list[type[BaseException]] = [OSError, TimeoutError]
+    try:
+        import httplib2  # noqa: PLC0415
+
+        out.append(httplib2.HttpLib2Error)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from google.auth.exceptions import TransportError  # noqa: PLC0415
+
+        out.append(TransportError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(out)
+
+
+TRANSIENT_STATUS = {408, 500, 502, 503, 504}
+TRANSIENT_REASONS = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "backendError", "rateLimitExceeded",
+                     "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
+QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded", "QUOTA_EXCEEDED"}
+
+
+def _http_error_fields(exc: BaseException) -> tuple[int | None, str | None, str]:
+    """(HTTP status, error reason, message) of an Earth Engine error.
+
+    ``ee.data`` raises ``EEException(message)`` while handling a googleapiclient ``HttpError``, so
+    the HTTP status and the JSON error body (``error.status`` such as ``RESOURCE_EXHAUSTED`` and
+    ``error.errors[].reason`` / ``error.details[].reason``) are on the exception's context.
+    """
+    seen = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        resp = getattr(cur, "resp", None)
+        status = getattr(resp, "status", None) if resp is not None else getattr(cur, "status_code", None)
+        if status is not None:
+            reason = None
+            try:
+                body = json.loads(getattr(cur, "content", b"") or b"{}")
+                err = body.get("error", {}) if isinstance(body, dict) else {}
+                reasons = [d.get("reason") for d in err.get("errors", []) + err.get("details", []) if isinstance(d, dict)]
+                reason = next((r for r in reasons if r), None) or err.get("status")
+            except (ValueError, TypeError, AttributeError):
+                pass
+            return int(status), reason, str(exc)
+        cur = cur.__cause__ or cur.__context__
+    return None, None, str(exc)
+
+
+def classify_exception(exc: BaseException) -> EarthEngineError:
+    """Map an exception of ``ee`` (with its HTTP status and reason when it came from the server) to our errors."""
+    status, reason, message = _http_error_fields(exc)
+    return classify_error(message, status=status, reason=reason)
+
+
+_QUOTA_RE = re.compile(r"\bquota\b|rate limit|too many requests", re.I)
+_DENIED_RE = re.compile(r"permission|not authorized|not signed up|access denied|\b403\b", re.I)
+_TRANSIENT_RE = re.compile(r"too many concurrent|timed out|deadline|\b50[0234]\b|internal error|service unavailable|"
+                           r"connection reset|temporarily", re.I)
+
+
+def classify_error(message: str, *, status: int | None = None, reason: str | None = None) -> EarthEngineError:
+    """Map an Earth Engine error to the error a user can act on.
+
+    With an HTTP status (and the error reason of the JSON body), the status decides: 401 ->
+    :class:`CredentialsError`; 403 -> :class:`PermissionDeniedError` (or quota reasons); 429 ->
+    :class:`QuotaError` when the message or reason names a quota, else :class:`TransientError`
+    (rate limits, "too many concurrent aggregations"); 408 and 5xx -> :class:`TransientError`;
+    any other status (400 "Total request size ... must be less than or equal to ...", 404 asset
+    not found) -> a permanent :class:`EarthEngineError`, never retried. Without a status (client
+    errors, network errors) whole words of the message decide.
+    """
+    quota = QuotaError(f"Earth Engine quota or rate limit reached ({message}); wait and retry, lower the number of "
+                       "parallel requests, or use a project with a higher quota tier")
+    denied = PermissionDeniedError(f"Earth Engine denied access ({message}); check that the project is registered for "
+                                   "Earth Engine and the account has the Earth Engine Resource Viewer role")
+    if status is not None:
+        if status == 401 or reason == "UNAUTHENTICATED":
+            return CredentialsError(f"Earth Engine did not accept the credentials ({message}); authenticate again")
+        if reason in QUOTA_REASONS or (status == 429 and _QUOTA_RE.search(message) and "concurrent" not in message.lower()):
+            return quota
+        if status == 403 or reason == "PERMISSION_DENIED":
+            return TransientError(message) if reason in TRANSIENT_REASONS else denied
+        if status == 429 or status in TRANSIENT_STATUS or reason in TRANSIENT_REASONS:
+            return TransientError(f"Earth Engine is busy (HTTP {status}): {message}")
+        hint = ""
+        if "request size" in message.lower() or "too large" in message.lower():
+            hint = "; request smaller tiles (max_side) or fewer bands"
+        return EarthEngineError(f"Earth Engine refused the request (HTTP {status}{', ' + reason if reason else ''}): {message}{hint}")
+    if "concurrent" in message.lower():
+        return TransientError(message)
+    if _QUOTA_RE.search(message):
+        return quota
+    if _DENIED_RE.search(message):
+        return denied
+    if _TRANSIENT_RE.search(message):
         return TransientError(message)
     return EarthEngineError(f"Earth Engine error: {message}")
 
@@ -474,8 +863,11 @@ def download(
         GeoRaster (C, H, W) of ``spec.dtype`` with the grid's CRS and transform and band names.
 
     Raises:
-        EarthEngineError: The grid is too large, or a tile failed with a non-transient error or
-            after all retries (quota, permission, credentials keep their specific types).
+        EmptyCollectionError: The adapter counts no image for the dates, AOI and filters (the
+            message names them); nothing else is requested then.
+        EarthEngineError: The grid is too large, or a tile failed with a non-transient error (at
+            once, remaining tiles are not requested) or after all retries (quota, permission,
+            credentials keep their specific types).
     """
     if grid.width * grid.height > max_pixels:
         raise EarthEngineError(f"the AOI needs {grid.width} x {grid.height} pixels, above the limit of {max_pixels:,}; draw a smaller area")
@@ -483,6 +875,9 @@ def download(
     cached = Path(cache_dir) / f"{key}.tif" if cache_dir else None
     if cached is not None and cached.exists():
         return read_raster(cached)
+    count = getattr(adapter, "count_images", None)
+    if count is not None and spec.start is not None and count(spec, grid) == 0:
+        raise EmptyCollectionError(empty_collection_message(spec, grid))
     itemsize = np.dtype(spec.dtype).itemsize
     tiles = split_grid(grid, len(spec.bands), itemsize, max_side=max_side)
     out = np.full((len(spec.bands), grid.height, grid.width), spec.nodata, dtype=spec.dtype)
@@ -502,12 +897,17 @@ def download(
         raise AssertionError("unreachable")
 
     done = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for r, c, arr in pool.map(fetch, tiles):
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = [pool.submit(fetch, t) for t in tiles]
+        for fut in as_completed(futures):
+            r, c, arr = fut.result()  # a permanent error (or a transient one after all retries) stops here
             out[:, r : r + arr.shape[1], c : c + arr.shape[2]] = arr
             done += 1
             if progress is not None:
                 progress(done, len(tiles))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # tiles not yet started are not requested after a failure
     raster = GeoRaster(out, CRS.from_user_input(grid.crs), grid.affine, spec.nodata, tuple(spec.bands),
                        meta={"collection": spec.collection, "start": spec.start, "end": spec.end})
     if cached is not None:
@@ -536,7 +936,7 @@ def fetch_imagery(
         adapter: Earth Engine adapter.
         grid: Target grid.
         start: First date (ISO).
-        end: Day after the last date.
+        end: Last date (ISO, inclusive).
         bands: Band names, Sentinel-2 (``B2`` ...) and/or ``VV``, ``VH``.
         level: Sentinel-2 ``"L1C"`` or ``"L2A"``.
         cloud_threshold: Cloud Score+ threshold (see :func:`sentinel2_spec`).
