@@ -1,0 +1,197 @@
+"""Distributed block prediction on a 2-worker Dask LocalCluster (worker processes).
+
+The network is a small numpy function whose output at a pixel depends on the whole tile (the
+tile's mean), so a block whose tiles were cut differently from the single-process grid would give
+different probabilities: equality below is evidence that the halo and alignment are right.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+pytest.importorskip("distributed")
+
+from core.distributed import (  # noqa: E402
+    MANIFEST_NAME,
+    BlockFailedError,
+    ManifestMismatchError,
+    RasterSource,
+    plan_blocks,
+    predict_distributed,
+)
+from core.inference import predict_geotiff  # noqa: E402
+from core.raster import write_cog  # noqa: E402
+from core.tiling import TileGrid  # noqa: E402
+from tests.conftest import S2_BANDS9, make_raster  # noqa: E402
+
+TILE, OVERLAP, BLOCK = 64, 16, 96  # stride 48: blocks of 2 x 2 strides
+K = 4
+COLORS = {0: "#419bdf", 1: "#397d49", 2: "#88b053", 3: "#7a87c6"}
+SENTINEL = 4500  # a value make_raster never draws (300..3999); the failing forward raises on it
+
+
+class ToyForward:
+    """(B, C, T, T) raw values -> (B, K, T, T) softmax; depends on each tile's mean (context)."""
+
+    def __init__(self, fail_marker: str | None = None, transient: bool = True) -> None:
+        self.fail_marker = fail_marker
+        self.transient = transient
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.fail_marker and os.path.exists(self.fail_marker) and (x == SENTINEL).any():
+            if self.transient:
+                os.remove(self.fail_marker)
+            raise RuntimeError("simulated worker failure")
+        x = np.nan_to_num(x, nan=0.0) / 1000.0
+        ctx = x.mean(axis=(2, 3), keepdims=True)
+        logits = np.stack([np.sin(x[:, k] * (k + 1)) + 2.0 * (ctx[:, (k + 1) % x.shape[1]] - ctx[:, k]) for k in range(K)], axis=1)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ToyFactory:
+    """Picklable zero-argument factory, as the workers need."""
+
+    fail_marker: str | None = None
+    transient: bool = True
+
+    def __call__(self) -> ToyForward:
+        return ToyForward(self.fail_marker, self.transient)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    c = Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    r = make_raster(height=250, width=330, seed=3)  # not a multiple of the block or the stride
+    r.data[:, :6, :9] = 0  # nodata corner
+    r.data[:, 240, 320] = SENTINEL  # only block r2 c3 reads (240, 320), halo included; trips the failing forward
+    return write_cog(r, tmp_path / "in.tif")
+
+
+def _single(src: Path, tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    predict_geotiff(src, tmp_path / "single.tif", ToyForward(), bands=S2_BANDS9, num_classes=K, colormap=COLORS,
+                    confidence_path=tmp_path / "single_conf.tif", tile=TILE, overlap=OVERLAP, batch_size=3)
+    with rasterio.open(tmp_path / "single.tif") as a, rasterio.open(tmp_path / "single_conf.tif") as b:
+        return a.read(1), b.read(1)
+
+
+def _run(src: Path, out: Path, client, factory=ToyFactory(), **kw):
+    kw.setdefault("confidence_path", out.with_name(out.stem + "_conf" + out.suffix))
+    return predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), factory, out, num_classes=K, colormap=COLORS, tile=TILE,
+                               overlap=OVERLAP, batch_size=5, block_size=BLOCK, client=client, **kw)
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_blocks_tile_the_grid_on_the_stride():
+    bs, blocks = plan_blocks(250, 330, block_size=100, tile=TILE, overlap=OVERLAP)
+    assert bs == 96
+    cover = np.zeros((250, 330), int)
+    for b in blocks:
+        cover[b.y0 : b.y0 + b.height, b.x0 : b.x0 + b.width] += 1
+        assert b.ry0 % 48 == 0 and b.rx0 % 48 == 0  # local tile grid = a piece of the global one
+        assert b.y0 - b.ry0 in (0, 48) and b.x0 - b.rx0 in (0, 48)
+        assert b.ry0 + b.rheight == min(250, b.y0 + b.height + OVERLAP)
+    assert (cover == 1).all()
+    with pytest.raises(ValueError, match="overlap"):
+        plan_blocks(100, 100, block_size=64, tile=64, overlap=40)
+    assert TileGrid(250, 330, TILE, OVERLAP).stride == 48
+
+
+def test_distributed_equals_single_process(src, tmp_path, client):
+    cls_ref, conf_ref = _single(src, tmp_path)
+    res = _run(src, tmp_path / "dist.tif", client)
+    assert res.n_blocks == 3 * 4 and sorted(res.computed) == sorted(f"r{i:04d}_c{j:04d}" for i in range(3) for j in range(4))
+    assert len({s["pid"] for s in res.stats}) >= 1 and all(s["peak_rss_mb"] > 0 for s in res.stats)
+    np.testing.assert_array_equal(_read(tmp_path / "dist.tif"), cls_ref)
+    np.testing.assert_allclose(_read(tmp_path / "dist_conf.tif"), conf_ref, atol=1e-6, rtol=0)
+    assert (cls_ref[:6, :9] == 255).all()
+    with rasterio.open(tmp_path / "dist.tif") as d, rasterio.open(tmp_path / "single.tif") as s:
+        assert d.crs == s.crs and d.transform == s.transform and d.nodata == 255
+        assert d.colormap(1)[1] == s.colormap(1)[1] == (57, 125, 73, 255)
+        assert d.descriptions == ("class",)
+    # the VRT in the blocks folder is the same mosaic
+    np.testing.assert_array_equal(_read(res.blocks_dir / "classes.vrt"), cls_ref)
+
+
+def test_resume_redoes_only_missing_blocks(src, tmp_path, client):
+    out = tmp_path / "dist.tif"
+    first = _run(src, out, client)
+    reference = _read(out)
+    out.unlink()
+    manifest_path = first.blocks_dir / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    # as after a kill: two blocks never recorded, one of whose files was not written either
+    del manifest["blocks"]["r0001_c0002"], manifest["blocks"]["r0002_c0003"]
+    manifest_path.write_text(json.dumps(manifest))
+    (first.blocks_dir / "r0002_c0003.tif").unlink()
+    # and one recorded block whose file has gone
+    (first.blocks_dir / "r0000_c0000_conf.tif").unlink()
+    second = _run(src, out, client)
+    assert sorted(second.computed) == ["r0000_c0000", "r0001_c0002", "r0002_c0003"]
+    assert len(second.skipped) == 9
+    np.testing.assert_array_equal(_read(out), reference)
+    third = _run(src, out, client)
+    assert third.computed == [] and len(third.skipped) == 12
+
+
+def test_failing_block_is_reported_and_retried(src, tmp_path, client):
+    cls_ref, _ = _single(src, tmp_path)
+    marker = tmp_path / "fail-once"
+    marker.touch()
+    messages: list[str] = []
+    res = _run(src, tmp_path / "dist.tif", client, factory=ToyFactory(str(marker)), log=messages.append)
+    assert [(k, a) for k, a, _ in res.failures] == [("r0002_c0003", 1)]
+    assert "simulated worker failure" in res.failures[0][2]
+    assert any("r0002_c0003 failed" in m and "retrying" in m for m in messages)
+    np.testing.assert_array_equal(_read(tmp_path / "dist.tif"), cls_ref)
+
+
+def test_block_failing_every_attempt_leaves_no_output_and_resumes(src, tmp_path, client):
+    cls_ref, _ = _single(src, tmp_path)
+    marker = tmp_path / "fail-always"
+    marker.touch()
+    out = tmp_path / "dist.tif"
+    with pytest.raises(BlockFailedError, match=r"1 of 12 block\(s\) failed after 2 attempts.*run the same command again"):
+        _run(src, out, client, factory=ToyFactory(str(marker), transient=False), retries=1)
+    assert not out.exists() and not out.with_name("dist_conf.tif").exists()
+    blocks_dir = out.with_name("dist.tif.blocks")
+    manifest = json.loads((blocks_dir / MANIFEST_NAME).read_text())
+    assert "r0002_c0003" not in manifest["blocks"] and len(manifest["blocks"]) == 11
+    assert not (blocks_dir / "r0002_c0003.tif").exists()
+    assert not [p for p in blocks_dir.iterdir() if ".partial" in p.name]
+    marker.unlink()  # the cause is fixed: the rerun does only the failed block
+    res = _run(src, out, client, factory=ToyFactory(str(marker), transient=False))
+    assert res.computed == ["r0002_c0003"]
+    np.testing.assert_array_equal(_read(out), cls_ref)
+
+
+def test_other_settings_in_the_blocks_folder_are_refused(src, tmp_path, client):
+    out = tmp_path / "dist.vrt"
+    res = _run(src, out, client, confidence_path=None)
+    assert out.exists() and not (tmp_path / "dist.tif").exists()  # a .vrt output is only the mosaic
+    assert _read(out).shape == (250, 330)
+    with pytest.raises(ManifestMismatchError, match="tile"):
+        predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), ToyFactory(), out, num_classes=K, tile=96,
+                            overlap=OVERLAP, block_size=BLOCK, client=client, blocks_dir=res.blocks_dir)
