@@ -149,7 +149,7 @@ def check_same_grid(a: Mapping[str, object], b: Mapping[str, object], *, what: s
     if not ta.almost_equals(tb, precision=1e-6 * max(abs(ta.a), abs(ta.e), 1e-12)):
         dx, dy = tb.c - ta.c, tb.f - ta.f
         problems.append(
-            f"origin shifted by ({dx:.6g}, {dy:.6g}) CRS units ({dx / ta.a:.3g}, {dy / ta.e:.3g} pixels)"
+            f"origin shifted by ({dx:.6g}, {dy:.6g}) CRS units ({dx / ta.a + 0.0:.3g}, {dy / ta.e + 0.0:.3g} pixels)"
             if (ta.a, ta.e) == (tb.a, tb.e) else f"pixel size {ta.a:g} x {ta.e:g} vs {tb.a:g} x {tb.e:g}"
         )
     if problems:
@@ -157,6 +157,6 @@ def check_same_grid(a: Mapping[str, object], b: Mapping[str, object], *, what: s
         right, top = ta.c + ta.a * int(a["width"]), ta.f
         raise GridMismatchError(
             f"{what}: {names[1]} is not on the grid of {names[0]} ({'; '.join(problems)}), so pixels would be "
-            f"compared with the wrong ground. Align it first, e.g. gdalwarp -t_srs {a['crs']} -te {left:g} {bottom:g} "
-            f"{right:g} {top:g} -ts {a['width']} {a['height']} -r near {names[1]} aligned.tif"
+            f"compared with the wrong ground. Align it first, e.g. gdalwarp -t_srs {a['crs']} -te {left:.10g} {bottom:.10g} "
+            f"{right:.10g} {top:.10g} -ts {a['width']} {a['height']} -r near {names[1]} aligned.tif"
         )

@@ -22,6 +22,7 @@ from core.bands import SENTINEL1, check_band_names
 from core.classes import ClassScheme, get_scheme
 from core.config import data_dir
 from core.errors import SceneNotFoundError
+from core.guards import check_same_grid
 from core.raster import GeoRaster, raster_info, read_raster, stack_bands
 
 __all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels"]
@@ -225,9 +226,13 @@ def load_labels(scene: SampleScene | str, product: str = "dw", window: Window | 
 
     Raises:
         SceneNotFoundError: Unknown scene or product not available for it.
+        GridMismatchError: The label file is not on the image's grid (CRS, transform, shape), so
+            its pixels would be compared with the wrong ground; nothing is resampled silently.
     """
     sc = get_scene(scene) if isinstance(scene, str) else scene
     fname, scheme = LABEL_PRODUCTS[_check_product(sc, product)]
+    check_same_grid(raster_info(sc.path / "image_s2.tif"), raster_info(sc.path / fname),
+                    what=f"scene {sc.id}", names=("image_s2.tif", fname))
     lab = read_raster(sc.path / fname, window=window)
     lab = replace(lab, band_names=("label",))
     return _localise(sc, lab, window), get_scheme(scheme)
