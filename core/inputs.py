@@ -121,6 +121,10 @@ class InputDecision:
         level_reason: Why.
         missing_optional: Optional model bands the input lacks (filled).
         warnings: Sentences the user must see (level mismatch, filled bands).
+        nodata_per_band: ``True``: a nodata value is NaN only in its own band, so the network still
+            sees the pixel's other bands (Dynamic World's original runs saw them; its port needs
+            this to reproduce them next to partly empty pixels); such a pixel still gets no class.
+            ``False`` (default): NaN in every band.
     """
 
     bands: tuple[str, ...]
@@ -137,6 +141,7 @@ class InputDecision:
     level_reason: str = ""
     missing_optional: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    nodata_per_band: bool = False
 
     @property
     def read_indexes(self) -> list[int]:
@@ -190,7 +195,13 @@ class InputDecision:
                 if self.offset_dn:
                     plane = np.maximum(plane - np.float32(self.offset_dn), np.float32(1.0))
             out[k] = plane
-        out[:, bad] = np.nan
+            if self.nodata_per_band:
+                own = sel[pos[src + 1]]
+                out[k][(own == self.nodata) if self.nodata is not None and not math.isnan(self.nodata) else np.isnan(plane)] = np.nan
+        if not self.nodata_per_band:
+            out[:, bad] = np.nan
+        elif bad.any():
+            out[:, bad & ~np.isnan(out).any(axis=0)] = np.nan  # e.g. pixels 0 in every band (nodata None)
         return out
 
     def summary(self) -> str:

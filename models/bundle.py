@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.dynamicworld import dynamic_world_normalize
 from models.registry import create_model
 
 __all__ = ["BundleError", "check_card_schema", "ModelCard", "Bundle", "save_bundle", "load_bundle", "read_card", "write_card", "CARD_VERSION"]
@@ -195,6 +196,8 @@ class ModelCard:
             raise BundleError("card has a non-positive std")
         if not self.classes.get("classes"):
             raise BundleError("card has no classes")
+        if self.preprocessing not in ("standardize", "dynamic_world"):
+            raise BundleError(f"card names unknown preprocessing {self.preprocessing!r} (known: standardize, dynamic_world)")
         extra = [b for b in self.optional_bands if b not in self.bands]
         if extra:
             raise BundleError(f"card lists optional band(s) {', '.join(extra)} that are not among its bands")
@@ -263,6 +266,11 @@ class Bundle:
         return list(self.card.bands)
 
     @property
+    def any_size(self) -> bool:
+        """``True`` if the network takes any H, W (Dynamic World), not only multiples of 32."""
+        return self.card.arch == "dynamicworld"
+
+    @property
     def num_classes(self) -> int:
         """K."""
         return self.card.num_classes
@@ -298,7 +306,21 @@ class Bundle:
         raise BundleError(f"model classes ({mine}) cannot be compared with {scheme_name} labels: no crosswalk")
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) raw values -> normalised, NaN (nodata) -> 0."""
+        """(B, C, H, W) raw values -> normalised by the card's named ``preprocessing``, NaN (nodata) -> 0.
+
+        ``"standardize"``: ``(x - mean) / std`` per band. ``"dynamic_world"``: Dynamic World's
+        ``log(x * 0.005 + 1)``, ``(x - mean) / std``, ``exp(5 x - 1)``, ``x / (x + 1)`` with the card's
+        ``mean``/``std`` holding its constants (Brown et al. 2022; :func:`models.dynamicworld.dynamic_world_normalize`);
+        there nodata enters as DN 0, as in the original runs that made the pack's ``labels_dw.tif``
+        (filling 0 after the transform instead changes the labels of neighbouring pixels).
+
+        Raises:
+            BundleError: Unknown preprocessing name.
+        """
+        if self.card.preprocessing == "dynamic_world":
+            return dynamic_world_normalize(torch.nan_to_num(x, nan=0.0), self._mean, self._std)
+        if self.card.preprocessing != "standardize":
+            raise BundleError(f"unknown preprocessing {self.card.preprocessing!r} (known: standardize, dynamic_world)")
         return torch.nan_to_num((x - self._mean) / self._std, nan=0.0)
 
     @torch.inference_mode()

@@ -18,6 +18,8 @@ import segmentation_models_pytorch as smp
 import torch
 from safetensors.torch import load_file
 
+from models.dynamicworld import DynamicWorldNet
+
 __all__ = ["ARCHITECTURES", "create_model", "load_encoder_weights", "find_bundles"]
 
 ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
@@ -25,8 +27,10 @@ ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
     "unetplusplus": smp.UnetPlusPlus,
     "fpn": smp.FPN,
     "deeplabv3plus": smp.DeepLabV3Plus,
+    "dynamicworld": DynamicWorldNet,
 }
-"""Architecture name -> smp class."""
+"""Architecture name -> network class (smp classes; ``dynamicworld`` is the fixed Dynamic World network,
+9 bands in, 9 classes out, any H and W, which ignores ``encoder``)."""
 
 
 def create_model(
@@ -52,10 +56,13 @@ def create_model(
 
     Raises:
         KeyError: Unknown architecture; the message lists the known ones.
-        ValueError: Unknown encoder, or encoder weights that do not fit.
+        ValueError: Unknown encoder, or encoder weights that do not fit; for ``dynamicworld``, a band
+            or class count other than 9.
     """
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
+    if arch == "dynamicworld":
+        return DynamicWorldNet(in_channels=in_channels, num_classes=num_classes)
     local = encoder_weights is not None and Path(str(encoder_weights)).suffix == ".safetensors"
     try:
         model = ARCHITECTURES[arch](

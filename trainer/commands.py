@@ -7,6 +7,7 @@ and the held-out metrics. ``evaluate`` reproduces those metrics from the bundle 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -161,6 +162,11 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
     return res
 
 
+FULL_FRAME_MAX_PIXELS = 2_000_000
+"""Rasters up to this many pixels go through a network that takes any size (Dynamic World) in one
+pass, which reproduces a whole-image run exactly; larger ones are tiled (seams differ slightly)."""
+
+
 def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8, precision: str = "auto",
             max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto", bands: Sequence[str] | None = None,
             progress: Callable[[int, int], None] | None = None, quiet: bool = False) -> Path:
@@ -201,6 +207,11 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint, precision=precision)
     check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=Path(src).name)
     decision = decide_for_file(src, bundle.card, bands=bands, offset=offset)
+    if bundle.card.preprocessing == "dynamic_world":  # the original saw the valid bands of partly empty pixels
+        decision = dataclasses.replace(decision, nodata_per_band=True)
+    if bundle.any_size and info["height"] * info["width"] <= FULL_FRAME_MAX_PIXELS:
+        side = max(info["height"], info["width"])  # one pass over the whole raster, as the original ran
+        tile, overlap = side + side % 2, 0
     if not quiet:
         print(f"{Path(src).name}: {decision.summary()}")
         for w in decision.warnings:
