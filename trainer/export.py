@@ -7,9 +7,21 @@ and ``<id>_label.tif`` (class ids) as GeoTIFFs, and records each point in ``mani
 already in the manifest is skipped, so an interrupted export resumes where it stopped. Chips with
 more masked (cloud) or nodata pixels than ``max_nodata`` are recorded as skipped.
 
+Statuses in the manifest: ``ok`` (written), ``submitted`` (batch task started), ``skipped`` (too
+much nodata, or no image for the dates: final), ``retry`` (a transient Earth Engine failure after
+all retries: not done, the next run tries the point again). A permanent error (request refused,
+quota, permission, credentials) stops the export at once with the point's id; what was written
+stays.
+
 With ``batch`` set, the chips are instead submitted as Earth Engine batch exports
-(``Export.image.toCloudStorage`` / ``toDrive``); download those files into the output folder and the
-trainer reads them the same way (``data.chips_dir``).
+(``Export.image.toCloudStorage`` / ``toDrive``): masked pixels are written as the fill value of each
+product and declared as the GeoTIFF's nodata (0 for Sentinel-2, -9999 for Sentinel-1, 255 for
+Dynamic World, 0 for WorldCover), and the manifest records these fill values, the processing level
+and ``max_nodata`` so that the trainer masks the fills and applies ``max_nodata`` to every chip,
+whatever the GeoTIFF tags say. Download the files into the output folder and the trainer reads them
+the same way (``data.chips_dir``).
+
+``dry_run`` (:func:`plan_export`) lists the requests an export would send, without credentials.
 """
 
 from __future__ import annotations
@@ -28,20 +40,28 @@ from core.classes import get_scheme
 from core.raster import GeoRaster, write_cog
 from core.sources.earth_engine import (
     EarthEngineAdapter,
+    EarthEngineError,
+    EmptyCollectionError,
     PixelGrid,
     TransientError,
+    describe_export,
+    describe_request,
     download,
     dynamic_world_spec,
     fetch_imagery,
+    fill_value,
     sentinel1_spec,
     sentinel2_spec,
     utm_grid,
     worldcover_spec,
 )
 
-__all__ = ["ExportSettings", "chip_grid", "export_chips", "MANIFEST_FIELDS"]
+__all__ = ["ExportSettings", "chip_grid", "export_chips", "plan_export", "read_manifest", "MANIFEST_FIELDS", "DONE_STATUSES"]
 
-MANIFEST_FIELDS = ["id", "lon", "lat", "region", "status", "reason", "image", "label", "scheme", "crs", "nodata_fraction"]
+MANIFEST_FIELDS = ["id", "lon", "lat", "region", "status", "reason", "image", "label", "scheme", "crs", "nodata_fraction",
+                   "level", "image_nodata", "s1_nodata", "label_nodata", "max_nodata"]
+DONE_STATUSES = ("ok", "submitted", "skipped")
+"""Manifest statuses a rerun does not try again (``retry`` is tried again)."""
 LABEL_SCHEMES = {"dw": "dynamic_world", "worldcover": "esa_worldcover"}
 
 
@@ -51,7 +71,7 @@ class ExportSettings:
 
     Attributes:
         start: First date (ISO).
-        end: Day after the last date.
+        end: Last date (ISO, inclusive).
         bands: Sentinel-2 bands.
         s1: Add Sentinel-1 VV/VH (then the image is float32 with NaN nodata).
         orbit: Sentinel-1 orbit direction.
@@ -140,10 +160,105 @@ def _read_points(path: Path) -> pd.DataFrame:
     return out
 
 
+def read_manifest(manifest: str | Path) -> pd.DataFrame:
+    """The manifest with one row per point: the last one written (a ``retry`` row is superseded by the rerun's).
+
+    Columns of :data:`MANIFEST_FIELDS`; those an older manifest lacks are empty.
+    """
+    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)  # fill columns stay text: "" absent, "nan" NaN
+    for col in MANIFEST_FIELDS:
+        if col not in rows.columns:
+            rows[col] = ""
+    for col in ("lon", "lat", "nodata_fraction", "max_nodata"):
+        rows[col] = pd.to_numeric(rows[col], errors="coerce")
+    return rows.drop_duplicates("id", keep="last").reset_index(drop=True)[MANIFEST_FIELDS + [c for c in rows.columns if c not in MANIFEST_FIELDS]]
+
+
 def _done_ids(manifest: Path) -> set[str]:
     if not manifest.exists():
         return set()
-    return set(pd.read_csv(manifest, dtype=str)["id"])
+    rows = read_manifest(manifest)
+    return set(rows.id[rows.status.isin(DONE_STATUSES)])
+
+
+def _upgrade_manifest(manifest: Path) -> None:
+    """Rewrite a manifest of an older version with the current columns (atomically; rows kept)."""
+    if not manifest.exists():
+        return
+    with manifest.open(newline="") as fh:
+        header = next(csv.reader(fh), [])
+    if header == MANIFEST_FIELDS:
+        return
+    old = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    tmp = manifest.with_suffix(".csv.tmp")
+    old.reindex(columns=MANIFEST_FIELDS, fill_value="").to_csv(tmp, index=False)
+    tmp.replace(manifest)
+
+
+def _specs(settings: ExportSettings):
+    s2 = sentinel2_spec(settings.start, settings.end, settings.bands, level=settings.level, cloud_threshold=settings.cloud_threshold)
+    s1 = sentinel1_spec(settings.start, settings.end, orbit=settings.orbit) if settings.s1 else None
+    lab = dynamic_world_spec(settings.start, settings.end) if settings.labels == "dw" else worldcover_spec()
+    return s2, s1, lab
+
+
+def _check(settings: ExportSettings, batch: str | None, destination: str | None) -> None:
+    if settings.size % 32:
+        raise ValueError(f"chip size must be a multiple of 32 for the U-Net, got {settings.size}")
+    if settings.labels not in LABEL_SCHEMES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_SCHEMES)}, got {settings.labels!r}")
+    if not 0 <= settings.max_nodata <= 1:
+        raise ValueError(f"max_nodata is a fraction between 0 and 1, got {settings.max_nodata}")
+    if batch not in (None, "gcs", "drive"):
+        raise ValueError(f"batch must be gcs or drive, got {batch!r}")
+    if batch and not destination:
+        raise ValueError("a batch export needs a destination (bucket for gcs, folder for drive)")
+
+
+def plan_export(points_csv: str | Path, out_dir: str | Path, settings: ExportSettings, *, batch: str | None = None,
+                destination: str | None = None, show: int = 1) -> dict:
+    """The requests :func:`export_chips` would send, without credentials or network (a dry run).
+
+    Points already done in ``out_dir``'s manifest are left out, as a real run would.
+
+    Args:
+        points_csv: CSV of points.
+        out_dir: Output folder (only its manifest is read).
+        settings: What to export.
+        batch: ``None``, ``"gcs"`` or ``"drive"``.
+        destination: Bucket or Drive folder for batch exports.
+        show: How many chips to describe request by request.
+
+    Returns:
+        JSON-ready dict: ``points`` (in the CSV), ``todo`` (not done yet), ``requests`` (HTTP
+        requests in all: an image count and the ``computePixels`` tiles per product, or one export
+        task per product), ``bytes`` (uncompressed pixels), ``products`` (collection, filters,
+        bands, ...) and ``chips`` (the first ``show`` chips' requests in full).
+
+    Raises:
+        ValueError: Bad CSV or settings.
+    """
+    _check(settings, batch, destination)
+    points = _read_points(Path(points_csv))
+    todo = points[~points.id.isin(_done_ids(Path(out_dir) / "manifest.csv"))]
+    specs = [(sp, suf) for sp, suf in zip(_specs(settings), ("", "_s1", "_label"), strict=True) if sp is not None]
+    requests = total = 0
+    chips = []
+    for i, p in enumerate(todo.itertuples()):
+        grid = chip_grid(p.lon, p.lat, settings.size, settings.gsd_m)
+        if batch:
+            described = [describe_export(sp, grid, f"{p.id}{suf}", batch, destination) for sp, suf in specs]
+            requests += len(described)
+        else:
+            described = [describe_request(sp, grid) for sp, _ in specs]
+            requests += sum(d["requests"] for d in described)
+        total += sum(d["bytes"] for d in described)
+        if i < show:
+            chips.append({"id": p.id, "lon": p.lon, "lat": p.lat, "requests": described})
+    keep = ("collection", "dates", "filters", "cloud_mask", "cloud_threshold", "bands", "reducer", "resampling", "dtype", "fill_value")
+    products = [{k: v for k, v in describe_request(sp, chip_grid(0.0, 0.0, 32)).items() if k in keep} for sp, _ in specs]
+    return {"mode": f"batch export to {batch}:{destination}" if batch else "computePixels download", "points": len(points),
+            "todo": len(todo), "requests": requests, "bytes": total, "products": products, "chips": chips}
 
 
 def export_chips(
@@ -168,30 +283,24 @@ def export_chips(
         progress: Called with (points done, points total).
 
     Returns:
-        The manifest after this run.
+        The manifest after this run, one row per point (:func:`read_manifest`).
 
     Raises:
         ValueError: Bad CSV or settings.
-        EarthEngineError: Credentials, quota or permission problems (the export stops; what was
-            written stays, and a rerun resumes).
+        EarthEngineError: A permanent Earth Engine error (request refused, credentials, quota,
+            permission): the export stops at once, naming the point; what was written stays, and
+            a rerun resumes. Transient errors after all retries do not stop it: the point is
+            recorded as ``retry`` and tried again on the next run.
     """
-    if settings.size % 32:
-        raise ValueError(f"chip size must be a multiple of 32 for the U-Net, got {settings.size}")
-    if settings.labels not in LABEL_SCHEMES:
-        raise ValueError(f"labels must be one of {', '.join(LABEL_SCHEMES)}, got {settings.labels!r}")
-    if batch not in (None, "gcs", "drive"):
-        raise ValueError(f"batch must be gcs or drive, got {batch!r}")
-    if batch and not destination:
-        raise ValueError("a batch export needs a destination (bucket for gcs, folder for drive)")
+    _check(settings, batch, destination)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "manifest.csv"
     points = _read_points(Path(points_csv))
+    _upgrade_manifest(manifest)
     done = _done_ids(manifest)
     todo = points[~points.id.isin(done)]
-    s2 = sentinel2_spec(settings.start, settings.end, settings.bands, level=settings.level, cloud_threshold=settings.cloud_threshold)
-    s1 = sentinel1_spec(settings.start, settings.end, orbit=settings.orbit) if settings.s1 else None
-    lab = dynamic_world_spec(settings.start, settings.end) if settings.labels == "dw" else worldcover_spec()
+    s2, s1, lab = _specs(settings)
     scheme = LABEL_SCHEMES[settings.labels]
     new = not manifest.exists()
     with manifest.open("a", newline="") as fh:
@@ -201,22 +310,30 @@ def export_chips(
         for i, p in enumerate(tqdm(todo.itertuples(), total=len(todo), desc="chips", unit="chip")):
             grid = chip_grid(p.lon, p.lat, settings.size, settings.gsd_m)
             row = {"id": p.id, "lon": p.lon, "lat": p.lat, "region": p.region, "scheme": scheme, "crs": grid.crs,
-                   "image": "", "label": "", "reason": "", "nodata_fraction": ""}
-            if batch:
-                for spec, suffix in ((s2, ""), (s1, "_s1"), (lab, "_label")):
-                    if spec is not None:
-                        adapter.export(spec, grid, f"{p.id}{suffix}", batch, destination)
-                row.update(status="submitted", image=f"{p.id}.tif", label=f"{p.id}_label.tif")
-            else:
-                try:
+                   "image": "", "label": "", "reason": "", "nodata_fraction": "", "level": settings.level,
+                   "image_nodata": fill_value(s2) if batch else ("nan" if settings.s1 else s2.nodata),
+                   "s1_nodata": (fill_value(s1) if batch else "nan") if s1 is not None else "",
+                   "label_nodata": fill_value(lab), "max_nodata": settings.max_nodata}
+            try:
+                if batch:
+                    for spec, suffix in ((s2, ""), (s1, "_s1"), (lab, "_label")):
+                        if spec is not None:
+                            adapter.export(spec, grid, f"{p.id}{suffix}", batch, destination)
+                    row.update(status="submitted", image=f"{p.id}.tif", label=f"{p.id}_label.tif")
+                else:
                     row.update(_fetch_chip(adapter, p.id, grid, lab, settings, out))
-                except TransientError as exc:
-                    row.update(status="skipped", reason=f"transient error after retries: {exc}")
+            except EmptyCollectionError as exc:
+                row.update(status="skipped", reason=str(exc))
+            except TransientError as exc:
+                row.update(status="retry", reason=f"transient Earth Engine error after retries, tried again on the next run: {exc}")
+            except EarthEngineError as exc:
+                raise type(exc)(f"point {p.id} ({p.lon:.5f}, {p.lat:.5f}): {exc}; {i} point(s) of this run are in {manifest}, "
+                                "a rerun resumes") from None
             writer.writerow(row)
             fh.flush()
             if progress is not None:
                 progress(i + 1, len(todo))
-    return pd.read_csv(manifest, dtype={"id": str})
+    return read_manifest(manifest)
 
 
 def _fetch_chip(adapter, chip_id, grid, lab, settings, out: Path) -> dict:
@@ -226,7 +343,7 @@ def _fetch_chip(adapter, chip_id, grid, lab, settings, out: Path) -> dict:
     invalid = ~img.valid_mask()
     label = download(adapter, lab, grid, workers=1)
     ignore = get_scheme(LABEL_SCHEMES[settings.labels]).ignore_index
-    invalid |= label.data[0] == (ignore if ignore is not None else 255)
+    invalid |= (label.data[0] == label.nodata) | (label.data[0] == (ignore if ignore is not None else 255))
     frac = float(invalid.mean())
     if frac > settings.max_nodata:
         return {"status": "skipped", "reason": f"{frac:.0%} masked or nodata pixels (limit {settings.max_nodata:.0%})",
