@@ -69,6 +69,8 @@ __all__ = [
     "decide_for_file",
     "decide_for_raster",
     "prepare_raster",
+    "file_metadata",
+    "read_file_metadata",
     "parse_offset",
     "parse_bands",
     "LEVELS",
@@ -480,15 +482,15 @@ def decide(
     else:
         vals = x
     dtype = sample.dtype
+    if s2_idx and dtype in (np.uint8, np.int8):
+        raise InputError(
+            f"{what} is 8-bit (0-255): a rendered picture, not Sentinel-2 reflectance; export the bands as "
+            "uint16 DN (reflectance x 1e4) or float reflectance 0-1"
+        )
     if s2_idx and vals.shape[-1] == 0:
         raise InputError(f"{what} has no valid Sentinel-2 pixel (all nodata or 0); check the file and its nodata value")
     scale, scale_reason = 1.0, "integer DN = reflectance x 1e4" if np.issubdtype(dtype, np.integer) else "values are DN"
     if s2_idx:
-        if dtype == np.uint8 or dtype == np.int8:
-            raise InputError(
-                f"{what} is 8-bit (0-255): a rendered picture, not Sentinel-2 reflectance; export the bands as "
-                "uint16 DN (reflectance x 1e4) or float reflectance 0-1"
-            )
         med = float(np.median(vals))
         p99 = float(np.percentile(vals, 99))
         if np.issubdtype(dtype, np.floating) and p99 <= 2.0:
@@ -589,6 +591,18 @@ def file_metadata(ds) -> dict[str, str]:
         for k, v in ds.tags(i).items():
             meta.setdefault(k, v)
     return meta
+
+
+def read_file_metadata(path: str | Path) -> dict[str, str]:
+    """:func:`file_metadata` of a GeoTIFF on disk (tags only, no pixels).
+
+    Raises:
+        RasterReadError: Missing or unreadable file.
+    """
+    from core.raster import _open
+
+    with _open(path) as ds:
+        return file_metadata(ds)
 
 
 def decide_for_file(

@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from core.evaluation import Comparison
 from core.inference import NODATA_CLASS, predict_raster
-from core.sources.samples import SampleScene, get_scene, load_image, load_labels
+from core.sources.samples import SampleScene, get_scene, load_labels, load_model_input, scene_decision
 from core.splits import Block
 from models.bundle import Bundle
 
@@ -58,6 +58,7 @@ def evaluate_scene(
     tile: int | None = None,
     overlap: int = 32,
     baseline: str | None = "dw",
+    offset: int | str | None = None,
 ) -> dict[str, object]:
     """Metrics of a bundle on one scene against one label product.
 
@@ -71,25 +72,29 @@ def evaluate_scene(
         baseline: Another label product scored against ``labels`` on exactly the same pixels
             (e.g. Dynamic World vs OSM), so the model's agreement can be read beside it; ignored
             when equal to ``labels`` or absent from the scene.
+        offset: Radiometric offset of the scene's DN (``None``/``"auto"``: decided by
+            :func:`core.sources.samples.scene_decision`).
 
     Returns:
-        ``{"scene", "labels", "windows", "metrics", "crosswalk", "baseline"?}``: ``metrics`` is
+        ``{"scene", "labels", "windows", "metrics", "crosswalk", "input", "input_warnings", "baseline"?}``:
+        ``input`` is the input decision in words; ``metrics`` is
         :meth:`core.metrics.SegmentationMetrics.to_dict`; ``baseline`` the same for the other
         label product as if it were the prediction.
 
     Raises:
-        BundleError: The scene lacks the model's bands.
+        BandError, InputError: The scene cannot be read as the model's input (missing bands,
+            level refused by the card).
         SceneNotFoundError: Unknown scene or label product.
     """
     sc = get_scene(scene) if isinstance(scene, str) else scene
-    bundle.check_bands(sc.bands)
+    decision = scene_decision(sc, bundle.card, offset=offset)
     windows, what = scene_windows(bundle, sc, split)
     ref_scheme = sc.label_scheme(labels).name
     cmp_model = Comparison(bundle.card.scheme_name, ref_scheme)
     use_base = baseline is not None and baseline != labels and baseline in sc.labels
     cmp_base = Comparison(sc.label_scheme(baseline).name, ref_scheme) if use_base else None
     for win in windows:
-        img = load_image(sc, bundle.bands, win)
+        img = load_model_input(sc, decision, win)
         pred = predict_raster(img, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, tile=tile or bundle.card.tile, overlap=overlap)
         ref, _ = load_labels(sc, labels, win)
         p = pred.classes.data[0]
@@ -109,6 +114,8 @@ def evaluate_scene(
         "windows": what,
         "metrics": cmp_model.metrics().to_dict(),
         "crosswalk": f"{cmp_model.crosswalk.source} -> {cmp_model.crosswalk.target}" if cmp_model.crosswalk else None,
+        "input": decision.summary(),
+        "input_warnings": list(decision.warnings),
     }
     if cmp_base is not None:
         out["baseline"] = {"labels": baseline, "metrics": cmp_base.metrics().to_dict()}

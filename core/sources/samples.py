@@ -1,6 +1,7 @@
 """The embedded sample pack of real Sentinel-2/Sentinel-1 scenes (``<data dir>/samples``).
 
-Each scene folder holds ``image_s2.tif`` (13 bands, uint16 L1C reflectance x 1e4, nodata 0),
+Each scene folder holds ``image_s2.tif`` (13 bands L1C or 12 bands L2A without B10, uint16
+reflectance x 1e4, nodata 0; the level per scene comes from ``scene.json``),
 optionally ``image_s1.tif`` (VV, VH float32 dB, nodata NaN), label rasters and ``scene.json``;
 all files of a scene share one grid. Files are read in place (see :func:`core.config.data_dir`).
 
@@ -23,9 +24,11 @@ from core.classes import ClassScheme, get_scheme
 from core.config import data_dir
 from core.errors import SceneNotFoundError
 from core.guards import check_same_grid
+from core.inputs import InputDecision, ModelInputs, decide, prepare_raster
 from core.raster import GeoRaster, raster_info, read_raster, stack_bands
 
-__all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels"]
+__all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels",
+           "scene_decision", "load_model_input"]
 
 LABEL_PRODUCTS: dict[str, tuple[str, str]] = {
     "dw": ("labels_dw.tif", "dynamic_world"),
@@ -56,6 +59,7 @@ class SampleScene:
         pixel_size_m: Nominal pixel size in metres (for rasters without a metric CRS).
         date: Sentinel-2 acquisition as written in ``scene.json``.
         info: The parsed ``scene.json``.
+        level: Sentinel-2 processing level from ``scene.json``: ``"L1C"``, ``"L2A"`` or ``"unknown"``.
     """
 
     id: str
@@ -71,6 +75,7 @@ class SampleScene:
     pixel_size_m: float
     date: str
     info: dict = field(repr=False, compare=False, hash=False)
+    level: str = "unknown"
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -116,7 +121,68 @@ def _parse_scene(folder: Path) -> SampleScene:
         pixel_size_m=10.0 if not georef or "deg" in str(px.get("unit", "")) else float(px.get("x", 10.0)),
         date=str(info.get("acquisition", {}).get("s2", "unknown")),
         info=info,
+        level=_level(info),
     )
+
+
+def _level(info: dict) -> str:
+    """``"L1C"``/``"L2A"``/``"unknown"`` from scene.json's ``processing_level.s2`` (``"L2A"``, ``"Level-1C ..."``)."""
+    text = str((info.get("processing_level") or {}).get("s2", "")).upper().replace("LEVEL-", "L")
+    return "L2A" if "L2A" in text else "L1C" if "L1C" in text else "unknown"
+
+
+def scene_metadata(scene: SampleScene) -> dict[str, str]:
+    """Radiometric metadata of a scene's ``image_s2.tif`` from ``scene.json``, as tags for :func:`core.inputs.decide`."""
+    pl = scene.info.get("processing_level") or {}
+    out: dict[str, str] = {}
+    text = str(pl.get("s2", ""))
+    if "no +1000" in text or "no offset" in text:
+        out["RADIOMETRIC_OFFSET"] = "none (scene.json: processing baseline < 04.00)"
+    if pl.get("radiometric_offset") and str(pl["radiometric_offset"]).lower().startswith("none"):
+        out["RADIOMETRIC_OFFSET"] = f"{pl['radiometric_offset']} (scene.json)"
+    if pl.get("processing_baseline"):
+        out["PROCESSING_BASELINE"] = str(pl["processing_baseline"])
+    if pl.get("product_id") and pl["product_id"] != "unknown":
+        out["PRODUCT_ID"] = str(pl["product_id"])
+    if scene.date and scene.date != "unknown":
+        out["SENSING_DATE"] = scene.date
+    return out
+
+
+@lru_cache(maxsize=32)
+def _scene_sample(scene: SampleScene) -> tuple[tuple[str, ...], object, float | None]:
+    img = load_image(scene, list(scene.bands))
+    step = max(1, int((img.height * img.width / 512**2) ** 0.5))
+    return img.band_names, img.data[:, ::step, ::step], img.nodata
+
+
+def scene_decision(scene: SampleScene | str, card: ModelInputs, *, offset: int | str | None = None) -> InputDecision:
+    """How to read a sample scene for a model (:func:`core.inputs.decide`; level from scene.json).
+
+    The decision applies to :func:`load_image` of all the scene's bands (``scene.bands``), which is
+    what :func:`load_model_input` reads.
+
+    Raises:
+        BandError, InputError: See :func:`core.inputs.decide`.
+    """
+    sc = get_scene(scene) if isinstance(scene, str) else scene
+    names, sample, nodata = _scene_sample(sc)
+    return decide(card, list(names), sample, nodata=nodata, metadata=scene_metadata(sc), offset=offset,
+                  level=sc.level if sc.level != "unknown" else None,
+                  level_reason=f"scene.json of {sc.id}" if sc.level != "unknown" else f"scene.json of {sc.id} gives none",
+                  what=f"scene {sc.id}")
+
+
+def load_model_input(scene: SampleScene | str, decision: InputDecision, window: Window | None = None) -> GeoRaster:
+    """A scene's pixels as model input: float32 (C, H, W) in the model's band order, reflectance x 1e4, NaN nodata.
+
+    Args:
+        scene: The scene or its id.
+        decision: From :func:`scene_decision`.
+        window: Pixel window (default whole scene).
+    """
+    sc = get_scene(scene) if isinstance(scene, str) else scene
+    return prepare_raster(load_image(sc, list(sc.bands), window), decision)
 
 
 def list_scenes(root: str | Path | None = None) -> list[SampleScene]:

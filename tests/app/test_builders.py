@@ -73,7 +73,7 @@ def test_map_serves_leaflet_locally_and_draws_overlays(data_dir):
     html = m.get_root().render()
     assert "/app/static/vendor/leaflet/leaflet.js" in html and "cdn.jsdelivr.net/npm/leaflet" not in html
     assert "leaflet.draw.js" in html and "data:image/png;base64," in html
-    assert html.count("L.rectangle") == 2  # the two georeferenced scenes
+    assert html.count("L.rectangle") == sum(s.georeferenced for s in scenes)  # one footprint per georeferenced scene
     offline = maps.build_map(scenes, draw=False)
     assert "tileLayer" not in offline.get_root().render()
     online = maps.build_map(scenes, basemap="OpenStreetMap", draw=False)
