@@ -7,13 +7,13 @@ import numpy as np
 from app.state import Analysis
 from core.analysis import CompareResult
 from core.classes import ClassScheme, get_scheme
-from core.render import COMPOSITES, agreement_rgba, class_rgba, composite, confidence_rgba, panels_png
+from core.render import COMPOSITES, agreement_rgba, class_rgba, composite, confidence_rgba, panels_png, required_bands
 
 
 def composite_options(analysis: Analysis) -> list[str]:
     """Composites whose bands the analysed image has."""
     have = set(analysis.image.band_names)
-    return [k for k, bands in COMPOSITES.items() if set(bands) <= have]
+    return [k for k, bands in COMPOSITES.items() if required_bands(bands) <= have]
 
 
 def panels(analysis: Analysis, result: CompareResult | None, composite_name: str, model_scheme: str,

@@ -15,15 +15,25 @@ from PIL import Image, ImageDraw
 from core.classes import ClassScheme, colorize
 from core.raster import GeoRaster
 
-__all__ = ["COMPOSITES", "composite", "class_rgba", "agreement_rgba", "confidence_rgba", "to_png", "panels_png", "warp_for_web"]
+__all__ = ["COMPOSITES", "DERIVED_BANDS", "required_bands", "composite", "class_rgba", "agreement_rgba", "confidence_rgba", "to_png", "panels_png", "warp_for_web"]
 
 COMPOSITES: dict[str, tuple[str, str, str]] = {
     "True colour (B4, B3, B2)": ("B4", "B3", "B2"),
     "False colour NIR (B8, B4, B3)": ("B8", "B4", "B3"),
     "SWIR (B12, B8, B4)": ("B12", "B8", "B4"),
-    "Radar (VV, VH, VV/VH)": ("VV", "VH", "VV"),
+    "Radar (VV, VH, VV/VH)": ("VV", "VH", "VV/VH"),
 }
-"""Display name -> bands for red, green, blue."""
+"""Display name -> bands for red, green, blue (``VV/VH`` is derived, see :data:`DERIVED_BANDS`)."""
+
+DERIVED_BANDS: dict[str, tuple[str, ...]] = {"VV/VH": ("VV", "VH")}
+"""Bands computed for display: ``VV/VH`` is the backscatter ratio, in dB the difference
+``VV_dB - VH_dB`` (= ``10 log10(VV / VH)`` of linear sigma0), the usual third channel of
+Sentinel-1 RGB composites (e.g. ESA's Sentinel-1 Toolbox "Dual Pol Ratio" RGB)."""
+
+
+def required_bands(bands: Sequence[str]) -> set[str]:
+    """The stored bands a composite needs (derived bands replaced by their sources)."""
+    return {s for b in bands for s in DERIVED_BANDS.get(b, (b,))}
 
 
 def composite(raster: GeoRaster, bands: Sequence[str], percentiles: tuple[float, float] = (2.0, 98.0)) -> np.ndarray:
@@ -31,7 +41,8 @@ def composite(raster: GeoRaster, bands: Sequence[str], percentiles: tuple[float,
 
     Args:
         raster: Source raster (any dtype; reflectance x 1e4 or dB).
-        bands: Three band names for red, green, blue (selected by name).
+        bands: Three band names for red, green, blue (selected by name; ``VV/VH`` is derived
+            from VV and VH in dB, see :data:`DERIVED_BANDS`).
         percentiles: Lower and upper percentile of each band mapped to 0 and 255.
 
     Returns:
@@ -40,9 +51,11 @@ def composite(raster: GeoRaster, bands: Sequence[str], percentiles: tuple[float,
     Raises:
         BandError: A band is missing.
     """
-    sel = raster.select(list(bands))
+    sel = raster.select(sorted(required_bands(bands)))
     valid = sel.valid_mask()
-    x = sel.data.astype(np.float32)
+    planes = {n: sel.data[i].astype(np.float32) for i, n in enumerate(sel.band_names)}
+    planes["VV/VH"] = planes["VV"] - planes["VH"] if {"VV", "VH"} <= set(planes) else None
+    x = np.stack([planes[b] for b in bands])
     out = np.zeros((raster.height, raster.width, 4), dtype=np.uint8)
     for i in range(3):
         v = x[i][valid]
