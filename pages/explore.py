@@ -36,8 +36,18 @@ with right:
                 upload = services.load_upload(file.name, file.getvalue())
             except LulcError as exc:
                 st.error(str(exc))
+            except Exception as exc:  # a bug, not the user's file: short message, traceback in a log
+                st.error(services.report_unexpected(exc, f"reading upload {file.name}"))
             else:
                 st.caption(f"{file.name}: {upload.height} × {upload.width} px · {upload.crs} · bands {', '.join(upload.band_names)}")
+        up_order = st.selectbox("Band order", [*services.BAND_ORDER_PRESETS, "Custom"], key="upload_band_order",
+                                help="For files without band descriptions (or with wrong ones): the bands in file order")
+        up_bands = services.BAND_ORDER_PRESETS.get(up_order)
+        if up_order == "Custom":
+            up_bands = st.text_input("Band names in file order", key="upload_bands", placeholder="B2,B3,B4,B8,B11,B12") or None
+        up_offset = st.radio("Radiometric offset", ["auto", "0", "1000"], horizontal=True, key="upload_offset",
+                             help="Products of processing baseline 04.00 or later (from 25 January 2022) store reflectance x 1e4 "
+                                  "+ 1000. auto reads the file's metadata, else tests the pixels and asks when it cannot tell.")
     if source == "Earth Engine":
         problems = services.earth_engine_problems()
         if problems:
@@ -62,8 +72,12 @@ with right:
         scene = by_id[state.scene_id]
         st.caption(f"{scene.title} · {scene.height} × {scene.width} px · bands {', '.join(scene.bands)} · labels {', '.join(scene.labels)}")
     bundles = services.bundle_paths()
+    skipped = services.skipped_bundles()
+    if skipped:
+        st.warning(f"{len(skipped)} model bundle(s) left out of the list because their card cannot be used: "
+                   + "; ".join(f"{p}: {why}" for p, why in skipped[:3]) + ("; …" if len(skipped) > 3 else ""))
     if not bundles:
-        st.error("No model bundle found in models/ or runs/. Train one on the Train page.")
+        st.error("No usable model bundle found in models/ or runs/. Train one on the Train page.")
         st.stop()
     if state.bundle_path not in bundles:
         state.bundle_path = bundles[0]
@@ -78,9 +92,9 @@ with right:
     state.aoi_mode = st.radio("Area of interest", modes, index=modes.index(state.aoi_mode), horizontal=True, key="aoi_mode")
     if state.aoi_mode == "GeoJSON":
         text = st.text_area("Paste GeoJSON (lon/lat)", height=120, key="geojson", placeholder='{"type": "Polygon", "coordinates": [...]}')
-        upload = st.file_uploader("…or upload a .geojson file", type=["geojson", "json"], key="geojson_file")
-        if upload is not None:
-            text = upload.getvalue().decode("utf-8", errors="replace")
+        geojson_file = st.file_uploader("…or upload a .geojson file", type=["geojson", "json"], key="geojson_file")
+        if geojson_file is not None:
+            text = geojson_file.getvalue().decode("utf-8", errors="replace")
         state.aoi_geojson = text or None
     elif state.aoi_mode == "Bounding box":
         state.bbox_text = st.text_input("West, south, east, north (degrees)", value=state.bbox_text, key="bbox",
@@ -89,12 +103,13 @@ with right:
         st.caption("Draw a rectangle or polygon on the map (toolbar at its left).")
     st.caption(f"AOI limit: {services.MAX_AOI_KM2:.0f} km².")
     waiting = source == "Upload GeoTIFF" and upload is None
-    if st.button("Run model", type="primary", width="stretch", key="run", disabled=waiting):
+    why = "Upload a readable GeoTIFF above first." if waiting else None
+    if st.button("Run model", type="primary", width="stretch", key="run", disabled=waiting, help=why):
         bar = st.progress(0.0, text="Running the model…")
         try:
             step = lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}")  # noqa: E731
             if upload is not None:
-                a = services.run_upload(state, upload, step)
+                a = services.run_upload(state, upload, step, offset=up_offset, bands=up_bands)
             elif use_ee:
                 a = services.run_earth_engine(state, step)
             else:
@@ -102,10 +117,20 @@ with right:
         except (LulcError, BundleError, ValueError) as exc:
             bar.empty()
             st.error(str(exc))
+        except Exception as exc:  # a bug: short message, traceback in a log file
+            bar.empty()
+            st.error(services.report_unexpected(exc, "Run model"))
         else:
             bar.progress(1.0, text=f"Done: {a.aoi_km2:.2f} km² in {a.seconds:.1f} s")
             st.success(f"Predicted {a.aoi_km2:.2f} km² of {a.scene_id}. See Compare and Metrics.")
+    if waiting:
+        st.caption(f"Run model is off: {why}")
     if state.analysis is not None:
+        decision = services.input_decision(state.analysis)
+        if decision is not None:
+            st.caption(f"Input of {state.analysis.scene_id}: {decision.summary()}")
+            for w in decision.warnings:
+                st.warning(w)
         st.page_link(page("compare"), label="Compare prediction and labels", icon=":material/compare:")
         st.page_link(page("metrics"), label="Metrics", icon=":material/bar_chart:")
 

@@ -7,6 +7,8 @@ from core.classes import get_scheme
 from models.bundle import read_card
 
 st.title("Models")
+for rel, why in services.skipped_bundles():
+    st.warning(f"{rel} is left out of the model lists: {why}")
 for path in services.bundle_paths():
     try:
         card = read_card(path)
