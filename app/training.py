@@ -39,23 +39,51 @@ def launch(config: str, max_epochs: int, run_name: str | None = None) -> Trainin
     return TrainingJob(pid=proc.pid, run_dir=str(run_dir), config=config, log_path=str(log), started=time.time())
 
 
+STOP_MARK = ".stop-requested"
+EXIT_MARK = ".exit-status"
+
+
 def status(job: TrainingJob) -> str:
-    """``running``, ``finished`` (bundle written), ``stopped`` or ``failed``."""
+    """``running``, ``finished`` (bundle written), ``stopped`` (the user pressed Stop) or ``failed``.
+
+    The answer is the same on every call: the exit status is reaped once (``waitpid``) and kept in
+    ``<run_dir>/.exit-status``, and a stop request leaves ``<run_dir>/.stop-requested``, so a run the
+    user stopped reads as stopped on every refresh, whether the trainer died of SIGTERM or turned it
+    into an exit code (128 + 15).
+    """
+    run_dir = Path(job.run_dir)
     try:
         pid, code = os.waitpid(job.pid, os.WNOHANG)
-    except ChildProcessError:
+    except ChildProcessError:  # reaped before, or not our child (the app restarted)
         pid, code = job.pid, None
+        if _alive(job.pid) and not (run_dir / EXIT_MARK).exists():
+            return "running"
     if pid == 0:
         return "running"
-    if (Path(job.run_dir) / "bundle" / "card.json").exists():
+    if code is not None:
+        (run_dir / EXIT_MARK).write_text(str(os.waitstatus_to_exitcode(code)))
+    if (run_dir / "bundle" / "card.json").exists():
         return "finished"
-    if code is not None and os.WIFSIGNALED(code):
+    stored = (run_dir / EXIT_MARK).read_text().strip() if (run_dir / EXIT_MARK).exists() else ""
+    stopped_codes = {str(-signal.SIGTERM), str(-signal.SIGKILL), str(-signal.SIGINT), str(128 + signal.SIGTERM), "130"}
+    if (run_dir / STOP_MARK).exists() or stored in stopped_codes:
         return "stopped"
     return "failed"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def stop(job: TrainingJob) -> None:
     """Stop the training process group (last.ckpt stays; ``--resume`` continues it)."""
+    (Path(job.run_dir) / STOP_MARK).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
     try:
         os.killpg(job.pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -40,6 +40,8 @@ def follow() -> None:
             st.rerun()
     elif s == "finished":
         st.success(f"Bundle written to {j.run_dir}/bundle; pick it under Model on the Explore page.")
+    elif s == "stopped":
+        st.info("Training was stopped; last.ckpt is kept (`python -m trainer fit --config ... --resume` continues it).")
     elif s == "failed":
         st.error("Training failed; see the trainer output.")
 

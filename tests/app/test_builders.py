@@ -105,3 +105,26 @@ def test_training_job_runs_in_background_and_is_followed(tmp_path):
         import shutil
 
         shutil.rmtree(job.run_dir, ignore_errors=True)
+
+
+def test_a_stopped_training_run_reads_stopped_on_every_refresh(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from app.state import TrainingJob
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    job = TrainingJob(pid=proc.pid, run_dir=str(tmp_path), config="x.yaml", log_path=str(tmp_path / "log"), started=time.time())
+    assert training.status(job) == "running"
+    training.stop(job)
+    for _ in range(100):
+        if training.status(job) != "running":
+            break
+        time.sleep(0.05)
+    assert [training.status(job) for _ in range(3)] == ["stopped"] * 3  # reaped once, the same answer after
+    crashed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"], start_new_session=True)
+    crashed.wait()  # reaped here: status must still tell failed from stopped
+    other = TrainingJob(pid=crashed.pid, run_dir=str(tmp_path / "b"), config="x.yaml", log_path="", started=time.time())
+    (tmp_path / "b").mkdir()
+    assert training.status(other) == "failed"
