@@ -103,6 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
     r.add_argument("--max-megapixels", type=_int_at_least(1), default=500,
                    help="refuse inputs larger than this many million pixels (default 500, about four Sentinel-2 tiles)")
+    r.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino"],
+                   help="inference runtime: torch (reference, GPUs, bf16), or onnxruntime/openvino on the CPU (fp32; the "
+                   "bundle is exported to ONNX once and cached). Default torch, chosen by measurement (README, Benchmarks)")
+    r.add_argument("--engine", default="stream", choices=["stream", "dask"],
+                   help="stream: one process, window by window (default); dask: blocks predicted in parallel on a Dask "
+                   "cluster, each written to its own COG, resumable after a kill (rerun the same command); no size limit")
+    r.add_argument("--workers", type=_int_at_least(1), help="--engine dask: worker processes of the local cluster (default: CPU cores)")
+    r.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="--engine dask: address of a running Dask scheduler (`dask scheduler`, `dask worker tcp://HOST:8786` "
+                   "on each machine; input, bundle and output on a shared file system) instead of a local cluster")
+    r.add_argument("--block-size", type=_int_at_least(64), default=4096,
+                   help="--engine dask: block side in pixels, rounded to a multiple of tile - overlap (default 4096)")
+    r.add_argument("--blocks-dir", help="--engine dask: folder for block COGs, manifest and VRT (default <output>.blocks)")
+
+    o = sub.add_parser("export-onnx", help="export a model bundle to ONNX (card bands, normalisation, classes in its metadata)")
+    o.add_argument("--checkpoint", required=True, help="model bundle folder")
+    o.add_argument("--output", help="ONNX file to write (default <checkpoint>/model.onnx)")
 
     x = sub.add_parser("export-chips", help="download training chips from Earth Engine at points of a CSV")
     x.add_argument("--points", required=True, help="CSV with lon, lat (degrees) and optional id, country/region")
@@ -161,6 +178,10 @@ def _run(args: argparse.Namespace) -> int:
         commands.fit(load_config(args.config, args.overrides), resume=args.resume)
     elif args.command == "evaluate":
         commands.evaluate(args.checkpoint, args.scene, args.labels, split=args.split, as_json=args.json, precision=args.precision)
+    elif args.command == "export-onnx":
+        from trainer.distributed import export_onnx_command
+
+        export_onnx_command(args.checkpoint, args.output)
     elif args.command == "export-chips":
         from core.sources.earth_engine import LiveEarthEngine
         from trainer.export import ExportSettings, export_chips, plan_export
@@ -182,10 +203,21 @@ def _run(args: argparse.Namespace) -> int:
 
         names = parse_bands(args.bands)
         single = len(args.input) == 1 and not Path(args.input[0]).is_dir() and not Path(args.output).is_dir()
-        if single:
+        if args.engine == "dask":
+            from trainer.distributed import predict_dask
+
+            if not single:
+                raise ValueError("--engine dask takes one input (a GeoTIFF or a VRT joining several files on one grid) "
+                                 "and one output file")
+            predict_dask(args.checkpoint, args.input[0], args.output, confidence=args.confidence, tile=args.tile,
+                         overlap=args.overlap, batch_size=args.batch_size, precision=args.precision, runtime=args.runtime,
+                         workers=args.workers, scheduler=args.scheduler, block_size=args.block_size,
+                         blocks_dir=args.blocks_dir, offset=args.offset, bands=names)
+        elif single:
             commands.predict(args.checkpoint, args.input[0], args.output, confidence=args.confidence, tile=args.tile,
                              overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
-                             max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names)
+                             max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names,
+                             runtime=args.runtime)
         elif commands.predict_many(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
                                    overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
                                    max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names):

@@ -169,7 +169,7 @@ pass, which reproduces a whole-image run exactly; larger ones are tiled (seams d
 
 def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8, precision: str = "auto",
             max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto", bands: Sequence[str] | None = None,
-            progress: Callable[[int, int], None] | None = None, quiet: bool = False) -> Path:
+            progress: Callable[[int, int], None] | None = None, quiet: bool = False, runtime: str = "torch") -> Path:
     """Write a class-map COG (and optionally a confidence COG) for a GeoTIFF.
 
     How the input is read (band names and aliases, scale, +1000 offset, level, filled optional
@@ -191,6 +191,7 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         bands: Names of the input's bands in file order (``--bands``), overriding its descriptions.
         progress: Called with (tiles done, tiles total) instead of a tile progress bar.
         quiet: Do not print the decision and the output paths.
+        runtime: ``torch``, ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`).
 
     Returns:
         ``dst``.
@@ -217,10 +218,16 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         for w in decision.warnings:
             print(f"warning: {w}", file=sys.stderr)
     scheme = get_scheme(bundle.card.scheme_name)
+    if runtime != "torch":
+        from models.runtimes import load_forward
+
+        bundle_forward = load_forward(bundle.path, runtime=runtime)
+    else:
+        bundle_forward = bundle
     kwargs = dict(bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
                   confidence_path=confidence, tile=tile, overlap=overlap, batch_size=batch_size, decision=decision)
     if progress is not None:
-        out = predict_geotiff(src, dst, bundle, progress=progress, **kwargs)
+        out = predict_geotiff(src, dst, bundle_forward, progress=progress, **kwargs)
     else:
         with tqdm(total=None, unit="tile", desc="predict") as bar:
 
@@ -228,7 +235,7 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
                 bar.total = total
                 bar.update(done - bar.n)
 
-            out = predict_geotiff(src, dst, bundle, progress=tiles, **kwargs)
+            out = predict_geotiff(src, dst, bundle_forward, progress=tiles, **kwargs)
     if not quiet:
         print(f"wrote {out}" + (f" and {confidence}" if confidence else ""))
     return out
