@@ -88,10 +88,12 @@ def build_map(
             bounds=[(s_, w), (n, e)], color="#ff7800" if sc.id == selected else "#3388ff", weight=3 if sc.id == selected else 1.5,
             fill=False, tooltip=f"{sc.id}: {sc.title}",
         ).add_to(m)
+    placed = []
     for name, rgba, crs, transform, opacity in overlays:
         if crs is None:
             continue
         warped, (south, west, north, east) = warp_for_web(rgba, crs, transform)
+        placed.append([(south, west), (north, east)])
         folium.raster_layers.ImageOverlay(image=png_data_url(warped), bounds=[(south, west), (north, east)], opacity=opacity,
                                           name=name, interactive=False).add_to(m)
     if aoi_geojson:
@@ -99,7 +101,9 @@ def build_map(
     if draw:
         OfflineDraw(export=False, draw_options={"polyline": False, "circle": False, "marker": False, "circlemarker": False,
                                                 "rectangle": True, "polygon": True}, edit_options={"edit": False, "remove": True}).add_to(m)
-    if focus is not None:
+    if placed and (selected is None or focus is None or focus.id != selected):
+        m.fit_bounds(placed[0])  # an upload or Earth Engine result: show it, not a sample scene
+    elif focus is not None:
         w, s_, e, n = focus.bounds_lonlat
         m.fit_bounds([(s_, w), (n, e)])
     if overlays or basemap:

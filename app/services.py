@@ -113,6 +113,8 @@ def place_aoi(state: AppState, crs, transform, height: int, width: int) -> tuple
         if km2 > MAX_AOI_KM2:
             raise AOIError(f"the data covers {km2:.0f} km^2, above the {MAX_AOI_KM2:.0f} km^2 limit; give an AOI inside it")
         footprint = footprint_lonlat(crs, transform, height, width)
+        if footprint and footprint[0] > footprint[2]:  # crosses the antimeridian: count east past 180
+            footprint = (footprint[0], footprint[1], footprint[2] + 360.0, footprint[3])
         geo = sg.mapping(sg.box(*footprint)) if footprint else None
         return Window(0, 0, width, height), np.ones((height, width), bool), km2, geo
     aoi = locate_aoi(_aoi_geometry(state), crs, transform, height, width, max_area_km2=MAX_AOI_KM2)

@@ -134,10 +134,15 @@ def panels_png(panels: Sequence[tuple[str, np.ndarray]], gap: int = 8) -> bytes:
 
 
 def warp_for_web(rgba: np.ndarray, crs, transform, max_size: int = 1024) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """Reproject a picture to Web Mercator (EPSG:3857) for a Leaflet image overlay.
+    """Reproject a picture to Web Mercator for a Leaflet image overlay.
 
     Leaflet stretches an overlay between two lon/lat corners on a Web Mercator map, so the picture
-    must be on a Web Mercator grid to sit exactly on the ground.
+    must be on a Web Mercator grid to sit exactly on the ground. The picture is warped to a
+    spherical Mercator whose central meridian is the raster's centre (the same projection as
+    EPSG:3857 shifted east-west, so it lines up with the map), and the longitudes of the corners
+    are counted from that meridian. A raster that crosses the antimeridian therefore gets one
+    continuous picture with ``east > 180`` (or ``west < -180``), which Leaflet draws in place,
+    instead of a picture stretched around the whole globe.
 
     Args:
         rgba: uint8 (H, W, 4) picture on the raster grid.
@@ -146,14 +151,20 @@ def warp_for_web(rgba: np.ndarray, crs, transform, max_size: int = 1024) -> tupl
         max_size: Longest side of the output in pixels (larger pictures are downsampled).
 
     Returns:
-        (uint8 (h, w, 4) picture, (south, west, north, east) in degrees).
+        (uint8 (h, w, 4) picture, (south, west, north, east) in degrees; ``west < east`` always,
+        longitudes possibly beyond +-180 for rasters crossing the antimeridian).
     """
-    from rasterio.warp import Resampling, calculate_default_transform, reproject, transform_bounds
+    from pyproj import Transformer
+    from rasterio.crs import CRS
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
 
     h, w = rgba.shape[:2]
     left, top = transform @ (0, 0)
     right, bottom = transform @ (w, h)
-    dst_t, dw, dh = calculate_default_transform(crs, "EPSG:3857", w, h, left=min(left, right), bottom=min(top, bottom), right=max(left, right), top=max(top, bottom))
+    lon0, _ = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(*(transform @ (w / 2, h / 2)))
+    r = 6378137.0  # the sphere of Web Mercator (EPSG:3857)
+    merc = CRS.from_proj4(f"+proj=merc +a={r} +b={r} +lat_ts=0 +lon_0={lon0} +x_0=0 +y_0=0 +k=1 +units=m +nadgrids=@null +no_defs")
+    dst_t, dw, dh = calculate_default_transform(crs, merc, w, h, left=min(left, right), bottom=min(top, bottom), right=max(left, right), top=max(top, bottom))
     scale = max(dw, dh) / max_size
     if scale > 1:
         dw, dh = int(np.ceil(dw / scale)), int(np.ceil(dh / scale))
@@ -161,8 +172,9 @@ def warp_for_web(rgba: np.ndarray, crs, transform, max_size: int = 1024) -> tupl
     out = np.zeros((4, dh, dw), np.uint8)
     for i in range(4):
         reproject(np.ascontiguousarray(rgba[..., i]), out[i], src_transform=transform, src_crs=crs, dst_transform=dst_t,
-                  dst_crs="EPSG:3857", resampling=Resampling.nearest)
+                  dst_crs=merc, resampling=Resampling.nearest)
     x0, y0 = dst_t @ (0, 0)
     x1, y1 = dst_t @ (dw, dh)
-    west, south, east, north = transform_bounds("EPSG:3857", "EPSG:4326", min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-    return np.moveaxis(out, 0, -1), (south, west, north, east)
+    west, east = (lon0 + np.degrees(min(x0, x1) / r), lon0 + np.degrees(max(x0, x1) / r))
+    south, north = (float(np.degrees(2 * np.arctan(np.exp(v / r)) - np.pi / 2)) for v in (min(y0, y1), max(y0, y1)))
+    return np.moveaxis(out, 0, -1), (south, float(west), north, float(east))
