@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 from affine import Affine
 from pyproj import Geod
 from rasterio.crs import CRS
@@ -31,6 +32,11 @@ DEFAULT_MAX_AOI_KM2 = 150.0
 """Largest AOI accepted by default (km^2): 1.5 million 10 m pixels, a few seconds of CPU inference."""
 
 _GEOD = Geod(ellps="WGS84")
+
+DENSIFY_DEG = 0.0005
+"""Longest AOI edge segment (degrees, about 50 m) before reprojection: a straight edge in lon/lat
+(e.g. a bounding box's constant-latitude side) is curved in a projected CRS such as UTM, so edges
+are densified first (as ``rasterio.warp.transform_bounds`` does with ``densify_pts``)."""
 
 
 @dataclass(frozen=True)
@@ -154,14 +160,16 @@ def locate_aoi(
     if crs is None:
         raise AOIError("this scene has no georeference, so a map AOI cannot be placed on it; use the whole scene")
     geom_lonlat = _polygonal(geom_lonlat)
-    native = sg.shape(transform_geom("EPSG:4326", crs, sg.mapping(geom_lonlat)))
+    # densify before reprojecting: an edge of constant latitude is a curve in UTM, not a chord
+    native = sg.shape(transform_geom("EPSG:4326", crs, sg.mapping(shapely.segmentize(geom_lonlat, DENSIFY_DEG))))
     left, top = transform @ (0, 0)
     right, bottom = transform @ (width, height)
     footprint = sg.box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
     inside = native.intersection(footprint)
     if inside.is_empty or inside.area == 0:
         raise AOIError("the AOI lies outside the data: draw it over the scene footprint shown on the map")
-    inside_lonlat = sg.shape(transform_geom(crs, "EPSG:4326", sg.mapping(inside)))
+    step = DENSIFY_DEG if CRS.from_user_input(crs).is_geographic else 10 * abs(transform.a)  # CRS units
+    inside_lonlat = sg.shape(transform_geom(crs, "EPSG:4326", sg.mapping(shapely.segmentize(inside, step))))
     area = geodesic_area_km2(inside_lonlat)
     if area > max_area_km2:
         raise AOIError(f"the AOI covers {area:.1f} km^2 of data; the limit is {max_area_km2:.0f} km^2: draw a smaller area")

@@ -253,34 +253,67 @@ def stack_bands(rasters: Sequence[GeoRaster], bands: Sequence[str]) -> GeoRaster
     return replace(first, data=np.stack([planes[b] for b in bands]), nodata=float("nan"), band_names=tuple(bands))
 
 
+_EQUAL_AREA_METHODS = ("equal area", "albers", "mollweide", "sinusoidal", "equal earth", "eckert iv", "goode")
+
+
+def _nominal_area_ok(crs: CRS) -> bool:
+    """True where ``|a * e|`` is the ground area.
+
+    That is equal-area projections, and UTM / Gauss-Kruger (transverse Mercator: area scale
+    within 0.1 % of 1 inside a 6-degree zone).
+    """
+    from pyproj import CRS as ProjCRS
+
+    p = ProjCRS.from_user_input(crs.to_wkt())
+    method = (p.coordinate_operation.method_name if p.coordinate_operation else "").lower()
+    return any(m in method for m in _EQUAL_AREA_METHODS) or "transverse mercator" in method
+
+
 def pixel_area_m2(crs: CRS | None, transform: Affine, height: int, width: int) -> np.ndarray:
     """Area on the ground of the pixels of each row.
 
-    For a projected CRS the area is ``|a * e|`` times the square of the CRS's linear unit in
-    metres (UTM: 1). For a geographic CRS each row's pixel is a geodesic quadrilateral whose area
-    is computed on the CRS's ellipsoid with pyproj's ``Geod.polygon_area_perimeter`` (Karney 2013).
-    Without a CRS the transform is taken as a local metric frame (metres).
+    - Equal-area projections and UTM / transverse Mercator: ``|a * e|`` times the square of the
+      CRS's linear unit in metres (UTM: 1; its area scale stays within 0.1 % of 1 in its zone).
+    - Geographic CRS: each row's pixel is a geodesic quadrilateral whose area is computed on the
+      CRS's ellipsoid with pyproj's ``Geod.polygon_area_perimeter`` (Karney 2013).
+    - Other projected CRS (not equal-area, e.g. Web Mercator EPSG:3857, whose area scale is
+      1/cos^2(latitude)): the geodesic area (WGS 84) of each row strip, its top and bottom edges
+      densified to 16 points, divided by ``width``.
+    - Without a CRS the transform is taken as a local metric frame (metres).
 
     Args:
         crs: The raster's CRS or ``None``.
         transform: Its affine transform (north-up, no rotation).
         height: Number of rows H.
-        width: Number of columns W (unused; the area does not vary along a row).
+        width: Number of columns W.
 
     Returns:
-        Float64 array (H,) of m^2 per pixel for each row.
+        Float64 array (H,) of m^2 per pixel for each row (the row's mean).
     """
-    del width
-    if crs is None or crs.is_projected:
+    if crs is None or (crs.is_projected and _nominal_area_ok(crs)):
         factor = 1.0
         if crs is not None:
             factor = float(crs.linear_units_factor[1]) if crs.linear_units_factor else 1.0
         return np.full(height, abs(transform.a * transform.e) * factor * factor, dtype=np.float64)
     from pyproj import Geod
 
+    areas = np.empty(height, dtype=np.float64)
+    if crs.is_projected:
+        from pyproj import Transformer
+
+        to_ll = Transformer.from_crs(crs.to_wkt(), "EPSG:4326", always_xy=True)
+        geod = Geod(ellps="WGS84")
+        xs = transform.c + transform.a * width * np.linspace(0.0, 1.0, 16)
+        for r in range(height):
+            y_top = transform.f + transform.e * r
+            x = np.concatenate([xs, xs[::-1]])
+            y = np.concatenate([np.full(16, y_top), np.full(16, y_top + transform.e)])
+            lon, lat = to_ll.transform(x, y)
+            area, _ = geod.polygon_area_perimeter(lon, lat)
+            areas[r] = abs(area) / width
+        return areas
     geod = Geod(**{"ellps": "WGS84"}) if crs.to_epsg() == 4326 else Geod(crs.to_proj4())
     x0, dx = transform.c, transform.a
-    areas = np.empty(height, dtype=np.float64)
     for r in range(height):
         y_top = transform.f + transform.e * r
         y_bot = y_top + transform.e

@@ -68,3 +68,29 @@ def test_polygon_mask_follows_the_shape():
     assert 0.4 < aoi.mask.mean() < 0.6
     assert aoi.mask[300, 80] and not aoi.mask[40, 300]  # the lower-left half
     assert np.isclose(aoi.area_km2, aoi.mask.sum() * 100 / 1e6, rtol=0.05)
+
+
+def test_aoi_edges_of_constant_latitude_follow_the_parallel():
+    """A 10-degree-wide box at 60 N on a LAEA grid: its north edge is a curve there, not the chord."""
+    from pyproj import Transformer
+
+    box = bbox_geometry(5.0, 60.40, 15.0, 60.45)
+    tr = Transformer.from_crs(4326, 3035, always_xy=True)
+    lons = np.linspace(5, 15, 50)
+    xs, ys = tr.transform(np.r_[lons, lons], np.r_[np.full(50, 60.40), np.full(50, 60.45)])
+    x0, y0 = float(min(xs)) // 100 * 100 - 1000, float(max(ys)) // 100 * 100 + 1000
+    t = Affine(100, 0, x0, 0, -100, y0)
+    a = locate_aoi(box, CRS.from_epsg(3035), t, int((y0 - min(ys)) / 100) + 20, int((max(xs) - x0) / 100) + 20, max_area_km2=1e6)
+    c, r = ~t * tr.transform(10.0, 60.449)  # 110 m inside the north edge, half-way along it
+    r, c = int(r) - int(a.window.row_off), int(c) - int(a.window.col_off)
+    assert 0 <= r < a.mask.shape[0] and a.mask[r, c]
+
+
+def test_pixel_areas_are_geodesic_in_web_mercator():
+    from core.raster import grid_area_km2, pixel_area_m2
+
+    t = Affine(10, 0, 1400000, 0, -10, 6890000)  # Web Mercator near 52.5 N: 10 m map pixels are ~6 m on the ground
+    area = pixel_area_m2(CRS.from_epsg(3857), t, 2, 2)
+    lat = np.degrees(2 * np.arctan(np.exp(6889995 / 6378137.0)) - np.pi / 2)
+    np.testing.assert_allclose(area, 100 * np.cos(np.radians(lat)) ** 2, rtol=5e-3)
+    assert grid_area_km2(CRS.from_epsg(3857), t, 1000, 1000) < 0.5 * 100  # the AOI limit sees ~37 km^2, not 100
