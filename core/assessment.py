@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.outputs import atomic_path
+
 __all__ = [
     "Z95",
     "sample_size",
@@ -286,21 +288,20 @@ def write_points(points: pd.DataFrame, path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".gpkg"):
         raise ValueError(f"{path.name}: write points as .csv or .gpkg")
-    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
-    tmp.unlink(missing_ok=True)
-    if suffix == ".csv":
-        points.to_csv(tmp, index=False)
-    else:
-        import shapely
-        from pyogrio.raw import write
+    if suffix == ".gpkg" and points[["lon", "lat"]].isna().any().any():
+        raise ValueError("these points have no lon/lat (the map has no CRS): write them as CSV")
+    with atomic_path(path) as tmp:
+        if suffix == ".csv":
+            points.to_csv(tmp, index=False)
+        else:
+            import shapely
+            from pyogrio.raw import write
 
-        if points[["lon", "lat"]].isna().any().any():
-            raise ValueError("these points have no lon/lat (the map has no CRS): write them as CSV")
-        geoms = shapely.to_wkb(shapely.points(points["lon"].to_numpy(float), points["lat"].to_numpy(float)))
-        cols = [c for c in points.columns]
-        data = [points[c].astype(str).to_numpy() if points[c].dtype == object else points[c].to_numpy() for c in cols]
-        write(str(tmp), geoms, data, cols, driver="GPKG", layer="points", crs="EPSG:4326", geometry_type="Point")
-    tmp.replace(path)
+            tmp.unlink()  # GDAL creates the GeoPackage itself
+            geoms = shapely.to_wkb(shapely.points(points["lon"].to_numpy(float), points["lat"].to_numpy(float)))
+            cols = list(points.columns)
+            data = [points[c].astype(str).to_numpy() if points[c].dtype == object else points[c].to_numpy() for c in cols]
+            write(str(tmp), geoms, data, cols, driver="GPKG", layer="points", crs="EPSG:4326", geometry_type="Point")
     return path
 
 
@@ -494,8 +495,10 @@ def estimate(counts: np.ndarray, mapped_area: Sequence[float], class_names: Sequ
         z: Normal quantile of the intervals (1.96 for 95 %).
 
     Returns:
-        The estimates. A stratum with mapped area but fewer than 2 points gives NaN standard errors
-        (its variance is undefined); a stratum with no mapped area contributes nothing.
+        The estimates. A stratum with a single point has an undefined within-stratum variance: its
+        user's accuracy SE is NaN and it adds no variance term to the other estimates (exact when
+        the point is the whole stratum, e.g. a one-pixel class; otherwise the SEs are too small, so
+        sample at least 2 points per stratum). A stratum with no mapped area contributes nothing.
 
     Raises:
         ValueError: Shapes do not match, negative counts, or a mapped class with no sample point.
@@ -525,6 +528,7 @@ def estimate(counts: np.ndarray, mapped_area: Sequence[float], class_names: Sequ
         var_f = np.where(w[:, None] > 0, f * (1 - f) / denom[:, None], 0.0)  # per stratum, per reference class
         users_se = np.sqrt(users * (1 - users) / denom)
         overall = float(diag.sum())
+        var_f = np.nan_to_num(var_f, nan=0.0)  # strata with one point add no variance term (see Returns)
         overall_se = float(np.sqrt(np.nansum(np.where(w > 0, w**2 * users * (1 - users) / denom, 0.0))))
         se_pcol = np.sqrt((w[:, None] ** 2 * var_f).sum(axis=0))
         # producer's accuracy (eq. 7), with N_i. = mapped area (the unit cancels)
@@ -533,7 +537,7 @@ def estimate(counts: np.ndarray, mapped_area: Sequence[float], class_names: Sequ
         for j in range(k):
             if n_col[j] <= 0:
                 continue
-            own = a[j] ** 2 * (1 - producers[j]) ** 2 * users[j] * (1 - users[j]) / denom[j] if a[j] > 0 else 0.0
+            own = a[j] ** 2 * (1 - producers[j]) ** 2 * users[j] * (1 - users[j]) / denom[j] if a[j] > 0 and ni[j] > 1 else 0.0
             others = sum(a[i] ** 2 * var_f[i, j] for i in range(k) if i != j and a[i] > 0)
             prod_var[j] = (own + producers[j] ** 2 * others) / n_col[j] ** 2
     return AreaEstimate(names, n.astype(np.int64), a, p, users, users_se, producers, np.sqrt(prod_var), overall, overall_se,

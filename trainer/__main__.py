@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--max-nodata", type=_fraction, default=0.1, help="skip chips with more masked/nodata pixels (default 0.1)")
     x.add_argument("--batch", choices=["gcs", "drive"], help="submit Earth Engine batch exports instead of downloading")
     x.add_argument("--destination", help="bucket (gcs) or Drive folder (drive) for --batch")
+
+    from trainer import analyst_cli  # issue 11: assess, change, polygons, report
+
+    analyst_cli.add_parsers(sub)
+    e.add_argument("--calibration", action="store_true", help="also print expected calibration error before/after the card temperature")
+    e.add_argument("--reliability", metavar="PNG", help="write a reliability diagram (implies --calibration)")
     x.add_argument("--dry-run", action="store_true",
                    help="print the requests that would be sent (collections, filters, tiles, bytes) as JSON; needs no credentials")
 
@@ -170,7 +176,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from trainer import commands  # heavy imports only after the arguments are valid
+    from trainer import analyst_cli, commands  # heavy imports only after the arguments are valid
 
     if args.command == "fit":
         from trainer.config import load_config
@@ -182,6 +188,13 @@ def _run(args: argparse.Namespace) -> int:
         from trainer.distributed import export_onnx_command
 
         export_onnx_command(args.checkpoint, args.output)
+        if args.calibration or args.reliability:
+            from models.bundle import load_bundle
+            from trainer.analyst import print_calibration
+
+            print_calibration(load_bundle(args.checkpoint), args.scene, args.labels, args.split, args.reliability)
+    elif args.command in analyst_cli.COMMANDS:
+        return analyst_cli.run(args)
     elif args.command == "export-chips":
         from core.sources.earth_engine import LiveEarthEngine
         from trainer.export import ExportSettings, export_chips, plan_export

@@ -131,7 +131,7 @@ def test_assess_points_roundtrip_gpkg_and_csv_then_estimate(tmp_path):
         assert len(back) == len(labelled) and set(back["reference_class"].astype(int)) <= {0, 1, 2}
         e = estimate_from_points(back, ["water", "trees", "crops"], [0.24 * 4 / 3, 0.2, 0.08])
         assert e.users[1] == 1.0 and e.users[0] < 1.0
-    assert not list(tmp_path.glob(".*part"))
+    assert not list(tmp_path.glob(".*partial*"))
     import pyogrio
 
     info = pyogrio.read_info(tmp_path / "points.gpkg")
