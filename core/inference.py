@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from core.errors import BandError, NoDataError
+from core.errors import BandError, NoDataError, RasterReadError
 from core.inputs import InputDecision
 from core.outputs import PARTIAL_MARK, atomic_path, check_outputs
 from core.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
@@ -212,7 +212,14 @@ def predict_geotiff(
             n_valid = 0
 
             def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-                arr = src.read(indexes, window=Window(c, r, w, h))
+                try:
+                    arr = src.read(indexes, window=Window(c, r, w, h))
+                except RasterioIOError as exc:  # intact header, damaged tiles
+                    cause = f": {exc.__cause__}" if exc.__cause__ else ""
+                    raise RasterReadError(
+                        f"{Path(src_path).name} is damaged: its pixels at rows {r}-{r + h}, columns {c}-{c + w} cannot be "
+                        f"decoded ({exc}{cause}); nothing was written. Re-download or re-export the file"
+                    ) from None
                 return decision.apply(arr) if decision is not None else nodata_to_nan(arr, src.nodata)
 
             def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
