@@ -60,9 +60,10 @@ def areas_table(result: CompareResult) -> pd.DataFrame:
 
 
 def metrics_table(result: CompareResult) -> pd.DataFrame:
-    """Per-class IoU, precision, recall, F1 and pixel counts."""
-    d = result.metrics.to_dict()["per_class"]
-    return pd.DataFrame([{"class": k, **v} for k, v in d.items()])
+    """Per-class IoU, precision, recall, F1, pixel counts and whether the class enters mIoU."""
+    d = result.metrics.to_dict()
+    avg = set(d["miou_classes"])
+    return pd.DataFrame([{"class": k, **v, "in_miou": k in avg} for k, v in d["per_class"].items()])
 
 
 def training_curves(log: pd.DataFrame) -> go.Figure:

@@ -7,7 +7,7 @@ per-pixel agreement, all on the prediction's grid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -106,4 +106,6 @@ def compare(
     ]
     n_aoi = int(aoi_mask.sum()) if aoi_mask is not None else pred.size
     excluded = 1.0 - both.sum() / n_aoi if n_aoi else 0.0
+    # one excluded share everywhere (Metrics page, CSV, JSON): of the AOI polygon, not of its window
+    metrics = replace(metrics, excluded_fraction=float(excluded))
     return CompareResult(cmp.scheme, cmp.crosswalk, metrics, p_idx, r_idx, ref_ids, areas, float(excluded))

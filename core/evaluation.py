@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.classes import ClassScheme, Crosswalk, common_scheme, harmonize
-from core.metrics import ConfusionAccumulator, SegmentationMetrics
+from core.metrics import ConfusionAccumulator, SegmentationMetrics, metrics_from_confusion
 
 __all__ = ["Comparison"]
 
@@ -61,6 +61,21 @@ class Comparison:
         self.accumulator.update(pi, ri)
         return pi, ri
 
+    @property
+    def expressible(self) -> list[str]:
+        """Classes of the common scheme the reference can express (all, unless the reference was crosswalked).
+
+        A crosswalk from the reference scheme reaches only some target classes (OpenStreetMap land
+        use has no ``bare`` or ``snow_and_ice``); the others can never be right in the reference,
+        so mIoU averages over the reachable ones only.
+        """
+        cw = self.crosswalk
+        if cw is None or cw.source != self.reference_scheme:
+            return list(self.scheme.names)
+        reached = {t for t in cw.mapping.values() if t is not None}
+        return [c.name for c in self.scheme.classes if c.id in reached]
+
     def metrics(self) -> SegmentationMetrics:
-        """Metrics over everything added so far, in the common scheme."""
-        return self.accumulator.compute(self.scheme.names)
+        """Metrics over everything added so far, in the common scheme (mIoU over :attr:`expressible`)."""
+        return metrics_from_confusion(self.accumulator.matrix, self.scheme.names,
+                                      excluded_fraction=self.accumulator.excluded_fraction, averaged=self.expressible)

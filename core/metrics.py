@@ -96,12 +96,16 @@ class SegmentationMetrics:
         confusion: int64 (K, K), rows = reference, columns = prediction.
         class_names: K names.
         iou, precision, recall, f1: float64 (K,), NaN where undefined.
-        miou: Mean IoU over defined classes.
+        miou: Mean IoU over the averaged classes where defined.
         overall_accuracy: OA in [0, 1].
         kappa: Cohen's kappa.
         mean_f1: Mean F1 over defined classes.
         pixels: Number of pixels compared.
         excluded_fraction: Share of pixels left out (no reference label / no prediction).
+        averaged_classes: Names of the classes mIoU and mean F1 average over: all by default;
+            against a crosswalked reference only those the reference scheme can express (an
+            OpenStreetMap reference cannot say ``bare`` or ``snow_and_ice``, so their IoU would be 0
+            by construction).
     """
 
     confusion: np.ndarray
@@ -116,6 +120,7 @@ class SegmentationMetrics:
     mean_f1: float
     pixels: int
     excluded_fraction: float = 0.0
+    averaged_classes: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict (NaN as ``None``)."""
@@ -130,6 +135,7 @@ class SegmentationMetrics:
             "mean_f1": clean(self.mean_f1),
             "pixels": int(self.pixels),
             "excluded_fraction": clean(self.excluded_fraction),
+            "miou_classes": list(self.averaged_classes if self.averaged_classes is not None else self.class_names),
             "per_class": {
                 n: {
                     "iou": clean(self.iou[i]),
@@ -156,6 +162,8 @@ class SegmentationMetrics:
             f"mIoU {self.miou:.4f}  OA {self.overall_accuracy:.4f}  kappa {self.kappa:.4f}  "
             f"pixels {self.pixels}  excluded {self.excluded_fraction:.1%}"
         )
+        if self.averaged_classes is not None and len(self.averaged_classes) < len(self.class_names):
+            lines.append(f"mIoU averages {', '.join(self.averaged_classes)} (the classes the reference can express)")
         return "\n".join(lines)
 
 
@@ -165,7 +173,8 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def metrics_from_confusion(
-    confusion: np.ndarray, class_names: Sequence[str] | None = None, *, excluded_fraction: float = 0.0
+    confusion: np.ndarray, class_names: Sequence[str] | None = None, *, excluded_fraction: float = 0.0,
+    averaged: Sequence[str] | None = None,
 ) -> SegmentationMetrics:
     """Compute IoU, mIoU, OA, precision, recall, F1 and kappa from a confusion matrix.
 
@@ -173,6 +182,8 @@ def metrics_from_confusion(
         confusion: (K, K) counts, rows = reference, columns = prediction.
         class_names: K names (default ``class_0`` ...).
         excluded_fraction: Passed through to the result.
+        averaged: Names of the classes mIoU and mean F1 average over (default all); the others
+            keep their per-class values but do not enter the means.
 
     Returns:
         The metrics; see the module docstring for the formulas and their sources.
@@ -196,6 +207,9 @@ def metrics_from_confusion(
     oa = float(tp.sum() / n) if n else float("nan")
     pe = float((ref * pred).sum() / (n * n)) if n else float("nan")
     kappa = (oa - pe) / (1 - pe) if n and pe < 1 else (1.0 if n else float("nan"))
+    keep = np.ones(k, bool) if averaged is None else np.array([c in set(averaged) for c in names])
+    if averaged is not None and not keep.any():
+        raise ValueError(f"none of the averaged classes {list(averaged)} is among {list(names)}")
     return SegmentationMetrics(
         confusion=m.astype(np.int64),
         class_names=names,
@@ -203,12 +217,13 @@ def metrics_from_confusion(
         precision=precision,
         recall=recall,
         f1=f1,
-        miou=float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        miou=float(np.nanmean(iou[keep])) if np.isfinite(iou[keep]).any() else float("nan"),
         overall_accuracy=oa,
         kappa=float(kappa),
-        mean_f1=float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan"),
+        mean_f1=float(np.nanmean(f1[keep])) if np.isfinite(f1[keep]).any() else float("nan"),
         pixels=int(n),
         excluded_fraction=float(excluded_fraction),
+        averaged_classes=None if averaged is None else tuple(n_ for n_ in names if n_ in set(averaged)),
     )
 
 

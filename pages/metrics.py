@@ -2,15 +2,19 @@
 
 import streamlit as st
 
-from app import charts, widgets
+from app import charts, services, widgets
 from app.state import get_state
 
 state = get_state()
 st.title("Metrics")
 a = widgets.require_analysis(state)
-result = widgets.comparison(a, widgets.reference_picker(state, a))
+ref = widgets.reference_picker(state, a)
+result = widgets.comparison(a, ref)
 if result is None:
     st.stop()
+if services.reference_is_model(ref):
+    st.warning("The reference is the output of a model (Dynamic World, Brown et al. 2022), not ground truth: these "
+               "numbers measure agreement between two models, not accuracy.")
 m = result.metrics
 c = st.columns(5)
 c[0].metric("mIoU", f"{m.miou:.3f}")
@@ -20,6 +24,8 @@ c[3].metric("Pixels compared", f"{m.pixels:,}")
 c[4].metric("Excluded (no label / no data)", f"{result.excluded_fraction:.1%}")
 if result.crosswalk is not None:
     st.caption(f"Compared in the {result.scheme.title} scheme (crosswalk {result.crosswalk.source} → {result.crosswalk.target}).")
+if m.averaged_classes is not None and len(m.averaged_classes) < len(m.class_names):
+    st.caption(f"mIoU averages the classes the reference can express: {', '.join(m.averaged_classes)}.")
 left, right = st.columns(2)
 left.plotly_chart(charts.iou_bar(result), width="stretch")
 right.plotly_chart(charts.prf_bar(result), width="stretch")

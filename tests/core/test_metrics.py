@@ -86,3 +86,43 @@ def test_class_areas_in_km2():
 def test_table_lists_every_class():
     txt = metrics_from_confusion(M, ["water", "trees", "crops"]).table()
     assert "water" in txt and "crops" in txt and "mIoU" in txt
+
+
+def test_miou_against_a_crosswalked_reference_averages_only_what_it_can_express():
+    from core.classes import get_scheme
+    from core.evaluation import Comparison
+
+    cmp = Comparison("dynamic_world", "osm")
+    dw, osm = get_scheme("dynamic_world"), get_scheme("osm")
+    rng = np.random.default_rng(0)
+    pred = rng.choice([c.id for c in dw.classes], size=(64, 64)).astype(np.uint8)
+    ref = rng.choice([c.id for c in osm.classes if c.id != osm.ignore_index], size=(64, 64)).astype(np.uint8)
+    cmp.add(pred, ref)
+    m = cmp.metrics()
+    assert "bare" not in m.averaged_classes and "snow_and_ice" not in m.averaged_classes
+    keep = [m.class_names.index(n) for n in m.averaged_classes]
+    assert math.isclose(m.miou, float(np.nanmean(m.iou[keep])))
+    assert m.to_dict()["miou_classes"] == list(m.averaged_classes)
+    same = Comparison("dynamic_world", "dynamic_world")
+    same.add(pred, pred)
+    assert same.metrics().averaged_classes == tuple(dw.names)
+
+
+def test_exported_excluded_share_is_the_aoi_polygons():
+    from affine import Affine
+
+    from core.analysis import compare
+    from core.inference import ClassMap
+    from core.raster import GeoRaster
+
+    g = {"crs": None, "transform": Affine(10, 0, 0, 0, -10, 0)}
+    pred = np.zeros((1, 10, 10), np.uint8)
+    conf = np.ones((1, 10, 10), np.float32)
+    cm = ClassMap(GeoRaster(pred, nodata=255, band_names=("class",), **g), GeoRaster(conf, nodata=0.0, band_names=("c",), **g))
+    ref = np.zeros((1, 10, 10), np.uint8)
+    ref[0, :2] = 255  # 20 unlabelled pixels, 10 of them inside the AOI
+    aoi = np.zeros((10, 10), bool)
+    aoi[1:6, :] = True  # 50 pixels
+    res = compare(cm, "dynamic_world", GeoRaster(ref, nodata=255, band_names=("label",), **g), "dynamic_world", aoi)
+    assert math.isclose(res.excluded_fraction, 10 / 50)
+    assert math.isclose(res.metrics.to_dict()["excluded_fraction"], 10 / 50)  # what the JSON export writes
