@@ -45,8 +45,19 @@ def _fraction(text: str) -> float:
 
 
 def _one_line(exc: BaseException) -> str:
-    """The message of an expected error as one line (OSErrors with their file name)."""
-    if isinstance(exc, OSError) and exc.strerror:
+    """The message of an expected error as one line (OSErrors with their file name).
+
+    A rasterio read error says only "Read failed. See previous exception"; GDAL's reasons are in
+    its chain of causes, so those are shown, with what to do about a damaged file.
+    """
+    if type(exc).__name__ == "RasterioIOError":
+        causes, e = [], exc.__cause__ or exc.__context__
+        while e is not None and len(causes) < 8:
+            causes.append(str(e))
+            e = e.__cause__ or e.__context__
+        detail = next((c for c in causes if "failed at" in c), causes[0] if causes else str(exc))
+        text = f"a raster could not be read ({detail}); the file is damaged or incomplete: re-download or re-export it"
+    elif isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     else:
         text = str(exc) or type(exc).__name__

@@ -43,20 +43,22 @@ def _best_state(ckpt: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
-def fit(cfg: FitConfig, *, resume: bool = False) -> Path | None:
+def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "auto") -> Path | None:
     """Train, test on the held-out blocks, and write the bundle.
 
     Args:
         cfg: The configuration.
         resume: Continue from ``<output.dir>/checkpoints/last.ckpt`` if it exists (after a kill or
             a stop), otherwise start afresh.
+        offset: Radiometric offset of the training images: ``"auto"`` (per image, see
+            :mod:`core.inputs`), 0 or 1000.
 
     Returns:
         The bundle folder (on the global-zero process; ``None`` on other DDP ranks).
     """
     L.seed_everything(cfg.seed, workers=True)
     out = cfg.out_dir
-    dm = LulcDataModule(cfg)
+    dm = LulcDataModule(cfg, offset=offset)
     dm.setup()
     task = SegmentationTask.from_config(cfg, len(cfg.data.bands), dm.scheme.names, dm.weights)
     ckpt_dir = out / "checkpoints"
@@ -106,7 +108,10 @@ def fit(cfg: FitConfig, *, resume: bool = False) -> Path | None:
             "best_val_miou": float(best.best_model_score) if best.best_model_score is not None else None,
             "config": cfg.to_dict(),
             "blocks": [b.to_dict() for b in dm.blocks if not b.scene.startswith("chip:")],
+            "levels": dm.levels,
+            "inputs": {s.id: s.input for s in dm.scenes if not s.id.startswith("chip:")},
         },
+        levels=[lv for lv in dm.levels if lv != "unknown"],
         notes="Trained on the sample pack only (four scenes); Dynamic World targets are model output, not ground truth.",
     )
     bundle_dir = save_bundle(model, card, cfg.bundle_dir)
@@ -129,7 +134,8 @@ def fit(cfg: FitConfig, *, resume: bool = False) -> Path | None:
     return bundle_dir
 
 
-def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", as_json: bool = False, precision: str = "fp32") -> dict:
+def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", as_json: bool = False, precision: str = "fp32",
+             offset: str | int | None = "auto") -> dict:
     """Print per-class IoU, mIoU and OA of a bundle on a scene (a table, or one JSON object).
 
     Args:
@@ -139,12 +145,13 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
         split: See :func:`trainer.evaluation.scene_windows`.
         as_json: Print one JSON object instead of tables.
         precision: ``fp32``, ``bf16`` or ``auto``.
+        offset: Radiometric offset of the scene: ``"auto"``, 0 or 1000 (see :mod:`core.inputs`).
 
     Returns:
         The result dict of :func:`trainer.evaluation.evaluate_scene`.
     """
     bundle = load_bundle(checkpoint, precision=precision)
-    res = evaluate_scene(bundle, scene, labels, split=split)
+    res = evaluate_scene(bundle, scene, labels, split=split, offset=offset)
     if as_json:
         print(json.dumps(res))
         return res
@@ -154,6 +161,9 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
     names = list(m["per_class"])
     print(f"{res['scene']}: {bundle.card.name} vs {labels} labels on {res['windows']}"
           + (f" (crosswalk {res['crosswalk']})" if res["crosswalk"] else ""))
+    print(f"input: {res['input']}")
+    for w in res.get("input_warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     print(metrics_from_confusion(m["confusion_matrix"], names, excluded_fraction=m["excluded_fraction"] or 0).table())
     if "baseline" in res:
         b = res["baseline"]["metrics"]

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.classes import ClassScheme
-from core.sources.samples import get_scene, load_image, load_labels
+from core.inputs import decide, prepare_raster
+from core.sources.samples import get_scene, load_labels, load_model_input, scene_decision
 from core.splits import Block, block_splits, chip_windows
 from trainer.config import FitConfig
 
@@ -33,16 +34,43 @@ class SceneData:
         image: float32 (C, H, W) raw band values, NaN = nodata.
         target: uint8 (H, W) class indices 0..K-1, 255 = no label (or no image data).
         blocks: Its split blocks.
+        level: Sentinel-2 processing level of the image (``"L1C"``, ``"L2A"``, ``"unknown"``).
+        input: How the image was read (:meth:`core.inputs.InputDecision.summary`).
     """
 
     id: str
     image: np.ndarray
     target: np.ndarray
     blocks: list[Block]
+    level: str = "unknown"
+    input: str = ""
 
 
-def load_scenes(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
+@dataclass(frozen=True)
+class _TrainingBands:
+    """The card-like view of a training config for :func:`core.inputs.decide` (all bands required)."""
+
+    bands: list[str]
+    mean: list[float]
+    name: str = "training data"
+    optional_bands: tuple = ()
+    levels: tuple = ()
+    level_agreement: tuple = ()
+
+
+def _training_card(cfg: FitConfig) -> _TrainingBands:
+    return _TrainingBands(list(cfg.data.bands), [0.0] * len(cfg.data.bands))
+
+
+def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[list[SceneData], ClassScheme]:
     """Load every configured scene and cut it into split blocks.
+
+    Every image goes through :mod:`core.inputs` (band aliases, scale, +1000 offset, level), as
+    inputs at prediction time do.
+
+    Args:
+        cfg: The configuration.
+        offset: Radiometric offset of the training images (``None``/``"auto"``: decided per image).
 
     Returns:
         (scenes, the target class scheme).
@@ -56,7 +84,8 @@ def load_scenes(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
     root = cfg.data.data_dir
     for sc_cfg in cfg.data.scenes:
         scene = get_scene(sc_cfg.id, root)
-        data = load_image(scene, cfg.data.bands).to_float().data
+        decision = scene_decision(scene, _training_card(cfg), offset=offset)
+        data = load_model_input(scene, decision).data
         lab, sch = load_labels(scene, cfg.data.labels)
         if scheme is not None and sch.name != scheme.name:
             raise ValueError(f"scene {scene.id} labels use {sch.name}, others {scheme.name}")
@@ -68,9 +97,9 @@ def load_scenes(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
             val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
             seed=cfg.seed, whole=sc_cfg.split,
         )
-        out.append(SceneData(scene.id, data, target, blocks))
+        out.append(SceneData(scene.id, data, target, blocks, decision.level, decision.summary()))
     if cfg.data.chips_dir:
-        chips, chip_scheme = load_exported_chips(cfg)
+        chips, chip_scheme = load_exported_chips(cfg, offset=offset)
         if scheme is not None and chip_scheme.name != scheme.name:
             raise ValueError(f"exported chips use {chip_scheme.name} labels, the scenes {scheme.name}")
         out += chips
@@ -90,11 +119,13 @@ def _cell_split(lon: float, lat: float, cell_deg: float, val: float, test: float
     return "test" if u < test else "val" if u < test + val else "train"
 
 
-def load_exported_chips(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
+def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[list[SceneData], ClassScheme]:
     """Chips written by ``export-chips`` (or downloaded batch exports), one SceneData each.
 
     Image bands are read by name from ``<id>.tif`` (and ``<id>_s1.tif`` when a batch export wrote
-    radar separately); labels from ``<id>_label.tif``.
+    radar separately); labels from ``<id>_label.tif``. Each image goes through :mod:`core.inputs`;
+    its level is the manifest's ``level`` column where present (Earth Engine collection), and the
+    Earth Engine ``*_HARMONIZED`` collections carry no offset.
 
     Raises:
         FileNotFoundError: No manifest in ``data.chips_dir``.
@@ -124,7 +155,13 @@ def load_exported_chips(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
         if (folder / f"{r.id}_s1.tif").exists():
             parts.append(read_raster(folder / f"{r.id}_s1.tif"))
         try:
-            image = stack_bands(parts, cfg.data.bands).data
+            raster = stack_bands(parts, list(dict.fromkeys(n for p in parts for n in p.band_names)))
+            level = str(getattr(r, "level", "") or "")
+            decision = decide(_training_card(cfg), list(raster.band_names), raster.data, nodata=raster.nodata,
+                              metadata={"RADIOMETRIC_OFFSET": "none (Earth Engine harmonized collection)"} if offset is None else None,
+                              offset=offset, level=level if level in ("L1C", "L2A") else None,
+                              level_reason="export manifest", what=f"chip {r.id}")
+            image = prepare_raster(raster, decision).data
         except BandError as exc:
             raise ValueError(f"chip {r.id}: {exc}") from None
         scheme = get_scheme(r.scheme)
@@ -132,7 +169,7 @@ def load_exported_chips(cfg: FitConfig) -> tuple[list[SceneData], ClassScheme]:
         target[np.isnan(image).any(axis=0)] = IGNORE
         h, w = target.shape
         split = _cell_split(r.lon, r.lat, cfg.data.chips_cell_deg, cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed)
-        out.append(SceneData(f"chip:{r.id}", image, target, [Block(f"chip:{r.id}", 0, 0, h, w, split)]))
+        out.append(SceneData(f"chip:{r.id}", image, target, [Block(f"chip:{r.id}", 0, 0, h, w, split)], decision.level, decision.summary()))
     if not out:
         raise ValueError(f"{manifest} lists no chip whose files are present in {folder}")
     return out, get_scheme(schemes.pop())
@@ -233,9 +270,10 @@ class LulcDataModule(L.LightningDataModule):
     weights) describe the data, and ``blocks`` lists every scene's split blocks.
     """
 
-    def __init__(self, cfg: FitConfig) -> None:
+    def __init__(self, cfg: FitConfig, *, offset: int | str | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.offset = offset
         self.scenes: list[SceneData] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -243,7 +281,7 @@ class LulcDataModule(L.LightningDataModule):
         if self.scenes:
             return
         d = self.cfg.data
-        self.scenes, self.scheme = load_scenes(self.cfg)
+        self.scenes, self.scheme = load_scenes(self.cfg, offset=self.offset)
         self.mean, self.std = band_statistics(self.scenes)
         self.weights = class_weights(self.scenes, self.scheme.num_classes, self.cfg.loss.class_weighting, self.cfg.loss.max_class_weight)
         mk = lambda split, stride: ChipDataset(self.scenes, split, d.chip_size, stride, self.mean, self.std, d.max_nodata_fraction)  # noqa: E731
@@ -255,6 +293,11 @@ class LulcDataModule(L.LightningDataModule):
                 f"{len(self.train_set)} training and {len(self.val_set)} validation chips: "
                 "use more scenes, smaller blocks or chips"
             )
+
+    @property
+    def levels(self) -> list[str]:
+        """Sentinel-2 processing levels of the training images (sorted; ``"unknown"`` where not recorded)."""
+        return sorted({s.level for s in self.scenes})
 
     @property
     def blocks(self) -> list[Block]:
