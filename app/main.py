@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from app.navigation import all_pages  # noqa: E402
+from app.state import get_state, sync_query_params  # noqa: E402
 from core.config import data_dir  # noqa: E402
 
 st.set_page_config(page_title="LULC Explorer", page_icon=":material/satellite_alt:", layout="wide")
@@ -26,4 +27,9 @@ with st.sidebar:
         "Sample pack: contains modified Copernicus Sentinel data; Dynamic World labels (Brown et al. 2022); "
         "OSM © OpenStreetMap contributors (ODbL); DFC2020 and Sen1Floods11 (CC-BY-4.0)."
     )
-navigation.run()
+state = get_state()
+sync_query_params(state, write=False)  # a shared link restores scene, AOI, model and reference
+try:
+    navigation.run()
+finally:
+    sync_query_params(state, write=True)  # the address bar always reopens this analysis

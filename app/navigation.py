@@ -11,6 +11,8 @@ _SPEC = {
     "explore": ("Explore", ":material/map:"),
     "compare": ("Compare", ":material/compare:"),
     "metrics": ("Metrics", ":material/bar_chart:"),
+    "accuracy": ("Accuracy & area", ":material/straighten:"),
+    "change": ("Change", ":material/compare_arrows:"),
     "export": ("Export", ":material/download:"),
     "train": ("Train", ":material/model_training:"),
     "models": ("Models", ":material/inventory_2:"),

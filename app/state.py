@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -75,6 +78,9 @@ class AppState:
     ee_start: str = "2021-06-01"
     ee_end: str = "2021-09-01"
     ee_cloud: float = 0.6
+    change: Any = None
+    report_html: str | None = None
+    url_applied: bool = False
 
 
 def get_state() -> AppState:
@@ -82,3 +88,70 @@ def get_state() -> AppState:
     if KEY not in st.session_state:
         st.session_state[KEY] = AppState()
     return st.session_state[KEY]
+
+
+def _bundle_param(path: str) -> str:
+    from core.config import REPO_ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def query_params_of(state: AppState) -> dict[str, str]:
+    """The shareable part of the state as URL query parameters.
+
+    ``scene`` (sample scene id), ``bbox`` (west,south,east,north in degrees) or ``aoi`` (``whole``
+    or a GeoJSON geometry in lon/lat), ``model`` (bundle folder, relative to the repository when
+    inside it) and ``reference`` (label product key).
+    """
+    out = {"scene": state.scene_id or "", "model": _bundle_param(state.bundle_path), "reference": state.reference}
+    if state.aoi_mode == "Bounding box" and state.bbox_text.strip():
+        out["bbox"] = state.bbox_text.replace(" ", "")
+    elif state.aoi_mode == "Whole scene":
+        out["aoi"] = "whole"
+    elif state.aoi_geojson:
+        geo = state.aoi_geojson
+        out["aoi"] = geo if isinstance(geo, str) else json.dumps(geo, separators=(",", ":"))
+    return {k: v for k, v in out.items() if v}
+
+
+def apply_query_params(state: AppState, params: Mapping[str, str], session: MutableMapping[str, Any]) -> None:
+    """Restore scene, AOI, model and reference from a shared link (values are checked by the pages).
+
+    Args:
+        state: The session's state (filled in place).
+        params: The URL's query parameters.
+        session: ``st.session_state``, to seed the GeoJSON text box.
+    """
+    from core.config import REPO_ROOT
+
+    if params.get("scene"):
+        state.scene_id = params["scene"]
+    if params.get("model"):
+        p = Path(params["model"])
+        p = p if p.is_absolute() else REPO_ROOT / p
+        if (p / "card.json").exists():
+            state.bundle_path = str(p)
+    if params.get("reference"):
+        state.reference = params["reference"]
+    if params.get("bbox"):
+        state.aoi_mode, state.bbox_text = "Bounding box", params["bbox"].replace(",", ", ")
+    elif params.get("aoi") == "whole":
+        state.aoi_mode = "Whole scene"
+    elif params.get("aoi"):
+        state.aoi_mode, state.aoi_geojson = "GeoJSON", params["aoi"]
+        session["geojson"] = params["aoi"]
+
+
+def sync_query_params(state: AppState, *, write: bool) -> None:
+    """Read the URL into the state on a session's first run; with ``write``, mirror the state into the URL."""
+    if not state.url_applied:
+        state.url_applied = True
+        apply_query_params(state, {k: st.query_params[k] for k in st.query_params}, st.session_state)
+        return
+    if write:
+        want = query_params_of(state)
+        if want != {k: st.query_params[k] for k in st.query_params}:
+            st.query_params.from_dict(want)

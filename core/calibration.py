@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-__all__ = ["fit_temperature", "apply_temperature", "expected_calibration_error", "reliability_bins", "CalibrationReport",
+__all__ = ["confidence_calibration", "fit_temperature", "apply_temperature", "expected_calibration_error", "reliability_bins", "CalibrationReport",
            "calibration_report", "flatten_logits"]
 
 
@@ -179,3 +179,32 @@ def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: floa
     p1 = apply_temperature(logits, t)
     return CalibrationReport(t, expected_calibration_error(p0, labels, n_bins), expected_calibration_error(p1, labels, n_bins),
                              reliability_bins(p0, labels, n_bins), reliability_bins(p1, labels, n_bins), int(len(labels)), n_bins)
+
+
+def confidence_calibration(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> tuple[float, pd.DataFrame]:
+    """ECE and reliability bins from a confidence map and where the prediction is right.
+
+    ECE needs only the top-class confidence and whether that class is right, so a class map's
+    confidence raster and a reference are enough (Guo et al. 2017 eq. 3).
+
+    Args:
+        confidence: float (N,) or (H, W) top-class probabilities.
+        correct: bool, same shape: prediction equals the reference.
+        n_bins: Number of equal-width bins.
+
+    Returns:
+        (ECE, bins with ``lower, upper, confidence, accuracy, pixels``).
+    """
+    conf = np.asarray(confidence, float).reshape(-1)
+    right = np.asarray(correct, bool).reshape(-1)
+    edges = np.linspace(0, 1, n_bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = []
+    ece = 0.0
+    for b in range(n_bins):
+        sel = idx == b
+        if sel.any():
+            c, a = float(conf[sel].mean()), float(right[sel].mean())
+            ece += sel.sum() / max(conf.size, 1) * abs(a - c)
+            rows.append({"lower": edges[b], "upper": edges[b + 1], "confidence": c, "accuracy": a, "pixels": int(sel.sum())})
+    return (float(ece) if conf.size else float("nan")), pd.DataFrame(rows, columns=["lower", "upper", "confidence", "accuracy", "pixels"])

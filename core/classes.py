@@ -11,6 +11,7 @@ Sources:
     ESA WorldCover 10 m v200: Zanaga et al. (2022), product user manual v2.0, table 1 (ids, colours).
     DFC2020: Robinson et al. (2021), IEEE JSTARS 14 (simplified IGBP, ids 1..10 as in the files).
     OSM and water schemes: the sample pack's README (``../shared/data/README.md``).
+    Slovenian land use: eo-learn's LULC classes, as listed in the pack's ``scene.json``.
 """
 
 from __future__ import annotations
@@ -206,7 +207,27 @@ DFC2020 = _scheme(
 
 WATER = _scheme("water", "Water / not water", [(0, "not_water", "#d9d9d9"), (1, "water", "#419bdf")])
 
-SCHEMES: dict[str, ClassScheme] = {s.name: s for s in (DYNAMIC_WORLD, ESA_WORLDCOVER, OSM, DFC2020, WATER)}
+SLOVENIA_LULC = _scheme(
+    "slovenia_lulc",
+    "Slovenian land use (eo-learn LULC)",
+    [
+        (1, "cultivated_land", "#e49635"),
+        (2, "forest", "#397d49"),
+        (3, "grassland", "#88b053"),
+        (4, "shrubland", "#dfc35a"),
+        (5, "water", "#419bdf"),
+        (6, "wetland", "#7a87c6"),
+        (7, "tundra", "#d8c8a0"),
+        (8, "artificial_surface", "#c4281b"),
+        (9, "bareland", "#a59b8f"),
+        (10, "snow_and_ice", "#b39fe1"),
+    ],
+    ignore=0,
+)
+"""eo-learn's land-use classes of its Slovenian example patch (national land-use reference as
+rasterised by eo-learn; ids and colours from the sample pack's ``scene.json``); 0 = no data."""
+
+SCHEMES: dict[str, ClassScheme] = {s.name: s for s in (DYNAMIC_WORLD, ESA_WORLDCOVER, OSM, DFC2020, WATER, SLOVENIA_LULC)}
 """All known schemes by name."""
 
 
@@ -283,6 +304,13 @@ CROSSWALKS: dict[tuple[str, str], Crosswalk] = {
             {10: 1, 20: 5, 30: 2, 40: 4, 50: 6, 60: 7, 70: 8, 80: 0, 90: 3, 95: 3, 100: 7},
             "mangroves -> flooded_vegetation (DW's class covers vegetation intermixed with water); "
             "moss_and_lichen -> bare",
+        ),
+        Crosswalk(
+            "slovenia_lulc",
+            "dynamic_world",
+            {1: 4, 2: 1, 3: 2, 4: 5, 5: 0, 6: 3, 7: None, 8: 6, 9: 7, 10: 8},
+            "cultivated_land -> crops; shrubland -> shrub_and_scrub; wetland -> flooded_vegetation; "
+            "artificial_surface -> built; bareland -> bare; tundra has no counterpart (ignored)",
         ),
         Crosswalk(
             "dynamic_world",

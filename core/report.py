@@ -208,3 +208,91 @@ def transition_chart_png(net: pd.DataFrame, colors: Sequence[str] | None = None)
     ax.set_ylabel("net change (km²)")
     ax.tick_params(axis="x", rotation=30)
     return _fig_png(fig)
+
+
+def analysis_report(
+    *,
+    title: str,
+    image,
+    prediction,
+    scheme,
+    comparison=None,
+    reference=None,
+    reference_scheme=None,
+    reference_name: str = "",
+    estimate=None,
+    estimate_source: str = "",
+    calibration=None,
+    change=None,
+    change_rgba: np.ndarray | None = None,
+    provenance: Sequence[tuple[str, str]] = (),
+) -> Report:
+    """Assemble the report of one analysis (used by the app and by ``python -m trainer report``).
+
+    Args:
+        title: Report title.
+        image: ``GeoRaster`` of the imagery (for a true-colour picture when it has B4, B3, B2).
+        prediction: ``core.inference.ClassMap``.
+        scheme: The model's ``ClassScheme``.
+        comparison: ``core.analysis.CompareResult`` against the reference labels, or ``None``.
+        reference: Reference label ``GeoRaster`` (ids of ``reference_scheme``), or ``None``.
+        reference_scheme: Its ``ClassScheme``.
+        reference_name: Name of the reference product for captions.
+        estimate: ``core.assessment.AreaEstimate`` (areas in km^2), or ``None``.
+        estimate_source: Where the reference sample came from (said in the report).
+        calibration: ``core.calibration.CalibrationReport``, or ``None``.
+        change: ``core.change.ChangeResult``, or ``None``.
+        change_rgba: Picture of the change map (H, W, 4), with ``change``.
+        provenance: (key, value) entries: sources and dates, bundle and hash, levels and offsets.
+
+    Returns:
+        The report, ready for :func:`render_html`.
+    """
+    from core.render import class_rgba, composite, confidence_rgba
+
+    rep = Report(title)
+    cm = prediction.classes
+    rep.summary.append(("Area analysed", f"{cm.area_km2():.3f} km²"))
+    if {"B4", "B3", "B2"} <= set(image.band_names):
+        rep.maps.append(MapFigure("Image (true colour B4, B3, B2)", composite(image, ("B4", "B3", "B2"))))
+    legend = list(zip(scheme.names, scheme.colors, strict=True))
+    rep.maps.append(MapFigure("Prediction", class_rgba(cm.data[0], scheme), legend))
+    if reference is not None and reference_scheme is not None:
+        rep.maps.append(MapFigure(f"Reference ({reference_name})", class_rgba(reference.data[0], reference_scheme),
+                                  list(zip(reference_scheme.names, reference_scheme.colors, strict=True))))
+    rep.maps.append(MapFigure("Confidence (top class probability, calibrated with the card temperature)",
+                              confidence_rgba(prediction.confidence.data[0], cm.data[0] != 255), note="dark = low, bright = high"))
+    if comparison is not None:
+        m = comparison.metrics
+        rep.summary.append((f"Pixel agreement with {reference_name} (map vs map)",
+                            f"OA {m.overall_accuracy:.3f}, mIoU {m.miou:.3f}, kappa {m.kappa:.3f} on {m.pixels:,} pixels"))
+        rep.tables.append((f"Pixel agreement with {reference_name} (map vs map, not an accuracy estimate)",
+                           pd.DataFrame({"class": list(m.class_names), "IoU": m.iou, "precision": m.precision, "recall": m.recall}), "{:.3f}"))
+    if estimate is not None:
+        rep.summary.append(("Overall accuracy (stratified estimate)", f"{estimate.overall:.3f} ± {estimate.overall_ci:.3f} (95 % CI)"))
+        rep.summary.append(("Reference sample", estimate_source))
+        colors = comparison.scheme.colors if comparison is not None else None
+        rep.charts.append(("Class area: pixel-counted map area vs good-practice estimate with 95 % confidence interval (km²)",
+                           area_chart_png(estimate.class_names, estimate.mapped_area, estimate.area, estimate.area_ci, colors)))
+        rep.tables.append(("Area and accuracy estimates with 95 % confidence intervals (Olofsson et al. 2014)", estimate.table(), "{:.4f}"))
+        rep.tables.append(("Error matrix of estimated area proportions (rows = map, columns = reference)", estimate.matrix_table(), "{:.4f}"))
+    if calibration is not None:
+        rep.summary.append(("Expected calibration error",
+                            f"{calibration.ece_before:.4f} raw softmax, {calibration.ece_after:.4f} with T = {calibration.temperature:.2f}"))
+        rep.charts.append(("Reliability diagram (accuracy vs confidence per bin)",
+                           reliability_png({"T = 1 (raw softmax)": calibration.bins_before,
+                                            f"T = {calibration.temperature:.2f}": calibration.bins_after})))
+    if change is not None:
+        rep.summary.append(("Change", f"{change.changed_km2:.3f} km² of {change.total_km2:.3f} km² changed class "
+                                      f"({change.labels[0]} → {change.labels[1]})"))
+        if change_rgba is not None:
+            rep.maps.append(MapFigure(f"Change {change.labels[0]} → {change.labels[1]} (new class where changed)", change_rgba,
+                                      list(zip(change.class_names, change.colors, strict=True))))
+        rep.charts.append(("Net change per class (km²)", transition_chart_png(change.net_change(), change.colors)))
+        rep.tables.append(("From-to change matrix (km²)", change.matrix_table("km2"), "{:.4f}"))
+        rep.tables.append(("Net change per class", change.net_change(), "{:.4f}"))
+    rep.provenance += list(provenance) + [("Software", software_version())]
+    rep.notes.append("Area estimates follow the stratified estimators of Olofsson et al. (2014, Remote Sensing of Environment 148: "
+                     "42-57) with the map classes as strata; intervals are ±1.96 standard errors. Pixel-counted areas are shown for "
+                     "comparison only: they are biased by the map's omission and commission errors.")
+    return rep

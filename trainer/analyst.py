@@ -276,34 +276,26 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
            reference_column: str = "reference_class", seed: int = 0, min_per_class: int = 30) -> Path:
     """Predict a sample scene and write a self-contained HTML report of the analysis.
 
-    Contents: true-colour image, prediction, reference and confidence maps with legends;
-    agreement metrics against the reference labels; good-practice area estimates with 95 %
-    intervals from labelled points (``points``) or, for demonstration, from a stratified sample
-    labelled with the reference raster (marked as such); calibration (ECE before/after and a
-    reliability diagram); change from ``before_scene`` (same grid) when given; provenance.
+    Contents (:func:`core.report.analysis_report`): true-colour image, prediction, reference and
+    confidence maps with legends; agreement with the reference labels; good-practice area
+    estimates with 95 % intervals from labelled points (``points``) or, for demonstration, from a
+    stratified sample labelled with the reference raster (marked as such); calibration (ECE
+    before/after and a reliability diagram); change from ``before_scene`` (same grid) when given;
+    provenance (scene, level and offsets, bundle and its SHA-256, software version).
 
     Raises:
         SceneNotFoundError, BundleError, GridMismatchError, ValueError: With messages for the user.
     """
     from core.analysis import compare
     from core.inference import predict_raster
-    from core.render import class_rgba, composite, confidence_rgba
-    from core.report import (
-        MapFigure,
-        Report,
-        area_chart_png,
-        bundle_hash,
-        reliability_png,
-        render_html,
-        software_version,
-        transition_chart_png,
-    )
+    from core.render import class_rgba
+    from core.report import analysis_report, bundle_hash, render_html
     from core.sources.samples import get_scene, load_image, load_labels
     from models.bundle import load_bundle
 
-    check_outputs({"--out": out}, inputs=[p for p in (points,) if p])
     if not out.lower().endswith((".html", ".htm")):
         raise ValueError(f"{out}: the report is an HTML file; give a name ending in .html")
+    check_outputs({"--out": out}, inputs=[p for p in (points,) if p])
     bundle = load_bundle(checkpoint)
     sch = get_scheme(bundle.card.scheme_name)
     sc = get_scene(scene)
@@ -323,20 +315,6 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
     image, pred = run(sc, f"predict {sc.id}")
     ref, ref_scheme = load_labels(sc, labels)
     cmp = compare(pred, sch.name, ref, ref_scheme.name)
-    m = cmp.metrics
-    rep = Report(f"Land-cover analysis: {sc.id}")
-    rep.summary += [("Scene", sc.id), ("Model", f"{bundle.card.name} ({bundle.card.arch}/{bundle.card.encoder})"),
-                    ("Area analysed", f"{pred.classes.area_km2():.2f} km²"), (f"Agreement with {labels} labels (pixels)",
-                    f"OA {m.overall_accuracy:.3f}, mIoU {m.miou:.3f}, kappa {m.kappa:.3f}")]
-    rep.maps += [MapFigure("Image (true colour B4, B3, B2)", composite(image, ("B4", "B3", "B2"))),
-                 MapFigure("Prediction", class_rgba(pred.classes.data[0], sch), list(zip(sch.names, sch.colors, strict=True))),
-                 MapFigure(f"Reference ({labels})", class_rgba(ref.data[0], ref_scheme), list(zip(ref_scheme.names, ref_scheme.colors, strict=True))),
-                 MapFigure("Confidence (calibrated top probability)", confidence_rgba(pred.confidence.data[0], pred.classes.data[0] != 255),
-                           note="dark = low, bright = high confidence")]
-    rep.tables.append((f"Pixel agreement with the {labels} labels (map vs map, not an accuracy estimate)",
-                       pd.DataFrame({"class": list(m.class_names), "IoU": m.iou, "precision": m.precision, "recall": m.recall}), "{:.3f}"))
-    # good-practice area estimation on the common scheme
-    k = cmp.scheme.num_classes
     if points:
         pts = read_points(points, reference_column)
         source = f"labelled points from {Path(points).name} ({len(pts)} points)"
@@ -346,41 +324,29 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
                            cmp.reference)
         source = (f"DEMONSTRATION: a stratified random sample ({len(pts)} points, seed {seed}) labelled from the {labels} reference raster, "
                   "not by interpretation; label the exported points yourself for publishable numbers")
-    est = estimate_from_points(pts, cmp.scheme.names, mapped_km2(cmp.prediction, pred.classes, k), "map_class", reference_column)
-    rep.summary.append(("Overall accuracy (stratified estimate)", f"{est.overall:.3f} ± {est.overall_ci:.3f} (95 % CI)"))
-    rep.summary.append(("Reference sample", source))
-    rep.charts.append(("Class area: pixel-counted map area vs good-practice estimate with 95 % confidence interval (km²)",
-                       area_chart_png(cmp.scheme.names, est.mapped_area, est.area, est.area_ci, cmp.scheme.colors)))
-    rep.tables.append(("Area and accuracy estimates with 95 % confidence intervals (Olofsson et al. 2014)", est.table(), "{:.4f}"))
-    rep.tables.append(("Error matrix of estimated area proportions (rows = map, columns = reference)", est.matrix_table(), "{:.4f}"))
-    # calibration
-    if sch.name == ref_scheme.name:
-        cal = scene_calibration(bundle, sc.id, labels, split="all")
-        rep.summary.append(("Expected calibration error", f"{cal.ece_before:.4f} raw softmax, {cal.ece_after:.4f} with T = {cal.temperature:.2f}"))
-        rep.charts.append(("Reliability diagram (accuracy vs confidence per bin)",
-                           reliability_png({"T = 1 (raw softmax)": cal.bins_before, f"T = {cal.temperature:.2f}": cal.bins_after})))
-    # change
+    est = estimate_from_points(pts, cmp.scheme.names, mapped_km2(cmp.prediction, pred.classes, cmp.scheme.num_classes), "map_class",
+                               reference_column)
+    cal = scene_calibration(bundle, sc.id, labels, split="all") if sch.name == ref_scheme.name else None
+    ch = ch_rgba = None
     if before_scene:
         sb = get_scene(before_scene)
         _, pred0 = run(sb, f"predict {sb.id}")
         if not pred0.classes.same_grid(pred.classes):
             raise GridMismatchError(f"{before_scene} and {scene} are not on the same grid; pick two dates of one scene grid")
         ch = change_between(pred0.classes, pred.classes, sch.ids, sch.names, sch.colors, (sb.id, sc.id))
-        rep.summary.append(("Change", f"{ch.changed_km2:.3f} km² of {ch.total_km2:.3f} km² changed class since {sb.id}"))
-        changed = class_rgba(np.where(ch.changed, pred.classes.data[0], 255).astype(np.uint8), sch)
-        rep.maps.append(MapFigure(f"Change since {sb.id} (new class where changed)", changed, list(zip(sch.names, sch.colors, strict=True))))
-        rep.charts.append(("Net change per class (km²)", transition_chart_png(ch.net_change(), sch.colors)))
-        rep.tables.append(("From-to change matrix (km²)", ch.matrix_table("km2"), "{:.4f}"))
-        rep.tables.append(("Net change per class", ch.net_change(), "{:.4f}"))
-    rep.provenance += [("Source scene", f"{sc.id}, Sentinel-2 {sc.date} (sample pack, {sc.path})"), ("Before scene", before_scene or "–"),
-                       ("Processing level / offsets", _scene_level(sc)),
-                       ("Model bundle", str(Path(checkpoint).resolve())), ("Bundle SHA-256 (card.json + model.safetensors)", bundle_hash(checkpoint)),
-                       ("Bands", ", ".join(bundle.bands)), ("Temperature", f"{float(getattr(bundle.card, 'temperature', 1.0) or 1.0):.3f}"),
-                       ("Inference", f"tile {bundle.card.tile} px, overlap 32 px, {bundle.precision}"),
-                       ("Reference labels", f"{labels} ({ref_scheme.title})" + (f", crosswalk {cmp.crosswalk.source} → {cmp.crosswalk.target}" if cmp.crosswalk else "")),
-                       ("Software", software_version())]
-    rep.notes.append("Area estimates follow the stratified estimators of Olofsson et al. (2014, Remote Sensing of Environment 148: 42-57) with the "
-                     "map classes as strata; intervals are ±1.96 standard errors. Pixel-counted areas are shown for comparison only.")
+        ch_rgba = class_rgba(np.where(ch.changed, pred.classes.data[0], 255).astype(np.uint8), sch)
+    provenance = [("Source scene", f"{sc.id}, Sentinel-2 {sc.date} (sample pack, {sc.path})"), ("Before scene", before_scene or "–"),
+                  ("Processing level / offsets", _scene_level(sc)), ("Model bundle", str(Path(checkpoint).resolve())),
+                  ("Bundle SHA-256 (card.json + model.safetensors)", bundle_hash(checkpoint)), ("Bands", ", ".join(bundle.bands)),
+                  ("Temperature", f"{float(getattr(bundle.card, 'temperature', 1.0)):.3f}"),
+                  ("Inference", f"tile {bundle.card.tile} px, overlap 32 px, {bundle.precision}"),
+                  ("Reference labels", f"{labels} ({ref_scheme.title})"
+                   + (f", crosswalk {cmp.crosswalk.source} → {cmp.crosswalk.target}" if cmp.crosswalk else ""))]
+    rep = analysis_report(title=f"Land-cover analysis: {sc.id}", image=image, prediction=pred, scheme=sch, comparison=cmp, reference=ref,
+                          reference_scheme=ref_scheme, reference_name=labels, estimate=est, estimate_source=source, calibration=cal,
+                          change=ch, change_rgba=ch_rgba, provenance=provenance)
+    rep.summary.insert(0, ("Model", f"{bundle.card.name} ({bundle.card.arch}/{bundle.card.encoder})"))
+    rep.summary.insert(0, ("Scene", sc.id))
     atomic_write_text(out, render_html(rep))
     print(f"wrote {out}")
     return Path(out)
@@ -393,3 +359,36 @@ def _scene_level(sc) -> str:
         return sc.level
     keys = ("s2", "processing_baseline", "radiometric_offset", "product_id")
     return "; ".join(f"{k} {lvl[k]}" for k in keys if k in lvl) or sc.level
+
+
+def validation_calibration(model, loader, max_pixels: int = 500_000, device: str = "cpu") -> CalibrationReport:
+    """Fit the softmax temperature on a validation loader of (normalised x, target y, ...) batches.
+
+    Args:
+        model: The network (eval mode is set here); returns (B, K, H, W) logits.
+        loader: Validation ``DataLoader`` of the trainer's data module (y = 255 where unlabelled).
+        max_pixels: Labelled pixels kept (a fixed-seed random subset) for the fit.
+        device: Torch device.
+
+    Returns:
+        The temperature with ECE before (T = 1) and after on those validation pixels.
+    """
+    import torch
+
+    model.eval()
+    xs, ys = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            logits = model(batch[0].to(device)).float().cpu().numpy()
+            x, y = flatten_logits(logits, batch[1].numpy(), 255)
+            xs.append(x)
+            ys.append(y)
+    if not xs:
+        return calibration_report(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), temperature=1.0)
+    k = xs[0].shape[1]
+    x = np.concatenate(xs).reshape(-1, k)
+    y = np.concatenate(ys)
+    if y.size > max_pixels:
+        idx = np.random.default_rng(0).choice(y.size, max_pixels, replace=False)
+        x, y = x[idx], y[idx]
+    return calibration_report(x, y)

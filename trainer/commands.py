@@ -34,7 +34,7 @@ from trainer.module import SegmentationTask
 
 __all__ = ["fit", "evaluate", "predict", "predict_many", "expand_inputs", "INDEPENDENT_LABELS"]
 
-INDEPENDENT_LABELS = ("osm", "water", "dfc")
+INDEPENDENT_LABELS = ("osm", "water", "dfc", "lulc")
 """Label products not derived from Dynamic World, reported beside it in the card."""
 
 
@@ -112,10 +112,16 @@ def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "aut
             "inputs": {s.id: s.input for s in dm.scenes if not s.id.startswith("chip:")},
         },
         levels=[lv for lv in dm.levels if lv != "unknown"],
-        notes="Trained on the sample pack only (four scenes); Dynamic World targets are model output, not ground truth.",
+        optional_bands=list(cfg.data.optional_bands),
+        notes=f"Trained on {len([s for s in dm.scenes if not s.id.startswith('chip:')])} sample-pack scene(s); "
+              "Dynamic World targets are model output, not ground truth.",
     )
     bundle_dir = save_bundle(model, card, cfg.bundle_dir)
     bundle = load_bundle(bundle_dir)  # evaluate exactly what was saved (float16 weights)
+    from trainer.analyst import validation_calibration  # temperature scaling on the validation split
+
+    calibration = validation_calibration(bundle.model, dm.val_dataloader())
+    card.temperature = bundle.card.temperature = calibration.temperature
     results = []
     chips = [s for s in dm.scenes if s.id.startswith("chip:") and s.blocks[0].split == "test"]
     if chips:
@@ -127,7 +133,8 @@ def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "aut
         for other in INDEPENDENT_LABELS:
             if other in get_scene(s.id, cfg.data.data_dir).labels and other != cfg.data.labels:
                 results.append(evaluate_scene(bundle, s.id, other, split="test", baseline=cfg.data.labels))
-    card.metrics = {"held_out": results, "precision": "fp32", "tile": card.tile, "overlap": 32}
+    card.metrics = {"held_out": results, "precision": "fp32", "tile": card.tile, "overlap": 32,
+                    "calibration": {**calibration.to_dict(), "split": "val"}}
     write_card(card, bundle_dir)  # the weights on disk are the ones just evaluated
     print(summarize(results))
     print(f"bundle written to {bundle_dir}")

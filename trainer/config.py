@@ -55,6 +55,12 @@ class DataConfig:
             ``manifest.csv``); used in addition to ``scenes``.
         chips_cell_deg: Exported chips are split by cells of this many degrees (all chips of a
             cell go to one split, keeping neighbouring chips out of different splits).
+        soft_targets: Also load each scene's ``labels_dw_probs.tif`` (Dynamic World's per-class
+            probabilities x 255) as soft targets for distillation (``loss.soft_weight``).
+        optional_bands: Bands of ``bands`` the model must run without: training drops them at
+            random (``optim.band_dropout``) and the card lists them.
+        exclude_regions: Scene-id prefixes left out of training (leave-one-region-out runs, e.g.
+            ``["hungary-"]``).
     """
 
     bands: list[str]
@@ -71,6 +77,9 @@ class DataConfig:
     max_nodata_fraction: float = 0.5
     chips_dir: str | None = None
     chips_cell_deg: float = 0.1
+    soft_targets: bool = False
+    optional_bands: list[str] = field(default_factory=list)
+    exclude_regions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,11 +100,14 @@ class LossConfig:
             ``max_class_weight``) or ``"none"``.
         dice_weight: Weight of the multiclass Dice loss (0 disables it).
         max_class_weight: Cap on any class weight.
+        soft_weight: Weight of the distillation term: cross-entropy against the soft targets
+            (``data.soft_targets``), on pixels that have them (Hinton et al. 2015, temperature 1).
     """
 
     class_weighting: str = "inverse_sqrt"
     dice_weight: float = 1.0
     max_class_weight: float = 10.0
+    soft_weight: float = 0.0
 
 
 @dataclass
@@ -103,11 +115,15 @@ class OptimConfig:
     """AdamW with a cosine learning-rate schedule.
 
     ``noise_std`` is the augmentation noise in standard deviations of the normalised bands.
+    ``band_dropout`` is the probability that a training chip loses a random non-empty subset of
+    ``data.optional_bands``; a dropped band is set to 0 after normalisation, i.e. its mean, which
+    is how prediction fills a missing optional band.
     """
 
     lr: float = 1e-3
     weight_decay: float = 1e-4
     noise_std: float = 0.03
+    band_dropout: float = 0.0
 
 
 @dataclass

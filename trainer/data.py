@@ -6,7 +6,7 @@ Scenes are small enough to hold in memory; chips are views into them. The same b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -15,7 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.classes import ClassScheme
+from core.guards import check_same_grid
 from core.inputs import decide, prepare_raster
+from core.raster import raster_info, read_raster
 from core.sources.samples import get_scene, load_labels, load_model_input, scene_decision
 from core.splits import Block, block_splits, chip_windows
 from trainer.config import FitConfig
@@ -36,6 +38,8 @@ class SceneData:
         blocks: Its split blocks.
         level: Sentinel-2 processing level of the image (``"L1C"``, ``"L2A"``, ``"unknown"``).
         input: How the image was read (:meth:`core.inputs.InputDecision.summary`).
+        soft: uint8 (K, H, W) soft targets (Dynamic World probabilities x 255, ``labels_dw_probs.tif``),
+            all 0 where there are none; ``None`` when soft targets are off or the scene has none.
     """
 
     id: str
@@ -44,6 +48,7 @@ class SceneData:
     blocks: list[Block]
     level: str = "unknown"
     input: str = ""
+    soft: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,11 @@ def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[lis
     out: list[SceneData] = []
     scheme: ClassScheme | None = None
     root = cfg.data.data_dir
+    if cfg.data.soft_targets and cfg.data.labels != "dw":
+        raise ValueError(f"data.soft_targets needs data.labels: dw (Dynamic World probabilities), not {cfg.data.labels!r}")
     for sc_cfg in cfg.data.scenes:
+        if any(sc_cfg.id.startswith(p) for p in cfg.data.exclude_regions):
+            continue
         scene = get_scene(sc_cfg.id, root)
         decision = scene_decision(scene, _training_card(cfg), offset=offset)
         data = load_model_input(scene, decision).data
@@ -92,12 +101,19 @@ def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[lis
         scheme = sch
         target = sch.to_index(lab.data[0])
         target[np.isnan(data).any(axis=0)] = IGNORE
-        blocks = block_splits(
-            scene.id, scene.height, scene.width, cfg.data.block_size,
-            val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
-            seed=cfg.seed, whole=sc_cfg.split,
-        )
-        out.append(SceneData(scene.id, data, target, blocks, decision.level, decision.summary()))
+        # scenes on one grid (a place on several dates) share one block layout, so a block held out
+        # on one date is held out on every date and no place leaks from test into training
+        info = raster_info(scene.path / "image_s2.tif")
+        grid_key = f"{info['crs']}|{tuple(info['transform'])}|{scene.height}x{scene.width}"
+        blocks = [
+            replace(bl, scene=scene.id) for bl in block_splits(
+                grid_key, scene.height, scene.width, cfg.data.block_size,
+                val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
+                seed=cfg.seed, whole=sc_cfg.split,
+            )
+        ]
+        soft = _load_soft(scene, target) if cfg.data.soft_targets else None
+        out.append(SceneData(scene.id, data, target, blocks, decision.level, decision.summary(), soft))
     if cfg.data.chips_dir:
         chips, chip_scheme = load_exported_chips(cfg, offset=offset)
         if scheme is not None and chip_scheme.name != scheme.name:
@@ -175,6 +191,24 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
     return out, get_scheme(schemes.pop())
 
 
+def _load_soft(scene, target: np.ndarray) -> np.ndarray | None:
+    """A scene's Dynamic World probabilities (uint8 (K, H, W), x 255) on its grid, 0 where ``target`` is unlabelled.
+
+    Returns ``None`` if the scene has no ``labels_dw_probs.tif``.
+
+    Raises:
+        GridMismatchError: The file is not on the image's grid.
+    """
+    path = scene.path / "labels_dw_probs.tif"
+    if not path.exists():
+        return None
+    check_same_grid(raster_info(scene.path / "image_s2.tif"), raster_info(path),
+                    what=f"scene {scene.id}", names=("image_s2.tif", path.name))
+    soft = np.ascontiguousarray(read_raster(path).data.astype(np.uint8))
+    soft[:, target == IGNORE] = 0
+    return soft
+
+
 def _block_pixels(scenes: list[SceneData], split: str):
     for s in scenes:
         for b in s.blocks:
@@ -233,12 +267,15 @@ def class_weights(scenes: list[SceneData], num_classes: int, mode: str, cap: flo
 class ChipDataset(Dataset):
     """Chips of one split: normalised image and target.
 
-    Items are ``(x float32 (C, S, S), y int64 (S, S))`` with NaN (nodata) set to 0 after
-    normalisation and y = 255 where unlabelled.
+    Items are ``(x float32 (C, S, S), y int64 (S, S), soft float32 (K, S, S))`` with NaN (nodata)
+    set to 0 after normalisation, y = 255 where unlabelled, and ``soft`` the scene's soft targets as
+    probabilities (all 0 where a pixel or scene has none).
     """
 
-    def __init__(self, scenes: list[SceneData], split: str, chip_size: int, stride: int, mean: np.ndarray, std: np.ndarray, max_nodata_fraction: float = 0.5) -> None:
+    def __init__(self, scenes: list[SceneData], split: str, chip_size: int, stride: int, mean: np.ndarray, std: np.ndarray, max_nodata_fraction: float = 0.5,
+                 num_classes: int = 0) -> None:
         self.scenes = scenes
+        self.num_classes = num_classes or max((s.soft.shape[0] for s in scenes if s.soft is not None), default=0)
         self.chip = chip_size
         self.mean = mean.astype(np.float32)[:, None, None]
         self.std = std.astype(np.float32)[:, None, None]
@@ -260,7 +297,11 @@ class ChipDataset(Dataset):
         s = self.scenes[i]
         x = (s.image[:, r : r + self.chip, c : c + self.chip] - self.mean) / self.std
         y = s.target[r : r + self.chip, c : c + self.chip].astype(np.int64)
-        return torch.from_numpy(np.nan_to_num(x, nan=0.0)), torch.from_numpy(y)
+        if s.soft is not None:
+            soft = s.soft[:, r : r + self.chip, c : c + self.chip].astype(np.float32) / np.float32(255.0)
+        else:
+            soft = np.zeros((self.num_classes,) + y.shape, dtype=np.float32)
+        return torch.from_numpy(np.nan_to_num(x, nan=0.0)), torch.from_numpy(y), torch.from_numpy(soft)
 
 
 class LulcDataModule(L.LightningDataModule):
@@ -284,7 +325,8 @@ class LulcDataModule(L.LightningDataModule):
         self.scenes, self.scheme = load_scenes(self.cfg, offset=self.offset)
         self.mean, self.std = band_statistics(self.scenes)
         self.weights = class_weights(self.scenes, self.scheme.num_classes, self.cfg.loss.class_weighting, self.cfg.loss.max_class_weight)
-        mk = lambda split, stride: ChipDataset(self.scenes, split, d.chip_size, stride, self.mean, self.std, d.max_nodata_fraction)  # noqa: E731
+        mk = lambda split, stride: ChipDataset(self.scenes, split, d.chip_size, stride, self.mean, self.std, d.max_nodata_fraction,  # noqa: E731
+                                               self.scheme.num_classes)
         self.train_set = mk("train", d.train_stride)
         self.val_set = mk("val", d.chip_size)
         self.test_set = mk("test", d.chip_size)

@@ -1,6 +1,12 @@
 """The LightningModule: network, loss, augmentation, metrics.
 
-Loss: class-weighted cross-entropy plus multiclass Dice (smp), both ignoring index 255.
+Loss: class-weighted cross-entropy plus multiclass Dice (smp), both ignoring index 255, plus
+optionally (``loss.soft_weight``) a distillation term: cross-entropy against soft targets (Dynamic
+World's per-class probabilities), on pixels that have them (Hinton et al. 2015, "Distilling the
+knowledge in a neural network", temperature 1).
+Band dropout (``optim.band_dropout``): a training chip loses, with that probability, a random
+non-empty subset of ``data.optional_bands``; a dropped band is 0 after normalisation, its training
+mean, exactly how prediction fills a missing optional band (:mod:`core.inputs`).
 Augmentation (kornia, on the batch): horizontal/vertical flips, 90-degree rotations and Gaussian
 noise on the normalised bands; all geometric transforms are exact permutations of pixels, so they
 are safe for any number of bands, and the noise leaves band ratios' expectation unchanged.
@@ -53,6 +59,10 @@ class SegmentationTask(L.LightningModule):
             K.RandomGaussianNoise(std=float(cfg["optim"]["noise_std"]), p=0.5),
             data_keys=["input", "mask"],
         )
+        d = cfg["data"]
+        self.optional_idx = [list(d["bands"]).index(b) for b in d.get("optional_bands") or []]
+        self.band_dropout = float(cfg["optim"].get("band_dropout", 0.0))
+        self.soft_weight = float(cfg["loss"].get("soft_weight", 0.0))
         self.val_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=IGNORE)
         self.test_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=IGNORE)
 
@@ -65,23 +75,50 @@ class SegmentationTask(L.LightningModule):
         """Logits (B, K, H, W) of normalised input (B, C, H, W)."""
         return self.model(x)
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None = None) -> torch.Tensor:
         loss = self.ce(logits, y)
         if self.dice_weight:
             loss = loss + self.dice_weight * self.dice(logits, y)
+        if self.soft_weight and soft is not None and soft.numel():
+            has = soft.sum(1) > 0.5  # (B, H, W): pixels with soft targets
+            if has.any():
+                ce = -(soft * torch.log_softmax(logits, dim=1)).sum(1)
+                loss = loss + self.soft_weight * ce[has].mean()
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def drop_bands(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero a random non-empty subset of the optional bands in a random share of the chips.
+
+        Args:
+            x: float32 (B, C, H, W) normalised chips.
+
+        Returns:
+            The same tensor, modified in place.
+        """
+        if not self.band_dropout or not self.optional_idx:
+            return x
+        n = len(self.optional_idx)
+        for i in torch.nonzero(torch.rand(x.shape[0]) < self.band_dropout).flatten().tolist():
+            k = int(torch.randint(1, n + 1, (1,)))
+            for j in torch.randperm(n)[:k].tolist():
+                x[i, self.optional_idx[j]] = 0.0
+        return x
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        soft = batch[2] if len(batch) > 2 else None
         with torch.no_grad():
-            x, ym = self.augment(x, y.unsqueeze(1).float())
-            y = ym.squeeze(1).round().long()
-        loss = self._loss(self(x), y)
+            m = y.unsqueeze(1).float() if soft is None else torch.cat([y.unsqueeze(1).float(), soft], dim=1)
+            x, m = self.augment(x, m)
+            y = m[:, 0].round().long()
+            soft = None if soft is None else m[:, 1:]
+            x = self.drop_bands(x)
+        loss = self._loss(self(x), y, soft)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], cm: MulticlassConfusionMatrix, prefix: str) -> None:
-        x, y = batch
+    def _eval_step(self, batch: tuple[torch.Tensor, ...], cm: MulticlassConfusionMatrix, prefix: str) -> None:
+        x, y = batch[0], batch[1]
         logits = self(x)
         self.log(f"{prefix}_loss", self._loss(logits, y), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         cm.update(logits.argmax(1), y)

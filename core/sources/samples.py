@@ -35,6 +35,7 @@ LABEL_PRODUCTS: dict[str, tuple[str, str]] = {
     "osm": ("labels_osm.tif", "osm"),
     "dfc": ("labels_dfc.tif", "dfc2020"),
     "water": ("labels_water.tif", "water"),
+    "lulc": ("labels_lulc.tif", "slovenia_lulc"),
 }
 """Label product key -> (file name, class scheme name)."""
 
@@ -283,7 +284,8 @@ def load_labels(scene: SampleScene | str, product: str = "dw", window: Window | 
 
     Args:
         scene: The scene or its id.
-        product: ``"dw"`` (Dynamic World), ``"osm"``, ``"dfc"`` or ``"water"``.
+        product: ``"dw"`` (Dynamic World), ``"osm"``, ``"dfc"``, ``"water"`` or ``"lulc"`` (Slovenian
+            land-use reference).
         window: Pixel window (default whole scene).
 
     Returns:

@@ -62,3 +62,13 @@ def test_calibration_flatten_logits_leaves_out_unlabelled_pixels():
     assert x.shape == (10, 3)
     with pytest.raises(ValueError, match="logits must be"):
         fit_temperature(np.zeros((3, 2)), np.zeros(4, int))
+
+
+def test_calibration_from_a_confidence_map_equals_the_probability_version():
+    logits, labels = _overconfident(5000, seed=3)
+    p = apply_temperature(logits, 1.0)
+    from core.calibration import confidence_calibration
+
+    ece, bins = confidence_calibration(p.max(1), p.argmax(1) == labels)
+    assert ece == pytest.approx(expected_calibration_error(p, labels), abs=1e-5)
+    assert bins["pixels"].sum() == 5000

@@ -1,0 +1,246 @@
+"""Measure what a model card promises beyond held-out accuracy, and write it into the card.
+
+* ``band_agreement``: on the held-out (test) blocks, the share of pixels whose class stays the same
+  when optional bands are missing (filled with the card mean, as :mod:`core.inputs` does at
+  prediction time) compared with the all-bands prediction.
+* ``level_agreement``: agreement with Dynamic World on the held-out blocks, per processing level.
+* Leave-one-region-out (LORO): models trained without a region, scored on every scene of it
+  against Dynamic World and, where the region has one, its independent reference, next to the
+  Dynamic World model on exactly the same pixels.
+* Independent references: the model and the Dynamic World model side by side against every
+  independent reference of the pack (OSM Brandenburg, Sen1Floods11 water, Slovenian land use).
+
+The Dynamic World model's labels are the pack's ``labels_dw.tif``, which the local port
+(``models/dynamicworld``) reproduces exactly (tests/models/test_dynamicworld.py).
+
+Run: ``python -m trainer.assess models/default --loro runs/loro-*/bundle``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from core.classes import get_crosswalk
+from core.inference import NODATA_CLASS, predict_raster
+from core.metrics import metrics_from_confusion
+from core.sources.samples import get_scene, load_model_input, scene_decision
+from models.bundle import Bundle, load_bundle, read_card, write_card
+from trainer.evaluation import evaluate_scene
+
+__all__ = ["DROPS", "REGIONS", "band_agreement", "level_agreement", "loro_row", "independent_table", "assess"]
+
+DROPS: tuple[tuple[str, ...], ...] = (("B5",), ("B6",), ("B7",), ("B11",), ("B12",), ("B5", "B12"))
+"""Missing-band cases measured (each optional band alone, and the pair B5 + B12)."""
+
+REGIONS: dict[str, str] = {
+    "hungary-": "Hungary", "virginia-": "Virginia (US)", "newzealand-": "New Zealand", "slovenia-": "Slovenia",
+    "brandenburg-": "Brandenburg (DE)", "sandiego-": "San Diego (US)", "campeche-": "Campeche (MX)",
+    "sen1floods11-": "Spain (Sen1Floods11)",
+}
+"""Scene-id prefix -> region name."""
+
+REFERENCE_NAMES = {"osm": "OSM land use", "water": "Sen1Floods11 hand-labelled water", "lulc": "Slovenian land use",
+                   "dfc": "DFC2020"}
+
+
+def _test_windows(bundle: Bundle) -> dict[str, list[Window]]:
+    out: dict[str, list[Window]] = {}
+    for b in bundle.card.training.get("blocks", []):
+        if b["split"] == "test":
+            out.setdefault(b["scene"], []).append(Window(b["col_off"], b["row_off"], b["width"], b["height"]))
+    return out
+
+
+def _classes(bundle: Bundle, img) -> np.ndarray:
+    pred = predict_raster(img, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
+                          tile=bundle.card.tile, overlap=32)
+    return pred.classes.data[0]
+
+
+def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scenes: Sequence[str] | None = None) -> dict[str, dict[str, list[int]]]:
+    """Agreement of predictions without some bands with the all-bands prediction, on test blocks.
+
+    A missing band is filled with the card's mean (raw units), i.e. 0 after standardisation, as
+    :mod:`core.inputs` fills a missing optional band at prediction time.
+
+    Args:
+        bundle: The model (its card lists the test blocks).
+        drops: Band sets to leave out.
+        scenes: Restrict to these scene ids (default every scene with test blocks).
+
+    Returns:
+        ``{"B5+B12": {scene_id: [pixels that agree, valid pixels]}}``.
+    """
+    mean = dict(zip(bundle.card.bands, bundle.card.mean, strict=True))
+    out: dict[str, dict[str, list[int]]] = {"+".join(d): {} for d in drops}
+    for sid, wins in _test_windows(bundle).items():
+        if scenes is not None and sid not in scenes:
+            continue
+        sc = get_scene(sid)
+        decision = scene_decision(sc, bundle.card)
+        for win in wins:
+            img = load_model_input(sc, decision, win)
+            full = _classes(bundle, img)
+            for d in drops:
+                data = img.data.copy()
+                valid = ~np.isnan(data).any(axis=0)
+                for b in d:
+                    k = bundle.bands.index(b)
+                    data[k][valid] = mean[b]
+                img_d = type(img)(data, img.crs, img.transform, img.nodata, img.band_names, dict(img.meta))
+                got = _classes(bundle, img_d)
+                ok = (full != NODATA_CLASS) & (got != NODATA_CLASS)
+                cnt = out["+".join(d)].setdefault(sid, [0, 0])
+                cnt[0] += int((full[ok] == got[ok]).sum())
+                cnt[1] += int(ok.sum())
+    return out
+
+
+def _sum_cm(results: Sequence[dict], key: str = "metrics") -> np.ndarray | None:
+    cms = [np.array(r[key]["confusion_matrix"]) if key == "metrics" else np.array(r["baseline"]["metrics"]["confusion_matrix"]) for r in results]
+    return sum(cms) if cms else None
+
+
+def level_agreement(held_out: Sequence[dict], levels: dict[str, str], class_names: list[str]) -> dict[str, dict]:
+    """Agreement (mIoU, OA) with Dynamic World on the held-out blocks, per processing level.
+
+    Args:
+        held_out: The card's ``metrics.held_out`` results.
+        levels: Scene id -> level.
+        class_names: The model's class names.
+
+    Returns:
+        ``{"L1C": {"miou", "oa", "pixels", "scenes", "reference": "dw"}}``.
+    """
+    out: dict[str, dict] = {}
+    for lv in sorted(set(levels.values())):
+        rs = [r for r in held_out if r["labels"] == "dw" and levels.get(r["scene"]) == lv]
+        if not rs:
+            continue
+        m = metrics_from_confusion(_sum_cm(rs), class_names)
+        out[lv] = {"miou": round(m.miou, 4), "oa": round(m.overall_accuracy, 4), "pixels": int(m.pixels),
+                   "scenes": sorted(r["scene"] for r in rs), "reference": "dw (Dynamic World model)"}
+    return out
+
+
+def loro_row(bundle: Bundle, region_prefix: str) -> dict:
+    """Score a model trained without a region on every scene of that region.
+
+    Args:
+        bundle: The LORO model.
+        region_prefix: Scene-id prefix of the held-out region (``"hungary-"``).
+
+    Returns:
+        ``{"region", "scenes", "epochs", "dw": {"miou", "oa", "pixels"}, "independent": {...}?}``.
+
+    Raises:
+        ValueError: The model was trained on a scene of the region.
+    """
+    from core.sources.samples import list_scenes
+
+    trained = bundle.card.training.get("data", [])
+    if any(s.startswith(region_prefix) for s in trained):
+        raise ValueError(f"{bundle.path} was trained on {region_prefix}* scenes; it cannot score that region")
+    scenes = [s for s in list_scenes() if s.id.startswith(region_prefix)]
+    rs = [evaluate_scene(bundle, s, "dw", split="all", baseline=None) for s in scenes]
+    m = metrics_from_confusion(_sum_cm(rs), bundle.card.class_names)
+    row = {"region": REGIONS.get(region_prefix, region_prefix), "scenes": [s.id for s in scenes],
+           "epochs": bundle.card.training.get("epochs_run"),
+           "dw": {"miou": round(m.miou, 4), "oa": round(m.overall_accuracy, 4), "pixels": int(m.pixels)}}
+    ind = {}
+    for other in ("osm", "water", "lulc"):
+        rs = [evaluate_scene(bundle, s, other, split="all", baseline="dw") for s in scenes if other in s.labels]
+        if rs:
+            names = list(rs[0]["metrics"]["per_class"])
+            mm, bb = metrics_from_confusion(_sum_cm(rs), names), metrics_from_confusion(_sum_cm(rs, "baseline"), names)
+            ind[other] = {"model": {"miou": round(mm.miou, 4), "oa": round(mm.overall_accuracy, 4)},
+                          "dynamic_world": {"miou": round(bb.miou, 4), "oa": round(bb.overall_accuracy, 4)},
+                          "pixels": int(mm.pixels), "crosswalk": rs[0]["crosswalk"]}
+    if ind:
+        row["independent"] = ind
+    return row
+
+
+def independent_table(held_out: Sequence[dict], loro: Sequence[dict]) -> list[dict]:
+    """Model vs the Dynamic World model on every independent reference, same pixels.
+
+    Held-out blocks of the main model where the reference's scene has test blocks; the region's
+    LORO model where the main model trained on all of the region (Slovenia: one 1 km2 patch).
+    """
+    rows = []
+    for r in held_out:
+        if r["labels"] in REFERENCE_NAMES and "baseline" in r:
+            m, b = r["metrics"], r["baseline"]["metrics"]
+            rows.append({"reference": REFERENCE_NAMES[r["labels"]], "scene": r["scene"], "pixels": m["pixels"],
+                         "where": "held-out test blocks, main model", "crosswalk": r["crosswalk"],
+                         "model": {"miou": round(m["miou"], 4), "oa": round(m["overall_accuracy"], 4)},
+                         "dynamic_world": {"miou": round(b["miou"], 4), "oa": round(b["overall_accuracy"], 4)}})
+    have = {row["reference"] for row in rows}
+    for lr in loro:
+        for k, v in lr.get("independent", {}).items():
+            if REFERENCE_NAMES[k] not in have:
+                rows.append({"reference": REFERENCE_NAMES[k], "scene": ", ".join(lr["scenes"]), "pixels": v["pixels"],
+                             "where": f"whole region, model trained without {lr['region']} (LORO)",
+                             "crosswalk": v["crosswalk"], "model": v["model"], "dynamic_world": v["dynamic_world"]})
+    return rows
+
+
+def _crosswalk_table() -> list[list[str]]:
+    return [list(p) for p in get_crosswalk("slovenia_lulc", "dynamic_world").table()]
+
+
+def assess(bundle_dir: str | Path, loro_dirs: Sequence[str | Path] = ()) -> dict:
+    """Measure band/level agreement, LORO and the independent-reference table; write them into the card.
+
+    Args:
+        bundle_dir: The main model bundle (its card is rewritten; weights untouched).
+        loro_dirs: LORO bundles (their configs' ``data.exclude_regions`` name the held-out region).
+
+    Returns:
+        The fields written.
+    """
+    bundle = load_bundle(bundle_dir)
+    card = read_card(bundle_dir)
+    detail = band_agreement(bundle)
+    card.band_agreement = {k: round(sum(a for a, _ in v.values()) / max(1, sum(n for _, n in v.values())), 4)
+                           for k, v in detail.items()}
+    levels = {sid: get_scene(sid).level for sid in card.training.get("data", [])}
+    held = card.metrics.get("held_out", [])
+    card.level_agreement = level_agreement(held, levels, card.class_names)
+    loro = []
+    for d in loro_dirs:
+        lb = load_bundle(d)
+        for prefix in lb.card.training["config"]["data"].get("exclude_regions", []):
+            loro.append(loro_row(lb, prefix))
+    card.metrics["band_agreement_detail"] = detail
+    card.metrics["leave_one_region_out"] = loro
+    card.metrics["independent_references"] = independent_table(held, loro)
+    card.metrics["crosswalk_slovenia_lulc_to_dynamic_world"] = _crosswalk_table()
+    write_card(card, bundle_dir)
+    return {"band_agreement": card.band_agreement, "level_agreement": card.level_agreement,
+            "leave_one_region_out": loro, "independent_references": card.metrics["independent_references"]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``python -m trainer.assess BUNDLE [--loro DIR ...]``."""
+    ap = argparse.ArgumentParser(prog="python -m trainer.assess", description=__doc__.splitlines()[0])
+    ap.add_argument("bundle")
+    ap.add_argument("--loro", nargs="*", default=[])
+    a = ap.parse_args(argv)
+    try:
+        print(json.dumps(assess(a.bundle, a.loro), indent=1))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
