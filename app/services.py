@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,12 @@ from shapely import geometry as sg
 from app.state import Analysis, AppState
 from core.analysis import CompareResult, compare
 from core.aoi import DEFAULT_MAX_AOI_KM2, bbox_geometry, locate_aoi, parse_geojson
+from core.bands import canonical_band
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError, NoDataError
 from core.guards import check_gsd
 from core.inference import predict_raster
+from core.inputs import InputDecision, decide_for_raster, parse_bands, prepare_raster, read_file_metadata
 from core.raster import GeoRaster, footprint_lonlat, grid_area_km2
 from core.sources.samples import (
     SampleScene,
@@ -29,6 +32,7 @@ from core.sources.samples import (
     list_scenes,
     load_image,
     load_labels,
+    scene_decision,
     scene_grid,
 )
 from models.bundle import Bundle, load_bundle, read_card
@@ -123,17 +127,25 @@ def place_aoi(state: AppState, crs, transform, height: int, width: int) -> tuple
 
 def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster, window: Window, mask: np.ndarray,
                        km2: float, geo: dict | None, references: dict, t0: float,
-                       progress: Callable[[int, int], None] | None) -> Analysis:
-    """Run the chosen bundle on the AOI image and keep the result as the session's analysis."""
+                       progress: Callable[[int, int], None] | None, decision: InputDecision) -> Analysis:
+    """Run the chosen bundle on the AOI image and keep the result as the session's analysis.
+
+    ``image`` is what the source delivered (kept for display, bands renamed to canonical names);
+    the model sees it through ``decision`` (:mod:`core.inputs`), which the prediction's ``meta``
+    carries as ``"input_decision"`` (see :func:`input_decision`).
+    """
     bundle = get_bundle(state.bundle_path)
-    used = [b for b in bundle.bands if b in image.band_names] or list(image.band_names)
-    if not (image.select(used).valid_mask() & mask).any():
+    model_input = prepare_raster(image, decision)
+    if not (model_input.valid_mask() & mask).any():
         raise NoDataError(
             f"{name} has no pixel with data in the AOI (every pixel is nodata in at least one of the model's bands); "
             "move the AOI onto the imagery or check the file's nodata value"
         )
-    pred = predict_raster(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
+    pred = predict_raster(model_input, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
                           mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
+    names = tuple(canonical_band(n) or n for n in decision.file_bands)
+    if len(set(names)) == len(names) and len(names) == image.count:
+        image = replace(image, band_names=names)
     state.analysis = Analysis(name, state.bundle_path, window, image, pred, mask, km2, geo, time.perf_counter() - t0,
                               references, source=source)
     return state.analysis
@@ -163,7 +175,7 @@ def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = 
     if not state.scene_id:
         raise AOIError("pick a scene first")
     scene = get_scene(state.scene_id, data_dir())
-    get_bundle(state.bundle_path).check_bands(scene.bands)
+    decision = scene_decision(scene, get_bundle(state.bundle_path).card)
     window, mask, km2, geo = place_aoi(state, *scene_grid(scene), scene.height, scene.width)
     t0 = time.perf_counter()
     image = load_image(scene, list(scene.bands), window)
@@ -171,7 +183,7 @@ def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = 
     for product in scene.labels:
         lab, scheme = load_labels(scene, product, window)
         refs[product] = (lab, scheme.name)
-    return _predict_and_store(state, scene.id, "samples", image, window, mask, km2, geo, refs, t0, progress)
+    return _predict_and_store(state, scene.id, "samples", image, window, mask, km2, geo, refs, t0, progress, decision)
 
 
 def reference_options(analysis: Analysis) -> list[str]:
@@ -263,13 +275,17 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     window, mask, km2, geo = place_aoi(state, CRS.from_user_input(grid.crs), grid.affine, grid.height, grid.width)
     adapter = earth_engine_adapter()
     t0 = time.perf_counter()
-    level = "L2A" if bundle.card.training.get("level") == "L2A" else "L1C"
+    levels = [lv for lv in bundle.card.levels if lv in ("L1C", "L2A")]
+    level = levels[0] if levels else "L2A" if bundle.card.training.get("level") == "L2A" else "L1C"  # the level it was trained on
     image = fetch_imagery(adapter, grid, state.ee_start, state.ee_end, bundle.bands, level=level, cloud_threshold=state.ee_cloud,
                           cache_dir=CACHE_DIR, progress=progress)
     dw = download(adapter, dynamic_world_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
     wc = download(adapter, worldcover_spec(), grid, cache_dir=CACHE_DIR)
     refs = {"dw": (dw.window(window), "dynamic_world"), "worldcover": (wc.window(window), "esa_worldcover")}
-    return _predict_and_store(state, "earth-engine", "earth_engine", image.window(window), window, mask, km2, geo, refs, t0, progress)
+    decision = decide_for_raster(image, bundle.card, level=level, level_reason=f"Earth Engine {level} collection",
+                                 metadata={"RADIOMETRIC_OFFSET": "none (Earth Engine *_HARMONIZED collection)"}, what="the Earth Engine image")
+    return _predict_and_store(state, "earth-engine", "earth_engine", image.window(window), window, mask, km2, geo, refs, t0, progress,
+                              decision)
 
 
 MAX_UPLOAD_MB = 100
@@ -302,26 +318,69 @@ def load_upload(name: str, data: bytes) -> GeoRaster:
         try:
             check_size(raster_info(path), max_pixels=MAX_UPLOAD_PIXELS, name=name)
             raster = read_raster(path, require_crs=True)
+            tags = read_file_metadata(path)
         except LulcError as exc:  # say the user's file name, not the server's temporary path
             raise type(exc)(str(exc).replace(str(path), name).replace(path.name, name)) from None
-    return GeoRaster(raster.data, raster.crs, raster.transform, raster.nodata, raster.band_names, meta={"name": name})
+    return GeoRaster(raster.data, raster.crs, raster.transform, raster.nodata, raster.band_names, meta={"name": name, "tags": tags})
 
 
-def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int], None] | None = None) -> Analysis:
-    """Predict an uploaded raster (whole, or the AOI inside it); uploads carry no reference labels.
+BAND_ORDER_PRESETS: dict[str, tuple[str, ...] | None] = {
+    "Band descriptions of the file": None,
+    "13-band L1C (B1 … B12 with B10)": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"),
+    "12-band L2A (B1 … B12 without B10)": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"),
+    "EuroSAT (13 bands, B8A last)": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B8A"),
+}
+"""Band orders offered for uploads without (or with wrong) band descriptions. EuroSAT's
+multispectral GeoTIFFs store B8A last (Helber et al. 2019, dataset files)."""
+
+
+def upload_decision(state: AppState, raster: GeoRaster, *, offset: str = "auto", bands: str | tuple[str, ...] | None = None) -> InputDecision:
+    """How an uploaded raster is read for the chosen model (:func:`core.inputs.decide_for_raster`).
+
+    Args:
+        state: The session (for the chosen bundle).
+        raster: From :func:`load_upload`.
+        offset: ``"auto"``, ``"0"`` or ``"1000"``.
+        bands: A preset's band names, or comma-separated names (custom order); ``None``: the file's
+            band descriptions.
 
     Raises:
-        BundleError: The raster lacks the model's bands (the message names them).
+        BandError, InputError: With messages for the user (missing bands, ambiguous offset, ...).
+    """
+    names = parse_bands(bands) if bands else None
+    return decide_for_raster(raster, get_bundle(state.bundle_path).card, bands=names, offset=offset,
+                             metadata=raster.meta.get("tags") or {}, what=str(raster.meta.get("name", "the upload")))
+
+
+def input_decision(analysis: Analysis) -> InputDecision | None:
+    """The input decision of an analysis' run (shown beside the run)."""
+    return analysis.prediction.classes.meta.get("input_decision")
+
+
+def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int], None] | None = None, *,
+               offset: str = "auto", bands: str | tuple[str, ...] | None = None) -> Analysis:
+    """Predict an uploaded raster (whole, or the AOI inside it); uploads carry no reference labels.
+
+    Args:
+        state: The session.
+        raster: From :func:`load_upload`.
+        progress: Called with (tiles done, tiles total).
+        offset: ``"auto"``, ``"0"`` or ``"1000"`` (see :func:`upload_decision`).
+        bands: Band order for files without (or with wrong) descriptions.
+
+    Raises:
+        BandError: The raster lacks required model bands (the message names them and the spellings tried).
+        InputError: Ambiguous offset (choose it), not Sentinel-2 reflectance, or a level the card refuses.
         GsdError: Its pixel size differs from the model's by more than the tolerance.
         AOIError: The AOI is invalid, outside the raster or too large.
         NoDataError: No pixel with data inside the AOI.
     """
     bundle = get_bundle(state.bundle_path)
-    bundle.check_bands(raster.band_names)
+    decision = upload_decision(state, raster, offset=offset, bands=bands)
     check_gsd(raster.crs, raster.transform, raster.height, raster.width, bundle.card.gsd_m, name=str(raster.meta.get("name", "upload")))
     window, mask, km2, geo = place_aoi(state, raster.crs, raster.transform, raster.height, raster.width)
     return _predict_and_store(state, str(raster.meta.get("name", "upload")), "upload", raster.window(window), window, mask, km2, geo,
-                              {}, time.perf_counter(), progress)
+                              {}, time.perf_counter(), progress, decision)
 
 
 def report_unexpected(exc: BaseException, where: str) -> str:

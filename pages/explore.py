@@ -40,6 +40,14 @@ with right:
                 st.error(services.report_unexpected(exc, f"reading upload {file.name}"))
             else:
                 st.caption(f"{file.name}: {upload.height} × {upload.width} px · {upload.crs} · bands {', '.join(upload.band_names)}")
+        up_order = st.selectbox("Band order", [*services.BAND_ORDER_PRESETS, "Custom"], key="upload_band_order",
+                                help="For files without band descriptions (or with wrong ones): the bands in file order")
+        up_bands = services.BAND_ORDER_PRESETS.get(up_order)
+        if up_order == "Custom":
+            up_bands = st.text_input("Band names in file order", key="upload_bands", placeholder="B2,B3,B4,B8,B11,B12") or None
+        up_offset = st.radio("Radiometric offset", ["auto", "0", "1000"], horizontal=True, key="upload_offset",
+                             help="Products of processing baseline 04.00 or later (from 25 January 2022) store reflectance x 1e4 "
+                                  "+ 1000. auto reads the file's metadata, else tests the pixels and asks when it cannot tell.")
     if source == "Earth Engine":
         problems = services.earth_engine_problems()
         if problems:
@@ -101,7 +109,7 @@ with right:
         try:
             step = lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}")  # noqa: E731
             if upload is not None:
-                a = services.run_upload(state, upload, step)
+                a = services.run_upload(state, upload, step, offset=up_offset, bands=up_bands)
             elif use_ee:
                 a = services.run_earth_engine(state, step)
             else:
@@ -118,6 +126,11 @@ with right:
     if waiting:
         st.caption(f"Run model is off: {why}")
     if state.analysis is not None:
+        decision = services.input_decision(state.analysis)
+        if decision is not None:
+            st.caption(f"Input of {state.analysis.scene_id}: {decision.summary()}")
+            for w in decision.warnings:
+                st.warning(w)
         st.page_link(page("compare"), label="Compare prediction and labels", icon=":material/compare:")
         st.page_link(page("metrics"), label="Metrics", icon=":material/bar_chart:")
 
