@@ -59,12 +59,16 @@ def _test_windows(bundle: Bundle) -> dict[str, list[Window]]:
 
 
 def _classes(bundle: Bundle, img) -> np.ndarray:
+    # test blocks are at most data.block_size (128) px: one tile of that size each, no padding to 256
+    side = max(32, -(-max(img.height, img.width) // 32) * 32)
+    tile = min(bundle.card.tile, side)
     pred = predict_raster(img, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                          tile=bundle.card.tile, overlap=32)
+                          tile=tile, overlap=32 if tile >= 64 else 0)
     return pred.classes.data[0]
 
 
-def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scenes: Sequence[str] | None = None) -> dict[str, dict[str, list[int]]]:
+def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scenes: Sequence[str] | None = None,
+                   max_blocks: int | None = 2) -> dict[str, dict[str, list[int]]]:
     """Agreement of predictions without some bands with the all-bands prediction, on test blocks.
 
     A missing band is filled with the card's mean (raw units), i.e. 0 after standardisation, as
@@ -74,6 +78,8 @@ def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scene
         bundle: The model (its card lists the test blocks).
         drops: Band sets to leave out.
         scenes: Restrict to these scene ids (default every scene with test blocks).
+        max_blocks: At most this many test blocks per scene, the first in row-major order (a CPU
+            budget; ``None``: all).
 
     Returns:
         ``{"B5+B12": {scene_id: [pixels that agree, valid pixels]}}``.
@@ -85,7 +91,7 @@ def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scene
             continue
         sc = get_scene(sid)
         decision = scene_decision(sc, bundle.card)
-        for win in wins:
+        for win in wins[:max_blocks]:
             img = load_model_input(sc, decision, win)
             full = _classes(bundle, img)
             for d in drops:

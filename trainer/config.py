@@ -84,11 +84,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Network: architecture, encoder, optional local encoder weights (``.safetensors``)."""
+    """Network: architecture, encoder, optional local encoder weights (``.safetensors``).
+
+    ``init_from``: a local ``model.safetensors`` of the same architecture, bands and classes (e.g. an
+    earlier bundle) whose weights initialise the whole network before training (fine-tuning).
+    """
 
     arch: str = "unet"
     encoder: str = "resnet18"
     encoder_weights: str | None = None
+    init_from: str | None = None
 
 
 @dataclass

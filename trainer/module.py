@@ -15,6 +15,8 @@ Validation metrics come from one confusion matrix per epoch (:mod:`core.metrics`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import kornia.augmentation as K
 import lightning as L
 import numpy as np
@@ -49,6 +51,8 @@ class SegmentationTask(L.LightningModule):
         self.num_classes = len(class_names)
         self.class_names = list(class_names)
         self.model = create_model(m["arch"], m["encoder"], in_channels=in_channels, num_classes=self.num_classes, encoder_weights=m["encoder_weights"])
+        if m.get("init_from"):
+            self._init_from(m["init_from"])
         self.ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32), ignore_index=IGNORE)
         self.dice = DiceLoss(mode="multiclass", ignore_index=IGNORE)
         self.dice_weight = float(cfg["loss"]["dice_weight"])
@@ -65,6 +69,23 @@ class SegmentationTask(L.LightningModule):
         self.soft_weight = float(cfg["loss"].get("soft_weight", 0.0))
         self.val_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=IGNORE)
         self.test_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=IGNORE)
+
+    def _init_from(self, path: str) -> None:
+        """Load a whole-network state dict (``.safetensors``, no pickle) as the starting point.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+            ValueError: Keys or shapes differ (other architecture, band or class count).
+        """
+        from safetensors.torch import load_file
+
+        if not Path(path).exists():
+            raise FileNotFoundError(f"model.init_from {path} not found")
+        state = {k: v.float() for k, v in load_file(path).items()}
+        try:
+            self.model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"model.init_from {path} does not fit the network: {str(exc).splitlines()[0]}") from None
 
     @classmethod
     def from_config(cls, cfg: FitConfig, in_channels: int, class_names: list[str], class_weights: np.ndarray) -> SegmentationTask:
