@@ -14,7 +14,7 @@ from rasterio.windows import Window
 
 from core.evaluation import Comparison
 from core.inference import NODATA_CLASS, predict_raster
-from core.sources.samples import SampleScene, get_scene, load_labels, load_model_input, scene_decision
+from core.sources.samples import SampleScene, check_label_grid, get_scene, load_labels, load_model_input, scene_decision
 from core.splits import Block
 from models.bundle import Bundle
 
@@ -89,6 +89,8 @@ def evaluate_scene(
     sc = get_scene(scene) if isinstance(scene, str) else scene
     decision = scene_decision(sc, bundle.card, offset=offset)
     windows, what = scene_windows(bundle, sc, split)
+    for product in {labels, baseline} & set(sc.labels) | {labels}:  # before any inference
+        check_label_grid(sc, product)
     ref_scheme = sc.label_scheme(labels).name
     cmp_model = Comparison(bundle.card.scheme_name, ref_scheme)
     use_base = baseline is not None and baseline != labels and baseline in sc.labels

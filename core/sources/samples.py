@@ -27,7 +27,7 @@ from core.guards import check_same_grid
 from core.inputs import InputDecision, ModelInputs, decide, prepare_raster
 from core.raster import GeoRaster, raster_info, read_raster, stack_bands
 
-__all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels",
+__all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels", "check_label_grid",
            "scene_decision", "load_model_input"]
 
 LABEL_PRODUCTS: dict[str, tuple[str, str]] = {
@@ -279,6 +279,18 @@ def load_image(scene: SampleScene | str, bands: list[str] | tuple[str, ...] | No
     return _localise(sc, stack_bands(parts, wanted), window)
 
 
+def check_label_grid(scene: SampleScene, product: str) -> None:
+    """Refuse a label product whose file is not on the scene image's grid, from the headers only.
+
+    Raises:
+        SceneNotFoundError: The scene has no such product.
+        GridMismatchError: CRS, transform or shape differ (see :func:`core.guards.check_same_grid`).
+    """
+    fname = LABEL_PRODUCTS[_check_product(scene, product)][0]
+    check_same_grid(raster_info(scene.path / "image_s2.tif"), raster_info(scene.path / fname),
+                    what=f"scene {scene.id}", names=("image_s2.tif", fname))
+
+
 def load_labels(scene: SampleScene | str, product: str = "dw", window: Window | None = None) -> tuple[GeoRaster, ClassScheme]:
     """Read a scene's reference labels.
 
@@ -299,8 +311,7 @@ def load_labels(scene: SampleScene | str, product: str = "dw", window: Window | 
     """
     sc = get_scene(scene) if isinstance(scene, str) else scene
     fname, scheme = LABEL_PRODUCTS[_check_product(sc, product)]
-    check_same_grid(raster_info(sc.path / "image_s2.tif"), raster_info(sc.path / fname),
-                    what=f"scene {sc.id}", names=("image_s2.tif", fname))
+    check_label_grid(sc, product)
     lab = read_raster(sc.path / fname, window=window)
     lab = replace(lab, band_names=("label",))
     return _localise(sc, lab, window), get_scheme(scheme)
