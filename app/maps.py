@@ -57,6 +57,7 @@ def build_map(
     aoi_geojson: dict | None = None,
     basemap: str | None = None,
     draw: bool = True,
+    tile_layers: Sequence[folium.raster_layers.TileLayer] = (),
 ) -> folium.Map:
     """Build the map.
 
@@ -67,6 +68,8 @@ def build_map(
         aoi_geojson: The current AOI (lon/lat) to outline.
         basemap: Key of :data:`BASEMAPS`, or ``None`` for no tiles (offline).
         draw: Add the rectangle/polygon drawing tool.
+        tile_layers: Extra tile layers, e.g. Earth Engine layers from geemap
+            (:meth:`core.sources.earth_engine.LiveEarthEngine.map_layers`); they need internet.
 
     Returns:
         The folium map.
@@ -96,6 +99,8 @@ def build_map(
         placed.append([(south, west), (north, east)])
         folium.raster_layers.ImageOverlay(image=png_data_url(warped), bounds=[(south, west), (north, east)], opacity=opacity,
                                           name=name, interactive=False).add_to(m)
+    for layer in tile_layers:
+        layer.add_to(m)
     if aoi_geojson:
         folium.GeoJson(aoi_geojson, name="AOI", style_function=lambda _: {"color": "#e31a1c", "weight": 2, "fill": False}).add_to(m)
     if draw:
@@ -106,6 +111,6 @@ def build_map(
     elif focus is not None:
         w, s_, e, n = focus.bounds_lonlat
         m.fit_bounds([(s_, w), (n, e)])
-    if overlays or basemap:
+    if overlays or basemap or tile_layers:
         folium.LayerControl(collapsed=True).add_to(m)
     return m

@@ -76,7 +76,7 @@ class AppState:
     analysis: Analysis | None = None
     job: TrainingJob | None = None
     ee_start: str = "2021-06-01"
-    ee_end: str = "2021-09-01"
+    ee_end: str = "2021-08-31"  # inclusive last date (summer 2021)
     ee_cloud: float = 0.6
     change: Any = None
     report_html: str | None = None

@@ -707,8 +707,20 @@ class LiveEarthEngine:
 
         Returns:
             ``folium.raster_layers.TileLayer`` subclasses, ready for ``add_to(map)``.
+
+        Raises:
+            EarthEngineError: As for pixel requests (credentials, quota, permission, network).
         """
         self.initialize()
+        ee = _ee()
+        try:
+            return self._map_layers(bounds_lonlat, start, end, level, cloud_threshold)
+        except ee.EEException as exc:
+            raise classify_exception(exc) from None
+        except _network_errors() as exc:
+            raise TransientError(f"Earth Engine request failed: {exc}") from None
+
+    def _map_layers(self, bounds_lonlat, start, end, level, cloud_threshold) -> list:
         from geemap.ee_tile_layers import EEFoliumTileLayer  # noqa: PLC0415 - lazy: geemap pulls in ipyleaflet
 
         from core.classes import get_scheme
@@ -841,7 +853,7 @@ def download(
     max_side: int = 1024,
     max_pixels: int = 25_000_000,
     progress: Callable[[int, int], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> GeoRaster:
     """Fetch a composite on a grid: tiled, parallel, retried, cached.
 
@@ -857,7 +869,7 @@ def download(
         max_side: Largest tile side in pixels.
         max_pixels: Refuse grids larger than this (the AOI size limit).
         progress: Called with (tiles done, tiles total).
-        sleep: Sleep function (tests pass a no-op).
+        sleep: Sleep function (default ``time.sleep``, looked up at call time; tests pass a no-op).
 
     Returns:
         GeoRaster (C, H, W) of ``spec.dtype`` with the grid's CRS and transform and band names.
@@ -875,6 +887,7 @@ def download(
     cached = Path(cache_dir) / f"{key}.tif" if cache_dir else None
     if cached is not None and cached.exists():
         return read_raster(cached)
+    sleep = sleep or time.sleep
     count = getattr(adapter, "count_images", None)
     if count is not None and spec.start is not None and count(spec, grid) == 0:
         raise EmptyCollectionError(empty_collection_message(spec, grid))
