@@ -5,7 +5,7 @@ import datetime as dt
 import streamlit as st
 from streamlit_folium import st_folium
 
-from app import maps, services
+from app import earth_engine, maps, services
 from app.navigation import page
 from app.state import get_state
 from core.config import data_dir
@@ -27,6 +27,7 @@ with right:
     source = st.radio("Source", ["Sample pack", "Earth Engine", "Upload GeoTIFF"], horizontal=True, key="source",
                       help="Earth Engine fetches imagery and labels for an AOI anywhere; it needs credentials (see README)")
     use_ee = False
+    ee_layers_on = False
     upload = None
     if source == "Upload GeoTIFF":
         file = st.file_uploader(f"GeoTIFF with band descriptions (B2, B3, …), up to {services.MAX_UPLOAD_MB} MB", type=["tif", "tiff"],
@@ -63,6 +64,8 @@ with right:
         if isinstance(d, tuple) and len(d) == 2:
             state.ee_start, state.ee_end = d[0].isoformat(), d[1].isoformat()
         state.ee_cloud = st.slider("Cloud Score+ threshold (higher masks more)", 0.3, 0.9, state.ee_cloud, 0.05, key="ee_cloud")
+        ee_layers_on = st.toggle("Earth Engine layers on the map (composite, Dynamic World, WorldCover)", key="ee_layers",
+                                 help="Drawn by Earth Engine for the AOI and dates, before anything is downloaded; needs internet")
         scene = None
     else:
         state.scene_id = st.selectbox(
@@ -125,6 +128,12 @@ with right:
             st.success(f"Predicted {a.aoi_km2:.2f} km² of {a.scene_id}. See Compare and Metrics.")
     if waiting:
         st.caption(f"Run model is off: {why}")
+    if source == "Earth Engine" and st.button("Dry run: show the Earth Engine requests", key="ee_dry_run", width="stretch",
+                                              help="The collections, filters, tiles and bytes Run model would request; needs no credentials"):
+        try:
+            st.json(earth_engine.dry_run(state), expanded=1)
+        except LulcError as exc:
+            st.error(str(exc))
     if state.analysis is not None:
         decision = services.input_decision(state.analysis)
         if decision is not None:
@@ -143,8 +152,14 @@ with left:
     a = state.analysis
     if a is not None and a.image.crs is not None and (a.scene_id == state.scene_id or a.source != "samples"):
         overlays.append(("Prediction", services.prediction_rgba(a), a.image.crs, a.image.transform, 0.8))
+    ee_tiles = []
+    if use_ee and ee_layers_on:
+        try:
+            ee_tiles = earth_engine.map_layers(state)
+        except LulcError as exc:
+            st.warning(f"No Earth Engine layers: {exc}")
     fmap = maps.build_map(scenes, selected=scene.id if scene is not None else None, overlays=overlays, aoi_geojson=a.aoi_geojson if a else None,
-                          basemap=None if basemap.startswith("None") else basemap, draw=georeferenced)
+                          basemap=None if basemap.startswith("None") else basemap, draw=georeferenced, tile_layers=ee_tiles)
     out = st_folium(fmap, key="explore_map", height=560, use_container_width=True, returned_objects=["last_active_drawing"])
     drawing = (out or {}).get("last_active_drawing")
     if drawing and drawing.get("geometry"):

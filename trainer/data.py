@@ -143,33 +143,51 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
     its level is the manifest's ``level`` column where present (Earth Engine collection), and the
     Earth Engine ``*_HARMONIZED`` collections carry no offset.
 
+    Fill values: a GeoTIFF without a nodata tag (a batch export of an older version) takes the
+    manifest's ``image_nodata``/``s1_nodata``/``label_nodata``, else the fill the export used
+    (0 for Sentinel-2, -9999 for Sentinel-1, 255 for Dynamic World, 0 for WorldCover), so fills
+    become NaN / unlabelled, never training data. Every chip, downloaded or batch-exported, with
+    more nodata than its manifest ``max_nodata`` (default 0.1) is left out.
+
+    Splits: :func:`trainer.chips.chip_splits` groups overlapping or touching chips so that no
+    validation or test pixel lies under a training chip (chips in the buffer between splits are
+    left out).
+
     Raises:
         FileNotFoundError: No manifest in ``data.chips_dir``.
         ValueError: The manifest lists no usable chip, or chips of several schemes.
     """
-    import pandas as pd
+    from dataclasses import replace
 
     from core.classes import get_scheme
     from core.errors import BandError
     from core.raster import read_raster, stack_bands
+    from trainer.chips import ChipFootprint, chip_splits, manifest_fill
+    from trainer.export import read_manifest
+
+    def filled(raster, value, default):
+        fill = manifest_fill(value, default)
+        return replace(raster, nodata=fill) if raster.nodata is None and fill is not None else raster
 
     folder = Path(cfg.data.chips_dir)
     manifest = folder / "manifest.csv"
     if not manifest.exists():
         raise FileNotFoundError(f"no manifest.csv in {folder}; run python -m trainer export-chips first")
-    rows = pd.read_csv(manifest, dtype={"id": str})
+    rows = read_manifest(manifest)
     rows = rows[rows.status.isin(["ok", "submitted"])]
     schemes = set(rows.scheme)
     if len(schemes) > 1:
         raise ValueError(f"{manifest} mixes label schemes {sorted(schemes)}")
     out: list[SceneData] = []
+    footprints: list[ChipFootprint] = []
     for r in rows.itertuples():
         img_path, lab_path = folder / r.image, folder / r.label
         if not img_path.exists() or not lab_path.exists():
             continue  # a batch export not downloaded yet
-        parts = [read_raster(img_path)]
+        first = read_raster(img_path)
+        parts = [filled(first, r.image_nodata, float("nan") if np.issubdtype(first.data.dtype, np.floating) else 0.0)]
         if (folder / f"{r.id}_s1.tif").exists():
-            parts.append(read_raster(folder / f"{r.id}_s1.tif"))
+            parts.append(filled(read_raster(folder / f"{r.id}_s1.tif"), r.s1_nodata, -9999.0))
         try:
             raster = stack_bands(parts, list(dict.fromkeys(n for p in parts for n in p.band_names)))
             level = str(getattr(r, "level", "") or "")
@@ -181,13 +199,22 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
         except BandError as exc:
             raise ValueError(f"chip {r.id}: {exc}") from None
         scheme = get_scheme(r.scheme)
-        target = scheme.to_index(read_raster(lab_path).data[0])
+        lab = read_raster(lab_path)
+        target = scheme.to_index(lab.data[0])
+        label_fill = lab.nodata if lab.nodata is not None else manifest_fill(r.label_nodata, 255.0 if r.scheme == "dynamic_world" else 0.0)
+        target[lab.data[0] == label_fill] = IGNORE
         target[np.isnan(image).any(axis=0)] = IGNORE
+        limit = r.max_nodata if r.max_nodata == r.max_nodata else 0.1  # NaN: an older manifest
+        if (target == IGNORE).mean() > limit:
+            continue
         h, w = target.shape
-        split = _cell_split(r.lon, r.lat, cfg.data.chips_cell_deg, cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed)
-        out.append(SceneData(f"chip:{r.id}", image, target, [Block(f"chip:{r.id}", 0, 0, h, w, split)], decision.level, decision.summary()))
+        footprints.append(ChipFootprint(r.id, str(first.crs), first.transform, w, h))
+        out.append(SceneData(f"chip:{r.id}", image, target, [Block(f"chip:{r.id}", 0, 0, h, w, "")], decision.level, decision.summary()))
+    splits = chip_splits(footprints, cell_deg=cfg.data.chips_cell_deg, val=cfg.data.val_fraction, test=cfg.data.test_fraction,
+                         seed=cfg.seed)
+    out = [replace(s, blocks=[replace(s.blocks[0], split=splits[s.id[5:]])]) for s in out if splits[s.id[5:]] is not None]
     if not out:
-        raise ValueError(f"{manifest} lists no chip whose files are present in {folder}")
+        raise ValueError(f"{manifest} lists no chip whose files are present in {folder} and within its nodata limit")
     return out, get_scheme(schemes.pop())
 
 
