@@ -14,8 +14,9 @@ real ``python -m trainer predict`` processes:
    ``--per-process`` files (each process imports torch and loads the model again; timing a subset
    keeps the run short on a shared machine, the time per file is the mean over that subset).
 
-Printed: wall time, time per file, and the ratio per-file / batch. Both write identical class maps
-(checked on the subset).
+Printed: wall time and CPU time (user + system of the child processes) per file, and the ratios
+per-file / batch. CPU time is the figure to compare on a shared, loaded machine, where wall time
+mostly measures waiting. Both ways write identical class maps (checked on the subset).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,13 +57,16 @@ def make_files(data_dir: Path, folder: Path, n: int, size: int) -> list[Path]:
     return out
 
 
-def run(args: list[str]) -> float:
+def run(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one ``python -m trainer predict`` process."""
     t0 = time.perf_counter()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([sys.executable, "-m", "trainer", "predict", *args], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     if r.returncode != 0:
         raise SystemExit(f"predict failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-    return time.perf_counter() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
 
 
 def main() -> None:
@@ -78,11 +83,12 @@ def main() -> None:
         tmp = Path(tmp)
         (tmp / "in").mkdir()
         files = make_files(Path(a.data_dir), tmp / "in", a.files, a.size)
-        batch = run([*common, "--input", str(tmp / "in"), "--output", str(tmp / "batch")])
+        batch, batch_cpu = run([*common, "--input", str(tmp / "in"), "--output", str(tmp / "batch")])
         k = min(a.per_process, len(files))
-        single = 0.0
+        single = single_cpu = 0.0
         for f in files[:k]:
-            single += run([*common, "--input", str(f), "--output", str(tmp / "single" / f"{f.stem}_classes.tif")])
+            w, c = run([*common, "--input", str(f), "--output", str(tmp / "single" / f"{f.stem}_classes.tif")])
+            single, single_cpu = single + w, single_cpu + c
         for f in files[:k]:
             with rasterio.open(tmp / "batch" / f"{f.stem}_classes.tif") as x, rasterio.open(tmp / "single" / f"{f.stem}_classes.tif") as y:
                 assert np.array_equal(x.read(), y.read()), f"{f.name}: batch and per-process outputs differ"
@@ -91,11 +97,16 @@ def main() -> None:
         "batch_wall_s": round(batch, 2), "batch_s_per_file": round(batch / len(files), 3),
         "per_process_files": k, "per_process_s_per_file": round(single / k, 3),
         "ratio_per_process_over_batch": round((single / k) / (batch / len(files)), 1),
+        "batch_cpu_s_per_file": round(batch_cpu / len(files), 3), "per_process_cpu_s_per_file": round(single_cpu / k, 3),
+        "cpu_ratio_per_process_over_batch": round((single_cpu / k) / (batch_cpu / len(files)), 1),
+        "load_average_1min": round(os.getloadavg()[0], 1),
     }
     print(f"{len(files)} files of {a.size} x {a.size} px, 13 bands")
     print(f"batch (one process, model loaded once): {batch:.1f} s, {batch / len(files):.3f} s per file")
     print(f"one process per file ({k} files timed):   {single / k:.3f} s per file")
-    print(f"per-file cost ratio: {fig['ratio_per_process_over_batch']}x")
+    print(f"per-file cost ratio: {fig['ratio_per_process_over_batch']}x wall, {fig['cpu_ratio_per_process_over_batch']}x CPU "
+          f"(CPU s per file: batch {fig['batch_cpu_s_per_file']}, per process {fig['per_process_cpu_s_per_file']}; "
+          f"load average {fig['load_average_1min']} on {os.cpu_count()} cores)")
     if a.json:
         Path(a.json).write_text(json.dumps(fig, indent=2) + "\n")
 
