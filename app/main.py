@@ -33,3 +33,7 @@ try:
     navigation.run()
 finally:
     sync_query_params(state, write=True)  # the address bar always reopens this analysis
+
+from app.services import warm_up  # noqa: E402  (after the page is drawn)
+
+warm_up()

@@ -6,10 +6,12 @@ Pages call these functions and render what they return; the numerical work happe
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -17,7 +19,6 @@ from rasterio.windows import Window
 from shapely import geometry as sg
 
 from app.state import Analysis, AppState
-from core.analysis import CompareResult, compare
 from core.aoi import DEFAULT_MAX_AOI_KM2, bbox_geometry, locate_aoi, parse_geojson
 from core.bands import canonical_band
 from core.config import REPO_ROOT, data_dir
@@ -35,8 +36,11 @@ from core.sources.samples import (
     scene_decision,
     scene_grid,
 )
-from models.bundle import Bundle, load_bundle, read_card
-from models.registry import find_bundles
+from models.card import find_bundles, read_card
+
+if TYPE_CHECKING:  # the model stack (torch, smp) is imported on first use, not for the first page
+    from core.analysis import CompareResult
+    from models.bundle import Bundle
 
 LABEL_TITLES = {"dw": "Dynamic World", "osm": "OpenStreetMap land use", "dfc": "DFC2020 reference",
                 "water": "Sen1Floods11 hand-labelled water", "worldcover": "ESA WorldCover"}
@@ -46,7 +50,26 @@ MAX_AOI_KM2 = DEFAULT_MAX_AOI_KM2
 @st.cache_resource(show_spinner="Loading model…")
 def get_bundle(path: str) -> Bundle:
     """The model bundle at ``path``, loaded once per process (bf16 where the CPU supports it)."""
+    from models.bundle import load_bundle
+
     return load_bundle(path, precision="auto")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Import the model stack (torch, segmentation_models_pytorch, torchmetrics) in the background, once.
+
+    Called after the first page is drawn, so the map shows without waiting for these imports
+    (about 10 s on a 2-core machine) and *Run model* usually finds them done.
+    """
+
+    def run() -> None:
+        import core.analysis  # noqa: F401
+        import models.bundle  # noqa: F401
+
+    t = threading.Thread(target=run, name="lulc-warm-up", daemon=True)
+    t.start()
+    return t
 
 
 @st.cache_data(show_spinner=False)
@@ -202,6 +225,8 @@ def compare_with(analysis: Analysis, product: str) -> CompareResult:
     Computed once per product and kept on the analysis: pages rerun on every widget change.
     """
     if product not in analysis.comparisons:
+        from core.analysis import compare
+
         ref, scheme = analysis.references[product]
         model_scheme = get_bundle(analysis.bundle_path).card.scheme_name
         analysis.comparisons[product] = compare(analysis.prediction, model_scheme, ref, scheme, analysis.aoi_mask)

@@ -15,12 +15,7 @@ Sentinel-1 dB); nodata pixels (NaN) become 0 after normalisation, i.e. the band 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,203 +23,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.card import CARD_VERSION, BundleError, ModelCard, _atomic, check_card_schema, read_card, write_card
 from models.dynamicworld import dynamic_world_normalize
 from models.registry import create_model
 
 __all__ = ["BundleError", "check_card_schema", "ModelCard", "Bundle", "save_bundle", "load_bundle", "read_card", "write_card", "CARD_VERSION"]
-
-CARD_VERSION = 1
-
-
-class BundleError(ValueError):
-    """A bundle is missing, malformed, or does not fit the input it is given."""
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_str_list(v: object) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-_CARD_TYPES: dict[str, tuple[str, object]] = {
-    "name": ("text", lambda v: isinstance(v, str)),
-    "arch": ("text", lambda v: isinstance(v, str)),
-    "encoder": ("text", lambda v: isinstance(v, str)),
-    "bands": ("a list of band names", _is_str_list),
-    "mean": ("a list of numbers", lambda v: isinstance(v, list) and all(_is_num(x) for x in v)),
-    "std": ("a list of numbers", lambda v: isinstance(v, list) and all(_is_num(x) for x in v)),
-    "classes": ('an object {"name", "classes": [{"id", "name", "color"}, ...]}', lambda v: isinstance(v, dict)),
-    "tile": ("a positive whole number of pixels", lambda v: _is_int(v) and v > 0),
-    "gsd_m": ("a positive number of metres", lambda v: _is_num(v) and v > 0),
-    "training": ("an object", lambda v: isinstance(v, dict)),
-    "metrics": ("an object", lambda v: isinstance(v, dict)),
-    "version": ("a whole number", _is_int),
-    "created": ("text", lambda v: isinstance(v, str)),
-    "notes": ("text", lambda v: isinstance(v, str)),
-    "preprocessing": ("text", lambda v: isinstance(v, str)),
-    "optional_bands": ("a list of band names", _is_str_list),
-    "levels": ("a list of processing levels (L1C, L2A)", _is_str_list),
-    "band_agreement": ("an object of band(s) -> number", lambda v: isinstance(v, dict) and all(_is_num(x) for x in v.values())),
-    "level_agreement": ("an object of level -> object", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
-    "license": ("text", lambda v: isinstance(v, str)),
-}
-"""Card field -> (what it must be, check of its JSON value): the card's schema by type."""
-
-
-def check_card_schema(d: Mapping[str, object]) -> None:
-    """Check the types of a card's fields (as parsed from JSON) before anything uses them.
-
-    Args:
-        d: The card as a dict (unknown keys are ignored, for cards from newer versions).
-
-    Raises:
-        BundleError: A field has the wrong type, or a class entry lacks an integer ``id`` (0..254),
-            a ``name`` or a ``#rrggbb`` ``color``; the message names the field and what it must be.
-    """
-    for key, (what, ok) in _CARD_TYPES.items():
-        if key in d and not ok(d[key]):
-            got = d[key]
-            shown = f"a list of {len(got)} item(s)" if isinstance(got, list) and key == "classes" else repr(got)[:60]
-            raise BundleError(f"card field {key!r} must be {what}, got {shown}; fix card.json or re-export the bundle")
-    classes = d.get("classes")
-    if isinstance(classes, dict):
-        if not isinstance(classes.get("name"), str):
-            raise BundleError('card field classes.name must be the scheme name (text, e.g. "dynamic_world")')
-        items = classes.get("classes")
-        if not isinstance(items, list):
-            raise BundleError("card field classes.classes must be a list of {id, name, color} objects")
-        for i, c in enumerate(items):
-            ok = (isinstance(c, dict) and _is_int(c.get("id")) and 0 <= c["id"] < 255 and isinstance(c.get("name"), str)
-                  and isinstance(c.get("color"), str) and len(c["color"]) == 7 and c["color"].startswith("#"))
-            if not ok:
-                raise BundleError(
-                    f"card class {i} must be an object with an integer id (0-254), a name and a #rrggbb color, got {c!r}"[:300]
-                )
-
-
-@dataclass
-class ModelCard:
-    """Self-description of a model bundle.
-
-    Attributes:
-        name: Short name (``"default"``).
-        arch: Architecture key (``"unet"``), see :data:`models.registry.ARCHITECTURES`.
-        encoder: Encoder name (``"resnet18"``).
-        bands: Input band names in the order the network expects.
-        mean: Per-band mean of raw values, same order as ``bands``.
-        std: Per-band standard deviation of raw values.
-        classes: Class scheme dict: ``{"name", "title", "ignore_index", "classes": [{"id", "name",
-            "color"}]}``; output channel k is ``classes[k]``.
-        tile: Tile side used in training/inference (pixels).
-        gsd_m: Ground sampling distance the model was trained at (metres).
-        training: Free-form description of the training data and run.
-        metrics: Evaluation results (per split / scene).
-        version: Card format version.
-        created: ISO time of writing.
-        notes: Free text (e.g. why this encoder).
-        preprocessing: Named input normalisation: ``"standardize"`` (``(x - mean) / std`` per band on
-            raw values) or ``"dynamic_world"`` (Dynamic World's log/percentile/sigmoid transform,
-            Brown et al. 2022); see :meth:`Bundle.normalize`.
-        optional_bands: Bands of ``bands`` the model can run without (it was trained with band
-            dropout); a missing optional band is filled with its card ``mean`` (0 after
-            standardisation), as in training.
-        levels: Sentinel-2 processing levels seen in training (``["L1C", "L2A"]``); empty = unknown.
-        band_agreement: Measured label agreement with the all-bands prediction on held-out blocks
-            when bands are missing, keyed by the missing band(s) (``{"B5": 0.97, "B5+B12": 0.93}``).
-        level_agreement: Measured agreement on held-out blocks per input level when it differs from
-            what a user might expect (``{"L2A": {"miou": 0.5, "oa": 0.8, "reference": "dw"}}``).
-        license: Licence of the weights (``"Apache-2.0"``) and attribution, where not our own.
-    """
-
-    name: str
-    arch: str
-    encoder: str
-    bands: list[str]
-    mean: list[float]
-    std: list[float]
-    classes: dict
-    tile: int = 256
-    gsd_m: float = 10.0
-    training: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    version: int = CARD_VERSION
-    created: str = ""
-    notes: str = ""
-    preprocessing: str = "standardize"
-    optional_bands: list[str] = field(default_factory=list)
-    levels: list[str] = field(default_factory=list)
-    band_agreement: dict = field(default_factory=dict)
-    level_agreement: dict = field(default_factory=dict)
-    license: str = ""
-
-    @property
-    def num_classes(self) -> int:
-        """K, the number of output channels."""
-        return len(self.classes["classes"])
-
-    @property
-    def class_names(self) -> list[str]:
-        """Class names by output channel."""
-        return [c["name"] for c in self.classes["classes"]]
-
-    @property
-    def scheme_name(self) -> str:
-        """Name of the class scheme (``"dynamic_world"``)."""
-        return str(self.classes["name"])
-
-    def validate(self) -> None:
-        """Check internal consistency.
-
-        Raises:
-            BundleError: A field of the wrong type (see :func:`check_card_schema`), lengths of
-                bands/mean/std differ, std <= 0, no classes, wrong version.
-        """
-        check_card_schema(asdict(self))
-        if self.version != CARD_VERSION:
-            raise BundleError(f"card version {self.version} is not supported (expected {CARD_VERSION})")
-        if not (len(self.bands) == len(self.mean) == len(self.std)) or not self.bands:
-            raise BundleError(
-                f"card lists {len(self.bands)} bands, {len(self.mean)} means and {len(self.std)} stds"
-            )
-        if any(s <= 0 for s in self.std):
-            raise BundleError("card has a non-positive std")
-        if not self.classes.get("classes"):
-            raise BundleError("card has no classes")
-        if self.preprocessing not in ("standardize", "dynamic_world"):
-            raise BundleError(f"card names unknown preprocessing {self.preprocessing!r} (known: standardize, dynamic_world)")
-        extra = [b for b in self.optional_bands if b not in self.bands]
-        if extra:
-            raise BundleError(f"card lists optional band(s) {', '.join(extra)} that are not among its bands")
-
-    def to_json(self) -> str:
-        """The card as indented JSON."""
-        return json.dumps(asdict(self), indent=2)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelCard:
-        """Build from a parsed card.json.
-
-        Raises:
-            BundleError: Not a JSON object, missing fields, or fields of the wrong type.
-        """
-        if not isinstance(d, dict):
-            raise BundleError(
-                f"card.json must hold one JSON object with the card's fields (name, arch, bands, classes, ...), "
-                f"got a {type(d).__name__}"
-            )
-        check_card_schema(d)
-        known = set(cls.__dataclass_fields__)
-        try:
-            return cls(**{k: v for k, v in d.items() if k in known})
-        except TypeError as exc:
-            raise BundleError(f"card.json is incomplete: {exc}") from None
-
 
 def _bf16_supported() -> bool:
     try:
@@ -346,27 +149,6 @@ class Bundle:
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A hidden temporary file beside ``path`` that replaces ``path`` only if the block completes.
-
-    (The same scheme as ``core.outputs.atomic_path``; ``models`` does not import ``core``.)
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, half: bool = True) -> Path:
     """Write a bundle folder.
 
@@ -402,50 +184,6 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
         save_file(state, str(w_tmp), metadata={"format": "pt", "card_version": str(card.version)})
         c_tmp.write_text(card.to_json() + "\n")
     return path
-
-
-def write_card(card: ModelCard, path: str | Path) -> Path:
-    """Write (or rewrite) ``card.json`` of a bundle folder without touching its weights.
-
-    Fills ``created`` if empty.
-
-    Raises:
-        BundleError: The card is inconsistent (see :meth:`ModelCard.validate`).
-    """
-    card.validate()
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    if not card.created:
-        card.created = datetime.now(UTC).isoformat(timespec="seconds")
-    with _atomic(path / "card.json") as tmp:
-        tmp.write_text(card.to_json() + "\n")
-    return path
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """Read and validate ``card.json`` of a bundle folder.
-
-    Raises:
-        BundleError: No card, a file that is not a card (e.g. a Lightning ``.ckpt``), malformed
-            JSON, fields of the wrong type, or an inconsistent card.
-    """
-    path = Path(path)
-    if path.is_file() and path.suffix != ".json":
-        raise BundleError(
-            f"{path} is a file, not a model bundle: give the bundle folder (card.json + model.safetensors). "
-            "A Lightning .ckpt is not a bundle; python -m trainer fit writes one to <output.dir>/bundle"
-        )
-    card_path = path / "card.json" if path.is_dir() else path
-    if not card_path.exists():
-        raise BundleError(f"no model bundle at {path}: card.json not found")
-    try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text(encoding="utf-8")))
-    except UnicodeDecodeError:
-        raise BundleError(f"{card_path} is not a text (UTF-8) JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{card_path} is not valid JSON: {exc}") from None
-    card.validate()
-    return card
 
 
 def load_bundle(path: str | Path, *, device: str = "cpu", precision: str = "fp32") -> Bundle:

@@ -18,6 +18,7 @@ import segmentation_models_pytorch as smp
 import torch
 from safetensors.torch import load_file
 
+from models.card import find_bundles
 from models.dynamicworld import DynamicWorldNet
 
 __all__ = ["ARCHITECTURES", "create_model", "load_encoder_weights", "find_bundles"]
@@ -103,17 +104,3 @@ def load_encoder_weights(model: torch.nn.Module, path: Path) -> None:
             f"{unexpected[:3]}, wrong shape {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in wrong[:3]]}"
         )
     model.encoder.load_state_dict(state)
-
-
-def find_bundles(*roots: str | Path) -> list[Path]:
-    """Folders below ``roots`` (searched recursively) that hold a model bundle (``card.json``).
-
-    Returns:
-        Sorted bundle folder paths; missing roots are skipped.
-    """
-    found: set[Path] = set()
-    for root in roots:
-        root = Path(root)
-        if root.is_dir():
-            found.update(p.parent.resolve() for p in root.rglob("card.json") if (p.parent / "model.safetensors").exists())
-    return sorted(found)

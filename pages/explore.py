@@ -10,7 +10,7 @@ from app.navigation import page
 from app.state import get_state
 from core.config import data_dir
 from core.errors import LulcError
-from models.bundle import BundleError
+from models.card import BundleError
 
 state = get_state()
 st.title("LULC Explorer")

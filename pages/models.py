@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import services, views
 from core.classes import get_scheme
-from models.bundle import read_card
+from models.card import read_card
 
 st.title("Models")
 for rel, why in services.skipped_bundles():
