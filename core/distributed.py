@@ -466,7 +466,7 @@ def _open_client(scheduler: str | None, workers: int | None, threads_per_worker:
                             "or leave out --scheduler to use a local cluster") from None
     n = workers or os.cpu_count() or 1
     cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=processes,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, silence_logs=logging.CRITICAL)
     return Client(cluster), cluster
 
 
