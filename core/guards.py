@@ -89,7 +89,7 @@ def gsd_m(crs, transform: Affine, height: int, width: int) -> float | None:
     from pyproj import Geod
 
     geod = Geod(ellps="WGS84")
-    cx, cy = transform * (width / 2, height / 2)
+    cx, cy = transform @ (width / 2, height / 2)
     cy = max(-89.0, min(89.0, cy))
     _, _, dx = geod.inv(cx, cy, cx + transform.a, cy)
     _, _, dy = geod.inv(cx, cy, cx, max(-90.0, min(90.0, cy + transform.e)))
