@@ -43,7 +43,13 @@ if TYPE_CHECKING:  # the model stack (torch, smp) is imported on first use, not 
     from models.bundle import Bundle
 
 LABEL_TITLES = {"dw": "Dynamic World", "osm": "OpenStreetMap land use", "dfc": "DFC2020 reference",
-                "water": "Sen1Floods11 hand-labelled water", "worldcover": "ESA WorldCover"}
+                "water": "Sen1Floods11 hand-labelled water", "worldcover": "ESA WorldCover",
+                "lulc": "Slovenian land-use reference", "dw_model": "Dynamic World model (run locally)"}
+MODEL_REFERENCES = ("dw", "dw_model")
+"""Reference products that are a model's output (Dynamic World), not ground truth."""
+DW_BUNDLE = REPO_ROOT / "models" / "dynamicworld"
+"""The ported Dynamic World bundle, run locally as a reference for every source."""
+DW_FULL_FRAME_MAX_PIXELS = 2_000_000
 MAX_AOI_KM2 = DEFAULT_MAX_AOI_KM2
 
 
@@ -115,12 +121,19 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+def reference_is_model(product: str) -> bool:
+    """True when a reference product is a model's output (Dynamic World), not ground truth."""
+    return product in MODEL_REFERENCES
+
+
 def bundle_label(path: str) -> str:
     """Short display name of a bundle."""
     p = Path(path)
     rel = _rel(p)
     try:
         card = read_card(p)
+        if card.arch == "dynamicworld":
+            return f"Dynamic World (Brown et al. 2022), run locally – {rel}"
         return f"{card.name} ({card.arch}/{card.encoder}, {len(card.bands)} bands) – {rel}"
     except (ValueError, OSError):
         return f"{rel} (unreadable card)"
@@ -166,12 +179,34 @@ def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster
         )
     pred = predict_raster(model_input, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
                           mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
+    references = {**references, **_dw_reference(state, model_input, mask, decision)}
     names = tuple(canonical_band(n) or n for n in decision.file_bands)
     if len(set(names)) == len(names) and len(names) == image.count:
         image = replace(image, band_names=names)
     state.analysis = Analysis(name, state.bundle_path, window, image, pred, mask, km2, geo, time.perf_counter() - t0,
                               references, source=source)
     return state.analysis
+
+
+def _dw_reference(state: AppState, model_input: GeoRaster, mask: np.ndarray, decision: InputDecision) -> dict:
+    """The Dynamic World model run locally on the AOI, as a reference for any source.
+
+    Returns:
+        ``{"dw_model": (uint8 GeoRaster (1, h, w) of class ids, "dynamic_world")}``; empty when the
+        chosen model is Dynamic World itself, the port is not installed, or the input lacks (or had
+        filled) one of its bands.
+    """
+    if not (DW_BUNDLE / "card.json").exists() or Path(state.bundle_path).resolve() == DW_BUNDLE.resolve():
+        return {}
+    dw = get_bundle(str(DW_BUNDLE))
+    if any(b not in model_input.band_names for b in dw.bands) or set(decision.missing_optional) & set(dw.bands):
+        return {}
+    h, w = model_input.height, model_input.width
+    side = max(h, w) + max(h, w) % 2
+    tile = side if h * w <= DW_FULL_FRAME_MAX_PIXELS else 256  # one pass reproduces the original exactly
+    pred = predict_raster(model_input, dw, bands=dw.bands, num_classes=dw.num_classes, class_ids=dw.class_ids,
+                          mask=mask, tile=tile, overlap=0 if tile == side else 32, batch_size=1)
+    return {"dw_model": (pred.classes, dw.card.scheme_name)}
 
 
 def _aoi_geometry(state: AppState):

@@ -51,8 +51,9 @@ def test_bbox_aoi_runs_prediction_and_metrics_show_charts(app):
 def test_switching_reference_labels_applies_the_crosswalk(app):
     run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=BRANDENBURG_5KM)
     goto(app, "compare")
-    assert app.selectbox(key="reference").options == ["Dynamic World", "OpenStreetMap land use"]
+    assert app.selectbox(key="reference").options == ["Dynamic World", "OpenStreetMap land use", "Dynamic World model (run locally)"]
     assert len(app.image) >= 1 and not app.expander  # DW vs DW: no crosswalk
+    assert any("not ground truth" in w.value for w in app.warning)  # the DW reference is a model
     app.selectbox(key="reference").set_value("osm").run()
     assert not app.exception
     assert any("osm → dynamic_world" in e.label for e in app.expander)
@@ -181,7 +182,7 @@ def _upload_bytes(bands, crs="EPSG:32633", size=(120, 160)) -> bytes:
     return cog_bytes(img)
 
 
-def test_uploaded_geotiff_is_predicted_without_references(app):
+def test_uploaded_geotiff_is_compared_with_the_local_dynamic_world_model(app):
     app.radio(key="source").set_value("Upload GeoTIFF").run()
     assert app.button(key="run").disabled
     data = _upload_bytes(["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"])
@@ -191,9 +192,10 @@ def test_uploaded_geotiff_is_predicted_without_references(app):
     app.button(key="run").click().run()
     assert app.success and "aoi.tif" in app.success[0].value
     goto(app, "compare")
-    assert "no reference labels" in app.info[0].value and len(app.image) == 3
+    assert app.selectbox(key="reference").options == ["Dynamic World model (run locally)"]
+    assert any("not ground truth" in w.value for w in app.warning) and len(app.image) >= 3
     goto(app, "metrics")
-    assert "no reference labels" in app.info[0].value and not app.get("plotly_chart")
+    assert any("not ground truth" in w.value for w in app.warning) and len(app.get("plotly_chart")) == 3
     goto(app, "export")
     assert any("GeoTIFF" in b.label for b in app.get("download_button"))
 
