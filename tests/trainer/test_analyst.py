@@ -84,3 +84,24 @@ def test_evaluate_calibration_prints_ece_and_writes_reliability_png(tmp_path, ca
     out = capsys.readouterr().out
     assert re.search(r"expected calibration error 0\.\d{4} before, 0\.\d{4} after", out)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_calibration_temperature_from_a_validation_loader():
+    """fit's temperature step: an over-sharpened network on validation batches gets T > 1 and a lower ECE."""
+    import numpy as np
+    import torch
+
+    from trainer.analyst import validation_calibration
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, size=(6, 5, 16, 16)).astype(np.float32)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = (rng.random((6, 1, 16, 16)) > p.cumsum(1)).sum(1).astype(np.int64)
+    y[:, 0, :] = 255  # unlabelled row
+    loader = [(torch.from_numpy(z[i:i + 2]), torch.from_numpy(y[i:i + 2])) for i in range(0, 6, 2)]
+    model = torch.nn.Identity()
+    sharp = lambda x: 4 * model(x)  # noqa: E731
+    sharp.eval = lambda: None
+    rep = validation_calibration(sharp, loader)
+    assert rep.pixels == 6 * 15 * 16
+    assert 3.0 < rep.temperature < 5.5 and rep.ece_after < rep.ece_before / 2
