@@ -135,7 +135,8 @@ class Bundle:
                 NaN = nodata; H, W multiples of 32.
 
         Returns:
-            float32 (B, K, H, W) softmax probabilities.
+            float32 (B, K, H, W) softmax probabilities of ``logits / card.temperature`` (calibrated
+            when ``fit`` stored a temperature).
 
         Raises:
             BundleError: C differs from the card's band count.
@@ -146,7 +147,7 @@ class Bundle:
         t = self.normalize(t).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             logits = self.model(t)
-        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return torch.softmax(logits.float() / float(self.card.temperature), dim=1).cpu().numpy()
 
 
 def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, half: bool = True) -> Path:

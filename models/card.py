@@ -127,6 +127,9 @@ class ModelCard:
         level_agreement: Measured agreement on held-out blocks per input level when it differs from
             what a user might expect (``{"L2A": {"miou": 0.5, "oa": 0.8, "reference": "dw"}}``).
         license: Licence of the weights (``"Apache-2.0"``) and attribution, where not our own.
+        temperature: Softmax temperature T > 0 fitted on the validation split by ``fit``
+            (temperature scaling, Guo et al. 2017): probabilities are ``softmax(logits / T)``;
+            1.0 = uncalibrated. It never changes the predicted class, only the confidence.
     """
 
     name: str
@@ -149,6 +152,7 @@ class ModelCard:
     band_agreement: dict = field(default_factory=dict)
     level_agreement: dict = field(default_factory=dict)
     license: str = ""
+    temperature: float = 1.0
 
     @property
     def num_classes(self) -> int:
@@ -183,6 +187,8 @@ class ModelCard:
             raise BundleError("card has a non-positive std")
         if not self.classes.get("classes"):
             raise BundleError("card has no classes")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float) or not self.temperature > 0:
+            raise BundleError(f"card temperature must be a number > 0, got {self.temperature!r}")
         if self.preprocessing not in ("standardize", "dynamic_world"):
             raise BundleError(f"card names unknown preprocessing {self.preprocessing!r} (known: standardize, dynamic_world)")
         extra = [b for b in self.optional_bands if b not in self.bands]

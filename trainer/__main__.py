@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fit", help="train from a YAML config and write a model bundle")
     f.add_argument("--config", required=True, help="YAML config (see trainer/configs/default.yaml)")
     f.add_argument("--resume", action="store_true", help="continue from <output.dir>/checkpoints/last.ckpt")
+    f.add_argument("--offset", default="auto", choices=["auto", "0", "1000"],
+                   help="radiometric offset of the training images: auto (metadata, else a pixel test), 0, or 1000")
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. --set trainer.max_epochs=5 (repeatable)")
 
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--split", default="auto", choices=["auto", "all", "train", "val", "test"],
                    help="auto: held-out test blocks for scenes the model was trained on, else whole scene")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--offset", default="auto", choices=["auto", "0", "1000"],
+                   help="radiometric offset of the scene: auto (metadata, else a pixel test), 0, or 1000")
     e.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
 
     r = sub.add_parser("predict", help="write a class-map Cloud-Optimized GeoTIFF for a GeoTIFF")
@@ -146,14 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--max-nodata", type=_fraction, default=0.1, help="skip chips with more masked/nodata pixels (default 0.1)")
     x.add_argument("--batch", choices=["gcs", "drive"], help="submit Earth Engine batch exports instead of downloading")
     x.add_argument("--destination", help="bucket (gcs) or Drive folder (drive) for --batch")
+    x.add_argument("--dry-run", action="store_true",
+                   help="print the requests that would be sent (collections, filters, tiles, bytes) as JSON; needs no credentials")
 
     from trainer import analyst_cli  # issue 11: assess, change, polygons, report
 
     analyst_cli.add_parsers(sub)
     e.add_argument("--calibration", action="store_true", help="also print expected calibration error before/after the card temperature")
     e.add_argument("--reliability", metavar="PNG", help="write a reliability diagram (implies --calibration)")
-    x.add_argument("--dry-run", action="store_true",
-                   help="print the requests that would be sent (collections, filters, tiles, bytes) as JSON; needs no credentials")
 
     args = p.parse_args(argv)
     if args.command == "predict" and 2 * args.overlap > args.tile:
@@ -192,13 +196,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "fit":
         from trainer.config import load_config
 
-        commands.fit(load_config(args.config, args.overrides), resume=args.resume)
+        commands.fit(load_config(args.config, args.overrides), resume=args.resume, offset=args.offset)
     elif args.command == "evaluate":
-        commands.evaluate(args.checkpoint, args.scene, args.labels, split=args.split, as_json=args.json, precision=args.precision)
-    elif args.command == "export-onnx":
-        from trainer.distributed import export_onnx_command
-
-        export_onnx_command(args.checkpoint, args.output)
+        commands.evaluate(args.checkpoint, args.scene, args.labels, split=args.split, as_json=args.json, precision=args.precision,
+                          offset=args.offset)
         if args.calibration or args.reliability:
             from models.bundle import load_bundle
             from trainer.analyst import print_calibration
@@ -206,6 +207,10 @@ def _run(args: argparse.Namespace) -> int:
             print_calibration(load_bundle(args.checkpoint), args.scene, args.labels, args.split, args.reliability)
     elif args.command in analyst_cli.COMMANDS:
         return analyst_cli.run(args)
+    elif args.command == "export-onnx":
+        from trainer.distributed import export_onnx_command
+
+        export_onnx_command(args.checkpoint, args.output)
     elif args.command == "export-chips":
         from core.sources.earth_engine import LiveEarthEngine
         from trainer.export import ExportSettings, export_chips, plan_export

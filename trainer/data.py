@@ -319,7 +319,7 @@ class ChipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         i, r, c = self.items[idx]
         s = self.scenes[i]
         x = (s.image[:, r : r + self.chip, c : c + self.chip] - self.mean) / self.std
