@@ -158,7 +158,7 @@ def test_earth_engine_aoi_anywhere_gets_imagery_prediction_and_labels(app, monke
     app.button(key="run").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     a = app.session_state[KEY].analysis
-    assert a.source == "earth_engine" and a.image.crs.to_epsg() == 32737 and set(a.references) == {"dw", "worldcover"}
+    assert a.source == "earth_engine" and a.image.crs.to_epsg() == 32737 and set(a.references) == {"dw", "worldcover", "dw_model"}  # dw_model: Dynamic World run locally
     collections = {c for c, _ in fake.requests}
     assert collections == {"COPERNICUS/S2_HARMONIZED", "GOOGLE/DYNAMICWORLD/V1", "ESA/WorldCover/v200"}
     goto(app, "compare")
