@@ -15,6 +15,8 @@ import argparse
 import signal
 import sys
 
+from trainer.cli_types import number_in
+
 
 def _int_at_least(low: int, multiple: int = 1):
     """Parse an integer >= ``low`` (and a multiple of ``multiple``), named in the error."""
@@ -33,15 +35,8 @@ def _int_at_least(low: int, multiple: int = 1):
     return parse
 
 
-def _fraction(text: str) -> float:
-    """Parse a number between 0 and 1 (argparse type)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {v}")
-    return v
+_fraction = number_in(0, 1)
+"""A number between 0 and 1 (argparse type)."""
 
 
 def _one_line(exc: BaseException) -> str:

@@ -7,36 +7,16 @@ from __future__ import annotations
 
 import argparse
 
+from trainer.cli_types import number_in
+
 __all__ = ["COMMANDS", "add_parsers", "run"]
 
 COMMANDS = ("assess", "change", "polygons", "report")
 
 
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _accuracy(text: str) -> float:
-    v = _positive(text)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"an accuracy lies in (0, 1], got {text}")
-    return v
+_positive = number_in(0, low_open=True)
+_non_negative = number_in(0)
+_accuracy = number_in(0, 1, low_open=True, what="an accuracy")
 
 
 def _classes(parser: argparse.ArgumentParser) -> None:
