@@ -93,39 +93,24 @@ def graph_from_encoded(enc: dict) -> dict:
     return resolve(values[enc["result"]])
 
 
+def nodes(tree):
+    """Every dict node of a resolved tree, depth first."""
+    if isinstance(tree, dict):
+        yield tree
+        for v in tree.values():
+            yield from nodes(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            yield from nodes(v)
+
+
 def calls(tree, name: str) -> list[dict]:
     """Arguments of every invocation of algorithm ``name`` in a resolved tree."""
-    out = []
-
-    def walk(n):
-        if isinstance(n, dict):
-            if n.get("fn") == name:
-                out.append(n["args"])
-            for v in n.values():
-                walk(v)
-        elif isinstance(n, list):
-            for v in n:
-                walk(v)
-
-    walk(tree)
-    return out
+    return [n["args"] for n in nodes(tree) if n.get("fn") == name]
 
 
 def fn_names(tree) -> list[str]:
-    out = []
-
-    def walk(n):
-        if isinstance(n, dict):
-            if "fn" in n:
-                out.append(n["fn"])
-            for v in n.values():
-                walk(v)
-        elif isinstance(n, list):
-            for v in n:
-                walk(v)
-
-    walk(tree)
-    return out
+    return [n["fn"] for n in nodes(tree) if "fn" in n]
 
 
 def loaded(tree) -> set[str]:
