@@ -121,10 +121,16 @@ def reliability_chart(bins: pd.DataFrame, ece: float, temperature: float) -> go.
 
 
 def same_grid_scenes(scene_id: str) -> list[str]:
-    """Sample scenes on exactly the grid of ``scene_id`` (other dates of the same place), itself included."""
+    """Sample scenes on exactly the grid of ``scene_id`` (other dates of the same place), itself included.
+
+    Scenes without a CRS (the DFC2020 patches) have no place on Earth: nothing says two of them show the
+    same ground, so they get only themselves (and never become a change pair).
+    """
     root = data_dir()
     me = get_scene(scene_id, root)
     crs, tr = scene_grid(me)
+    if crs is None:
+        return [scene_id]
     out = []
     for s in services.sample_scenes():
         c, t = scene_grid(s)

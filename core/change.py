@@ -141,8 +141,15 @@ def change_between(before: GeoRaster, after: GeoRaster, class_ids: Sequence[int]
         The change result (areas from the grid's true pixel areas, km^2).
 
     Raises:
-        GridMismatchError: The grids differ (shape, CRS or transform): warp one onto the other first.
+        GridMismatchError: The grids differ (shape, CRS or transform): warp one onto the other first;
+            or a map has no CRS (two unreferenced rasters of one size may show two different places,
+            e.g. the sample pack's DFC2020 patches, so their "change" would be meaningless).
     """
+    for name, m in (("date 1", before), ("date 2", after)):
+        if m.crs is None:
+            raise GridMismatchError(
+                f"the {name} map has no CRS: without georeferencing nothing says both maps show the same place; "
+                "use two georeferenced maps of one grid (e.g. two dates of one scene)")
     if not before.same_grid(after):
         raise GridMismatchError(
             f"the two maps are not on the same grid ({before.height} x {before.width} vs {after.height} x {after.width} px, "

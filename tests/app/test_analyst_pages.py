@@ -8,6 +8,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app.state import KEY, AppState, apply_query_params, query_params_of
+from core.sources.samples import get_scene, scene_grid
 from tests.app.conftest import MAIN, goto, run_scene
 
 
@@ -39,6 +40,13 @@ def test_accuracy_page_area_estimates_with_intervals_calibration_and_html(app):
 
 def test_two_date_page_sankey_from_hungary_labels(app):
     goto(app, "change")
+    # only georeferenced scenes with another date on their grid are offered: never the DFC2020 patches,
+    # which share a local 256 x 256 grid without being one place; the default pair is one real place
+    offered = app.selectbox(key="change_before").options
+    assert offered and all(scene_grid(get_scene(s))[0] is not None for s in offered)
+    assert not any(s.startswith("dfc2020") for s in offered)
+    before = app.selectbox(key="change_before").value
+    assert before.split("-")[0] == app.selectbox(key="change_after").value.split("-")[0]
     app.selectbox(key="change_before").set_value("hungary-2020-04-24").run()
     app.selectbox(key="change_after").set_value("hungary-2021-02-18").run()
     app.radio(key="change_maps").set_value("dw").run()

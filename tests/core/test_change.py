@@ -67,3 +67,12 @@ def test_change_refuses_maps_on_different_grids():
     other = GeoRaster(np.zeros((1, 4, 4), np.uint8), CRS.from_epsg(32633), Affine(10, 0, 5, 0, -10, 0), 255, ("c",))
     with pytest.raises(GridMismatchError, match="same grid"):
         change_between(one, other, DW.ids, DW.names)
+
+
+def test_change_refuses_unreferenced_maps_even_on_one_local_grid():
+    """The DFC2020 patches share a 256 x 256 local grid but are different places: no change between them."""
+    a, _ = load_labels("dfc2020-roi0000-validation-p0", "dw")
+    b, _ = load_labels("dfc2020-roi0000-test-p0", "dw")
+    assert a.crs is None and a.same_grid(b)
+    with pytest.raises(GridMismatchError, match="no CRS"):
+        change_between(a, b, DW.ids, DW.names)
