@@ -63,6 +63,7 @@ __all__ = [
     "block_grid_summary",
     "BlockFailedError",
     "DistributedResult",
+    "EarthEngineSource",
     "ManifestMismatchError",
     "RasterSource",
     "plan_blocks",
@@ -188,9 +189,18 @@ class RasterSource:
                 "mtime": os.path.getmtime(self.path),
             }
 
+    @property
+    def input_paths(self) -> list[str]:
+        """Files the job reads (never to be overwritten by an output)."""
+        return [self.path]
+
     @contextlib.contextmanager
-    def open(self):
+    def open(self, region: Window | None = None):
         """Yield ``(dataset, read)`` where ``read(window)`` gives float32 (C, h, w) model input, NaN = nodata.
+
+        Args:
+            region: The part of the grid the caller will read (a block and its halo); a file is
+                read window by window, so it is not used here.
 
         Raises:
             RasterReadError: Missing or unreadable file.
@@ -222,6 +232,123 @@ class RasterSource:
         return self.decision.to_tags() if self.decision is not None else {}
 
 
+@dataclass(frozen=True)
+class _GridView:
+    """The georeferencing a block needs from its source: CRS and window transforms."""
+
+    crs: object
+    transform: object
+
+    def window_transform(self, window: Window):
+        return rasterio.windows.transform(window, self.transform)
+
+
+_ADAPTERS: dict[str, object] = {}
+
+
+def _adapter_for(factory: Callable[[], object]):
+    """The Earth Engine adapter made by ``factory``, made once per worker process."""
+    from dask.base import tokenize
+
+    key = tokenize(factory)
+    with _FORWARDS_LOCK:
+        if key not in _ADAPTERS:
+            _ADAPTERS[key] = factory()
+        return _ADAPTERS[key]
+
+
+@dataclass(frozen=True)
+class EarthEngineSource:
+    """An AOI and dates on Earth Engine, fetched block by block with ``computePixels``; picklable.
+
+    Each block task downloads only its own read window (block plus halo) through
+    :func:`core.sources.earth_engine.download` (split under the request limits, transient errors
+    retried with backoff, optional disk cache), so the AOI is never downloaded whole.
+
+    Attributes:
+        grid: The whole output grid (UTM, 10 m: :func:`core.sources.earth_engine.utm_grid`).
+        spec: What to fetch (:func:`core.sources.earth_engine.sentinel2_spec`); its bands are the
+            input's bands in "file" order.
+        bands: Band names the model expects, in its order.
+        adapter_factory: Zero-argument picklable callable returning the Earth Engine adapter
+            (e.g. the class :class:`core.sources.earth_engine.LiveEarthEngine`); called once per
+            worker process, so every worker needs the credentials too.
+        decision: How the fetched bands become model input (:func:`core.inputs.decide`); ``None``:
+            bands by exact name, ``spec.nodata`` -> NaN.
+        cache_dir: Download cache folder shared by the workers (``None``: no cache).
+        retries: Retries of a request after a transient error.
+    """
+
+    grid: object
+    spec: object
+    bands: tuple[str, ...]
+    adapter_factory: Callable[[], object]
+    decision: InputDecision | None = None
+    cache_dir: str | None = None
+    retries: int = 4
+
+    @property
+    def path(self) -> str:
+        """An identifier of the request for messages and the manifest (not a file)."""
+        return f"earthengine:{self.spec.collection}:{self.spec.start}..{self.spec.end}:{self.spec.key()}"
+
+    @property
+    def input_paths(self) -> list[str]:
+        """No local file is read."""
+        return []
+
+    def describe(self) -> dict:
+        """Grid and identity of the request: height, width, crs (WKT), transform, spec key."""
+        from rasterio.crs import CRS
+
+        return {"path": self.path, "height": self.grid.height, "width": self.grid.width,
+                "crs": CRS.from_user_input(self.grid.crs).to_wkt(), "transform": list(self.grid.transform)[:6],
+                "spec": self.spec.key()}
+
+    @contextlib.contextmanager
+    def open(self, region: Window | None = None):
+        """Fetch ``region`` (default the whole grid) once; yield ``(grid view, read)`` like :class:`RasterSource`.
+
+        Raises:
+            EarthEngineError: Credentials, quota, permission or request problems (see
+                :func:`core.sources.earth_engine.download`).
+            BandError: The decision is for other bands.
+        """
+        from rasterio.crs import CRS
+
+        from core.sources.earth_engine import PixelGrid, download
+
+        if self.decision is not None and tuple(self.decision.bands) != tuple(self.bands):
+            raise BandError(f"the input decision is for bands {', '.join(self.decision.bands)}, not {', '.join(self.bands)}")
+        g = self.grid
+        region = region or Window(0, 0, g.width, g.height)
+        r0, c0, h, w = int(region.row_off), int(region.col_off), int(region.height), int(region.width)
+        sub = PixelGrid(g.crs, tuple(rasterio.windows.transform(region, g.affine))[:6], w, h)
+        raw = download(_adapter_for(self.adapter_factory), self.spec, sub, cache_dir=self.cache_dir, retries=self.retries,
+                       workers=2, max_pixels=max(25_000_000, w * h))
+        if self.decision is not None:
+            data = self.decision.apply(raw.data)
+        else:
+            names = list(self.spec.bands)
+            missing = [b for b in self.bands if b not in names]
+            if missing:
+                raise BandError(f"the Earth Engine request lacks band(s) {', '.join(missing)}")
+            data = nodata_to_nan(raw.data[[names.index(b) for b in self.bands]], raw.nodata)
+
+        def read(window: Window) -> np.ndarray:
+            r, c = int(window.row_off) - r0, int(window.col_off) - c0
+            return data[:, r : r + int(window.height), c : c + int(window.width)]
+
+        yield _GridView(CRS.from_user_input(g.crs), g.affine), read
+
+    def tags(self) -> dict[str, str]:
+        """GeoTIFF tags recording the request and how it was read."""
+        out = self.decision.to_tags() if self.decision is not None else {}
+        out.update({"LULC_EE_COLLECTION": self.spec.collection, "LULC_EE_DATES": f"{self.spec.start}..{self.spec.end}",
+                    "LULC_EE_CLOUD_MASK": str(self.spec.cloud_mask), "LULC_EE_REDUCER": self.spec.reducer})
+        return out
+
+
 _FORWARDS: dict[int, ForwardFn] = {}
 _FORWARDS_LOCK = threading.Lock()
 
@@ -243,7 +370,7 @@ def _block_paths(out_dir: Path, block: Block) -> tuple[Path, Path]:
 
 def predict_block(
     block: Block,
-    source: RasterSource,
+    source: RasterSource | EarthEngineSource,
     forward_factory: Callable[[], ForwardFn],
     out_dir: str | Path,
     *,
@@ -289,7 +416,8 @@ def predict_block(
     lut = _class_lut(num_classes, class_ids)
     cls = np.full((block.height, block.width), NODATA_CLASS, dtype=np.uint8)
     conf = np.zeros((block.height, block.width), dtype=np.float32) if confidence else None
-    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), source.open() as (ds, read_window):
+    region = Window(block.rx0, block.ry0, block.rwidth, block.rheight)
+    with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), source.open(region) as (ds, read_window):
         transform = ds.window_transform(Window(block.x0, block.y0, block.width, block.height))
         crs = ds.crs
 
@@ -471,7 +599,7 @@ def _open_client(scheduler: str | None, workers: int | None, threads_per_worker:
 
 
 def predict_distributed(
-    source: RasterSource,
+    source: RasterSource | EarthEngineSource,
     forward_factory: Callable[[], ForwardFn],
     dst_path: str | Path,
     *,
@@ -497,7 +625,8 @@ def predict_distributed(
     """Predict a large raster block by block on a Dask cluster, resumably.
 
     Args:
-        source: The input (GeoTIFF or VRT, bands by name).
+        source: The input: a GeoTIFF or VRT (bands by name), or an Earth Engine request whose
+            blocks are fetched by the workers.
         forward_factory: Zero-argument picklable callable returning the forward pass; called once
             per worker process.
         dst_path: The class map: a ``.vrt`` (mosaic of the block files only) or any other name
@@ -537,7 +666,7 @@ def predict_distributed(
     """
     t0 = time.perf_counter()
     log = log or (lambda _msg: None)
-    outs = check_outputs({"output": dst_path, "confidence output": confidence_path}, [source.path])
+    outs = check_outputs({"output": dst_path, "confidence output": confidence_path}, source.input_paths)
     dst_path = outs["output"]
     confidence_path = outs.get("confidence output")
     info = source.describe()

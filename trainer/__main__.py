@@ -98,8 +98,13 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("predict", help="write a class-map Cloud-Optimized GeoTIFF for a GeoTIFF")
     r.add_argument("--checkpoint", required=True, help="model bundle folder")
-    r.add_argument("--input", required=True, nargs="+", metavar="PATH",
+    r.add_argument("--input", nargs="+", metavar="PATH",
                    help="GeoTIFF(s) or folder(s) of GeoTIFFs; band descriptions name the bands (B2, b02, B8A_20m, ...) or --bands does")
+    r.add_argument("--aoi", metavar="W,S,E,N|FILE.geojson",
+                   help="--engine dask, instead of --input: an AOI (degrees, or a GeoJSON file) whose blocks the workers fetch "
+                   "from Earth Engine (Sentinel-2 composite --start..--end, the model's level) with computePixels")
+    r.add_argument("--start", help="with --aoi: first date, YYYY-MM-DD")
+    r.add_argument("--end", help="with --aoi: last date, YYYY-MM-DD (inclusive)")
     r.add_argument("--output", required=True, help="output COG of class ids; with several inputs or a folder, an output folder "
                    "(<name>_classes.tif per input)")
     r.add_argument("--confidence", help="optional output COG of the winning class's probability (a folder with several inputs)")
@@ -226,6 +231,18 @@ def _run(args: argparse.Namespace) -> int:
         from core.inputs import parse_bands
 
         names = parse_bands(args.bands)
+        if args.aoi is not None:
+            from trainer.distributed import predict_dask
+
+            if args.engine != "dask" or args.input:
+                raise ValueError("--aoi goes with --engine dask and without --input")
+            predict_dask(args.checkpoint, None, args.output, aoi=args.aoi, start=args.start, end=args.end,
+                         confidence=args.confidence, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                         precision=args.precision, runtime=args.runtime, workers=args.workers, scheduler=args.scheduler,
+                         block_size=args.block_size, blocks_dir=args.blocks_dir)
+            return 0
+        if not args.input:
+            raise ValueError("predict needs --input (GeoTIFFs or folders) or, with --engine dask, --aoi with --start and --end")
         single = len(args.input) == 1 and not Path(args.input[0]).is_dir() and not Path(args.output).is_dir()
         if args.engine == "dask":
             from trainer.distributed import predict_dask

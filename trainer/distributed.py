@@ -19,18 +19,94 @@ from core.classes import get_scheme
 from core.distributed import RasterSource, block_grid_summary, predict_distributed
 from core.inputs import decide_for_file
 from core.outputs import check_outputs
-from core.raster import raster_info
 from models.bundle import read_card
 from models.runtimes import ForwardFactory, bundle_checksum, export_onnx, onnx_path_for
 
-__all__ = ["predict_dask", "export_onnx_command"]
+__all__ = ["predict_dask", "export_onnx_command", "earth_engine_source", "parse_aoi_bounds"]
+
+
+def parse_aoi_bounds(aoi: str) -> tuple[float, float, float, float]:
+    """An AOI given on the command line as ``W,S,E,N`` degrees or a GeoJSON file, as lon/lat bounds.
+
+    Raises:
+        AOIError: Not four numbers in range with W < E and S < N, or an unreadable/invalid GeoJSON.
+    """
+    from core.aoi import parse_geojson
+    from core.errors import AOIError
+
+    p = Path(aoi)
+    if p.suffix.lower() in (".geojson", ".json") or p.exists():
+        try:
+            return tuple(parse_geojson(p.read_text()).bounds)
+        except OSError as exc:
+            raise AOIError(f"cannot read the AOI file {aoi}: {exc.strerror or exc}") from None
+    try:
+        w, s, e, n = (float(v) for v in aoi.split(","))
+    except ValueError:
+        raise AOIError(f"--aoi {aoi!r}: give W,S,E,N in degrees (e.g. 13.30,52.45,13.45,52.55) or a GeoJSON file") from None
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        raise AOIError(f"--aoi {aoi!r}: need -180 <= W < E <= 180 and -90 <= S < N <= 90 (degrees, west,south,east,north)")
+    return w, s, e, n
+
+
+def earth_engine_source(card, aoi: str, start: str, end: str, *, adapter_factory=None, cloud_threshold: float | None = None,
+                        cache_dir: str | None = None):
+    """The Earth Engine input of ``predict --engine dask``: a Sentinel-2 composite on the AOI's UTM 10 m grid.
+
+    The processing level is the card's (first of ``card.levels``, else L1C). How the bands become
+    model input is decided once, here, from a coarse (at most 256 x 256 px) fetch of the whole AOI,
+    which also surfaces credential and empty-collection problems before any cluster starts.
+
+    Args:
+        card: The model card (bands, levels).
+        aoi: ``W,S,E,N`` degrees or a GeoJSON file.
+        start: First date (ISO).
+        end: Last date (ISO, inclusive).
+        adapter_factory: Zero-argument picklable callable returning the adapter (default
+            :class:`core.sources.earth_engine.LiveEarthEngine`, configured from the environment).
+        cloud_threshold: Cloud Score+ threshold.
+        cache_dir: Download cache folder (shared by the workers).
+
+    Returns:
+        :class:`core.distributed.EarthEngineSource`.
+
+    Raises:
+        AOIError: Bad AOI. EarthEngineError: Credentials, dates, quota, empty collection.
+        BandError: The model needs Sentinel-1 bands (this mode fetches Sentinel-2 only).
+    """
+    from core.distributed import EarthEngineSource
+    from core.errors import BandError
+    from core.inputs import decide_for_raster
+    from core.sources.earth_engine import LiveEarthEngine, PixelGrid, download, sentinel2_spec, utm_grid
+
+    adapter_factory = adapter_factory or LiveEarthEngine
+    radar = [b for b in card.bands if b in ("VV", "VH")]
+    if radar:
+        raise BandError(f"the model needs Sentinel-1 band(s) {', '.join(radar)}; --engine dask with --aoi fetches Sentinel-2 only")
+    grid = utm_grid(parse_aoi_bounds(aoi))
+    levels = [lv for lv in card.levels if lv in ("L1C", "L2A")]
+    level = levels[0] if levels else "L1C"
+    spec = sentinel2_spec(start, end, list(card.bands), level=level, cloud_threshold=cloud_threshold)
+    f = max(1, -(-max(grid.width, grid.height) // 256))
+    a, b, c, d, e, g = grid.transform
+    coarse = PixelGrid(grid.crs, (a * f, b, c, d, e * f, g), -(-grid.width // f), -(-grid.height // f))
+    sample = download(adapter_factory(), spec, coarse, cache_dir=cache_dir)
+    decision = decide_for_raster(sample, card, level=level, level_reason=f"Earth Engine {level} collection",
+                                 metadata={"RADIOMETRIC_OFFSET": "none (Earth Engine *_HARMONIZED collection)"},
+                                 what=f"the Earth Engine {level} composite {start}..{end}")
+    return EarthEngineSource(grid, spec, tuple(card.bands), adapter_factory, decision, cache_dir)
 
 
 def predict_dask(
     checkpoint: str,
-    src: str,
+    src: str | None,
     dst: str,
     *,
+    aoi: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    adapter_factory=None,
+    cache_dir: str | None = None,
     confidence: str | None = None,
     tile: int = 256,
     overlap: int = 32,
@@ -49,7 +125,14 @@ def predict_dask(
 
     Args:
         checkpoint: Bundle folder (workers load it from the same path).
-        src: Input GeoTIFF or VRT; band names as for ``predict`` (descriptions or ``bands``).
+        src: Input GeoTIFF or VRT; band names as for ``predict`` (descriptions or ``bands``);
+            ``None`` with ``aoi``.
+        aoi: Instead of ``src``: ``W,S,E,N`` degrees or a GeoJSON file; each block is fetched from
+            Earth Engine (Sentinel-2 composite ``start``..``end``) by the worker that predicts it.
+        start: First date of the composite (with ``aoi``).
+        end: Last date, inclusive (with ``aoi``).
+        adapter_factory: Earth Engine adapter factory (default ``LiveEarthEngine``; tests give a fake).
+        cache_dir: Earth Engine download cache (default none).
         dst: Output class map: a COG, or a ``.vrt`` mosaic of the block COGs.
         confidence: Optional confidence map (COG or ``.vrt``).
         tile: Tile side in pixels (multiple of 32).
@@ -69,22 +152,34 @@ def predict_dask(
         ``dst``.
 
     Raises:
-        OutputError, BandError, InputError, RasterReadError: Bad input or output (before any work).
+        OutputError, BandError, InputError, RasterReadError, AOIError: Bad input or output (before any work).
+        EarthEngineError: Credentials, quota, permission, dates or an empty collection (with ``aoi``).
         BlockFailedError: Blocks failed on every attempt (finished blocks are kept for a rerun).
         ManifestMismatchError: The blocks folder belongs to a run with other settings.
     """
-    check_outputs({"--output": dst, "--confidence": confidence}, [src])
+    if (src is None) == (aoi is None):
+        raise ValueError("give either an input file or an AOI (--aoi with --start and --end)")
+    if aoi is not None and not (start and end):
+        raise ValueError("--aoi needs --start and --end (YYYY-MM-DD)")
+    check_outputs({"--output": dst, "--confidence": confidence}, [src] if src else [])
     ckpt = str(Path(checkpoint).resolve())
     card = read_card(ckpt)
-    decision = decide_for_file(src, card, bands=bands, offset=offset)
-    print(f"{Path(src).name}: {decision.summary()}")
+    if aoi is not None:
+        source = earth_engine_source(card, aoi, start, end, adapter_factory=adapter_factory, cache_dir=cache_dir)
+        decision = source.decision
+        print(f"Earth Engine {source.spec.title} {start}..{end}, {source.grid.width} x {source.grid.height} px on "
+              f"{source.grid.crs} (10 m): {decision.summary()}")
+    else:
+        decision = decide_for_file(src, card, bands=bands, offset=offset)
+        source = RasterSource(str(src), tuple(card.bands), decision)
+        print(f"{Path(src).name}: {decision.summary()}")
     for w in decision.warnings:
         print(f"warning: {w}", file=sys.stderr)
     onnx_path = str(onnx_path_for(ckpt)) if runtime in ("onnxruntime", "openvino") else None
     n_workers = workers or os.cpu_count() or 1
     threads = None if scheduler else max(1, (os.cpu_count() or 1) // n_workers)
     factory = ForwardFactory(ckpt, runtime=runtime, precision=precision, threads=threads, onnx_path=onnx_path)
-    info = raster_info(src)
+    info = source.describe()
     grid = block_grid_summary(info["height"], info["width"], block_size=block_size, tile=tile, overlap=overlap)
     where = f"the cluster at {scheduler}" if scheduler else f"a local cluster of {n_workers} worker process(es), {threads} thread(s) each"
     print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px on {where}; runtime {runtime}; "
@@ -97,7 +192,7 @@ def predict_dask(
             bar.update(done - bar.n)
 
         res = predict_distributed(
-            RasterSource(str(src), tuple(card.bands), decision), factory, dst, num_classes=card.num_classes,
+            source, factory, dst, num_classes=card.num_classes,
             class_ids=[int(c["id"]) for c in card.classes["classes"]], colormap=scheme.colormap(),
             confidence_path=confidence, blocks_dir=blocks_dir, model_id=f"{bundle_checksum(ckpt)}/{runtime}/{precision}",
             tile=tile, overlap=overlap, batch_size=batch_size, block_size=block_size, workers=n_workers,

@@ -195,3 +195,61 @@ def test_other_settings_in_the_blocks_folder_are_refused(src, tmp_path, client):
     with pytest.raises(ManifestMismatchError, match="tile"):
         predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), ToyFactory(), out, num_classes=K, tile=96,
                             overlap=OVERLAP, block_size=BLOCK, client=client, blocks_dir=res.blocks_dir)
+
+
+@dataclass(frozen=True)
+class FakeEarthEngine:
+    """computePixels answered from a local GeoTIFF on the same 10 m grid; each request's size goes to a log file."""
+
+    path: str
+    log: str
+
+    def compute_pixels(self, spec, grid) -> np.ndarray:
+        from rasterio.windows import Window
+
+        with rasterio.open(self.path) as ds:
+            col, row = ~ds.transform * (grid.transform[2], grid.transform[5])
+            names = list(ds.descriptions)
+            arr = ds.read([names.index(b) + 1 for b in spec.bands], window=Window(round(col), round(row), grid.width, grid.height),
+                          boundless=True, fill_value=0)
+        with open(self.log, "a") as f:
+            f.write(f"{grid.width} {grid.height}\n")
+        return arr
+
+
+@dataclass(frozen=True)
+class FakeEarthEngineFactory:
+    path: str
+    log: str
+
+    def __call__(self) -> FakeEarthEngine:
+        return FakeEarthEngine(self.path, self.log)
+
+
+def test_earth_engine_blocks_are_fetched_per_block_and_equal_single_process(src, tmp_path, client):
+    """--aoi mode: every worker fetches only its block and halo; the mosaic equals the single-process map."""
+    from core.distributed import EarthEngineSource
+    from core.sources.earth_engine import PixelGrid, sentinel2_spec
+
+    cls_ref, conf_ref = _single(src, tmp_path)
+    with rasterio.open(src) as ds:
+        grid = PixelGrid("EPSG:32633", tuple(ds.transform)[:6], ds.width, ds.height)
+    log = tmp_path / "requests.log"
+    source = EarthEngineSource(grid, sentinel2_spec("2021-06-01", "2021-06-30", S2_BANDS9), tuple(S2_BANDS9),
+                               FakeEarthEngineFactory(str(src), str(log)))
+    out = tmp_path / "ee.tif"
+    res = predict_distributed(source, ToyFactory(), out, num_classes=K, colormap=COLORS, tile=TILE, overlap=OVERLAP, batch_size=5,
+                              block_size=BLOCK, client=client, confidence_path=tmp_path / "ee_conf.tif")
+    np.testing.assert_array_equal(_read(out), cls_ref)
+    np.testing.assert_allclose(_read(tmp_path / "ee_conf.tif"), conf_ref, atol=1e-6, rtol=0)
+    sizes = [tuple(map(int, line.split())) for line in log.read_text().split("\n") if line]
+    assert len(sizes) == res.n_blocks  # one request per block (each under the request limits)
+    assert max(w * h for w, h in sizes) < grid.width * grid.height / 3  # a block and its halo, never the whole AOI
+    with rasterio.open(out) as d:
+        assert d.crs.to_epsg() == 32633 and d.tags()["LULC_EE_COLLECTION"] == "COPERNICUS/S2_HARMONIZED"
+    # a rerun resumes from the manifest without asking Earth Engine again
+    log.write_text("")
+    again = predict_distributed(source, ToyFactory(), tmp_path / "ee2.tif", num_classes=K, colormap=COLORS, tile=TILE,
+                                overlap=OVERLAP, batch_size=5, block_size=BLOCK, client=client,
+                                confidence_path=tmp_path / "ee2_conf.tif", blocks_dir=res.blocks_dir)
+    assert sorted(again.skipped) == sorted(res.computed) and log.read_text() == ""
