@@ -141,13 +141,23 @@ class Bundle:
         Raises:
             BundleError: C differs from the card's band count.
         """
+        return torch.softmax(self._logits(x) / float(self.card.temperature), dim=1).cpu().numpy()
+
+    def _logits(self, x: np.ndarray) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != len(self.card.bands):
             raise BundleError(f"expected (B, {len(self.card.bands)}, H, W) input, got {x.shape}")
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         t = self.normalize(t).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            logits = self.model(t)
-        return torch.softmax(logits.float() / float(self.card.temperature), dim=1).cpu().numpy()
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model(t).float()
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """float32 (B, C, H, W) raw band values -> float32 (B, K, H, W) logits (before the temperature).
+
+        Raises:
+            BundleError: C differs from the card's band count.
+        """
+        return self._logits(x).cpu().numpy()
 
 
 def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, half: bool = True) -> Path:

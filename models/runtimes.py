@@ -37,6 +37,8 @@ __all__ = [
     "OnnxForward",
     "available_runtimes",
     "bundle_checksum",
+    "choose_runtime",
+    "measure_runtimes",
     "export_onnx",
     "load_forward",
     "onnx_metadata",
@@ -45,7 +47,9 @@ __all__ = [
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 DEFAULT_RUNTIME = "torch"
-"""The default runtime, chosen by measurement (``benchmarks/bench_runtimes.py``; see the README)."""
+"""The default runtime: the reference, and the fastest measured on the development machine together
+with ``precision="auto"`` (``benchmarks/bench_runtimes.py``; see the README). ``runtime="auto"``
+(:func:`choose_runtime`) measures on the user's machine instead."""
 
 ONNX_OPSET = 18
 
@@ -271,6 +275,120 @@ class OnnxForward:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """float32 (B, C, H, W) raw band values -> float32 (B, K, H, W) softmax probabilities."""
         return _softmax(self.logits(x))
+
+
+def _machine_key() -> str:
+    import importlib.metadata as md
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = []
+    for pkg in ("torch", "onnxruntime", "openvino"):
+        try:
+            versions.append(f"{pkg}={md.version(pkg)}")
+        except md.PackageNotFoundError:
+            pass
+    return f"{cpu}|{os.cpu_count()} cores|{torch.get_num_threads()} threads|{' '.join(versions)}"
+
+
+def measure_runtimes(bundle_dir: str | Path, *, batch: int = 4, tile: int = 256, rounds: int = 2,
+                     threads: int | None = None) -> list[dict]:
+    """Time every installed runtime and CPU precision on one batch of the bundle's input.
+
+    The batch is random raw band values (500..4000, float32 (B, C, T, T)); each candidate gets one
+    warm-up call, then ``rounds`` timed calls (median). Its labels are compared with PyTorch fp32,
+    the reference: a candidate is usable when at least 99 % of the labels agree (bf16 moves a few
+    near-ties) and, for the fp32 ONNX runtimes, logits are within 1e-3.
+
+    Args:
+        bundle_dir: Bundle folder.
+        batch: Tiles per call.
+        tile: Tile side in pixels.
+        rounds: Timed calls per candidate.
+        threads: Intra-op threads (None: each runtime's default, all cores).
+
+    Returns:
+        One dict per candidate: ``runtime``, ``precision``, ``images_s``, ``label_agreement``,
+        ``max_abs_logit_diff``, ``usable`` (and ``error`` where it could not run).
+    """
+    import time
+
+    from models.bundle import _bf16_supported
+
+    card = read_card(bundle_dir)
+    x = np.random.default_rng(0).uniform(500, 4000, (batch, len(card.bands), tile, tile)).astype(np.float32)
+    candidates = [("torch", "fp32")] + ([("torch", "bf16")] if _bf16_supported() else [])
+    candidates += [(rt, "fp32") for rt in available_runtimes() if rt != "torch"]
+    rows, ref = [], None
+    for rt, prec in candidates:
+        row = {"runtime": rt, "precision": prec}
+        try:
+            fwd = load_forward(bundle_dir, runtime=rt, precision=prec, threads=threads)
+            logits = fwd.logits
+            out = np.asarray(logits(x), np.float32)
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                logits(x)
+                times.append(time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - a runtime that cannot run is reported, not fatal
+            rows.append({**row, "usable": False, "error": f"{type(exc).__name__}: {exc}"[:200]})
+            continue
+        if ref is None:
+            ref = out
+        agree = float((out.argmax(1) == ref.argmax(1)).mean())
+        diff = float(np.abs(out - ref).max())
+        row.update(images_s=round(batch / float(np.median(times)), 3), label_agreement=round(agree, 5),
+                   max_abs_logit_diff=diff, usable=agree >= 0.99 and (prec != "fp32" or diff <= 1e-3))
+        rows.append(row)
+    return rows
+
+
+def choose_runtime(bundle_dir: str | Path, *, threads: int | None = None, cache: bool = True,
+                   measure: bool = True) -> tuple[str, str, list[dict]] | None:
+    """The fastest usable runtime and precision for a bundle on this machine, measured once and cached.
+
+    The measurement (:func:`measure_runtimes`, about 10-30 s on a 2-core CPU, ONNX export included)
+    is cached in ``$LULC_CACHE_DIR/runtime-choice.json`` (``~/.cache/lulc-explorer``), keyed by the
+    bundle's checksum, the CPU model, core and thread counts and the runtimes' versions, so a new
+    machine, bundle or library version measures again.
+
+    Args:
+        bundle_dir: Bundle folder.
+        threads: Intra-op threads the run will use.
+        cache: Read and write the cache.
+        measure: Measure when nothing is cached (False: return ``None`` instead).
+
+    Returns:
+        ``(runtime, precision, measurements)``, or ``None`` when nothing is cached and ``measure``
+        is False.
+    """
+    path = _cache_dir().parent / "runtime-choice.json"
+    key = f"{bundle_checksum(bundle_dir)}|{_machine_key()}|{threads}"
+    table = {}
+    if cache and path.exists():
+        try:
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
+            table = {}
+    rows = table.get(key)
+    if rows is None and not measure:
+        return None
+    if rows is None:
+        rows = measure_runtimes(bundle_dir, threads=threads)
+        if cache:
+            table[key] = rows
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(table, indent=1))
+            os.replace(tmp, path)
+    usable = [r for r in rows if r.get("usable")]
+    best = max(usable, key=lambda r: r["images_s"]) if usable else {"runtime": "torch", "precision": "fp32"}
+    return best["runtime"], best["precision"], rows
 
 
 def load_forward(bundle_dir: str | Path, *, runtime: str = DEFAULT_RUNTIME, precision: str = "fp32",

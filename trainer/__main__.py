@@ -118,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
     r.add_argument("--max-megapixels", type=_int_at_least(1), default=500,
                    help="refuse inputs larger than this many million pixels (default 500, about four Sentinel-2 tiles)")
-    r.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino"],
-                   help="inference runtime: torch (reference, GPUs, bf16), or onnxruntime/openvino on the CPU (fp32; the "
-                   "bundle is exported to ONNX once and cached). Default torch, chosen by measurement (README, Benchmarks)")
+    r.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"],
+                   help="inference runtime: torch (reference, GPUs, bf16), onnxruntime/openvino on the CPU (fp32; the "
+                   "bundle is exported to ONNX once and cached), or auto (default): the fastest of them whose labels match "
+                   "PyTorch, measured once per machine and bundle and cached (measured for inputs of 64+ tiles or --engine dask; "
+                   "smaller inputs use the cached choice, else torch)")
     r.add_argument("--engine", default="stream", choices=["stream", "dask"],
                    help="stream: one process, window by window (default); dask: blocks predicted in parallel on a Dask "
                    "cluster, each written to its own COG, resumable after a kill (rerun the same command); no size limit")
@@ -261,7 +263,8 @@ def _run(args: argparse.Namespace) -> int:
                              runtime=args.runtime)
         elif commands.predict_many(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
                                    overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
-                                   max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names):
+                                   max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names,
+                                   runtime=args.runtime):
             return 2
     return 0
 

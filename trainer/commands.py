@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -41,6 +43,52 @@ INDEPENDENT_LABELS = ("osm", "water", "dfc", "lulc")
 def _best_state(ckpt: str) -> dict[str, torch.Tensor]:
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+
+def machine_description(device: str = "cpu") -> str:
+    """Where a run happened, in words: CPU model and cores, or the GPU (for the card's training record)."""
+    import platform
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA), host {os.cpu_count()} cores"
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads (CPU)"
+
+
+AUTO_MEASURE_MIN_TILES = 64
+"""``--runtime auto`` measures the runtimes (10-30 s once per machine and bundle) only for inputs of
+at least this many tiles (about 2000 x 2000 px at tile 256), where it pays; smaller inputs use a
+cached measurement if there is one, else PyTorch."""
+
+
+def resolve_runtime(checkpoint: str | Path, precision: str = "auto", *, measure: bool = True,
+                    quiet: bool = False) -> tuple[str, str]:
+    """``--runtime auto``: the fastest usable runtime and precision measured on this machine (cached).
+
+    See :func:`models.runtimes.choose_runtime`. Without a cached measurement and with ``measure``
+    False: PyTorch at ``precision`` (fp32 for ``"auto"``: the reference, since bf16 changes some
+    labels and is not faster on every CPU with bf16 instructions). Prints the choice unless ``quiet``.
+    """
+    from models.runtimes import choose_runtime
+
+    got = choose_runtime(checkpoint, measure=measure)
+    if got is None:
+        precision = "fp32" if precision == "auto" else precision  # the reference, until a measurement says otherwise
+        if not quiet:
+            print(f"runtime auto: torch {precision} (no measurement on this machine yet; an input of at least "
+                  f"{AUTO_MEASURE_MIN_TILES} tiles or --engine dask measures and caches one)")
+        return "torch", precision
+    runtime, chosen, rows = got
+    if not quiet:
+        table = ", ".join(f"{r['runtime']} {r['precision']} {r['images_s']:.2f} img/s" + ("" if r["usable"] else " (not used: labels differ)")
+                          for r in rows if "images_s" in r)
+        print(f"runtime auto: {runtime} {chosen} (measured on this machine, cached: {table})")
+    return runtime, chosen
 
 
 def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "auto") -> Path | None:
@@ -82,7 +130,9 @@ def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "aut
     ckpt_path = str(last) if resume and last.exists() else None
     if resume and ckpt_path is None:
         print(f"no checkpoint at {last}; starting afresh", file=sys.stderr)
+    t_fit = time.perf_counter()
     trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
+    fit_seconds = time.perf_counter() - t_fit
     if not trainer.is_global_zero:
         return None
     model = task.model
@@ -104,6 +154,8 @@ def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "aut
             "chips": {"train": len(dm.train_set), "val": len(dm.val_set), "test": len(dm.test_set)},
             "chip_size": cfg.data.chip_size,
             "epochs_run": trainer.current_epoch,
+            "run": {"fit_seconds": round(fit_seconds, 1), "machine": machine_description(str(trainer.strategy.root_device)),
+                    "resumed": ckpt_path is not None},
             "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
             "best_val_miou": float(best.best_model_score) if best.best_model_score is not None else None,
             "config": cfg.to_dict(),
@@ -208,7 +260,9 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         bands: Names of the input's bands in file order (``--bands``), overriding its descriptions.
         progress: Called with (tiles done, tiles total) instead of a tile progress bar.
         quiet: Do not print the decision and the output paths.
-        runtime: ``torch``, ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`).
+        runtime: ``torch``, ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`), or
+            ``auto``: the fastest usable one measured on this machine (:func:`resolve_runtime`;
+            measured for inputs of at least :data:`AUTO_MEASURE_MIN_TILES` tiles).
 
     Returns:
         ``dst``.
@@ -222,6 +276,13 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     check_outputs({"--output": dst, "--confidence": confidence}, [src])
     info = raster_info(src)
     check_size(info, max_pixels=max_pixels, name=Path(src).name, hint="crop it, or raise --max-megapixels")
+    if runtime == "auto":
+        stride = max(1, tile - overlap)
+        n_tiles = -(-info["height"] // stride) * -(-info["width"] // stride)
+        runtime, precision = resolve_runtime(checkpoint.path if isinstance(checkpoint, Bundle) else checkpoint, precision,
+                                             measure=n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
+        if isinstance(checkpoint, Bundle) and checkpoint.precision != precision:
+            checkpoint = load_bundle(checkpoint.path, precision=precision)
     bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint, precision=precision)
     check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=Path(src).name)
     decision = decide_for_file(src, bundle.card, bands=bands, offset=offset)
@@ -238,7 +299,7 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     if runtime != "torch":
         from models.runtimes import load_forward
 
-        bundle_forward = load_forward(bundle.path, runtime=runtime)
+        bundle_forward = load_forward(bundle.path, runtime=runtime, precision=precision)
     else:
         bundle_forward = bundle
     kwargs = dict(bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
@@ -284,7 +345,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 
 def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32,
                  batch_size: int = 8, precision: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto",
-                 bands: Sequence[str] | None = None) -> int:
+                 bands: Sequence[str] | None = None, runtime: str = "torch") -> int:
     """Predict several GeoTIFFs (files and/or folders) with one model load and one progress bar.
 
     Writes ``<output>/<stem>_classes.tif`` (and ``<confidence>/<stem>_confidence.tif``) per input.
@@ -302,6 +363,7 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
         max_pixels: Size limit per input (H x W).
         offset: ``"auto"``, 0 or 1000, for every input.
         bands: ``--bands`` names, for every input.
+        runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once, see :func:`resolve_runtime`).
 
     Returns:
         The number of inputs that failed (0 = all written).
@@ -322,6 +384,8 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ValueError(f"several inputs are named {', '.join(dupes)}; their outputs would collide: predict them into different folders")
+    if runtime == "auto":
+        runtime, precision = resolve_runtime(checkpoint, precision, measure=len(files) >= 8)
     bundle = load_bundle(checkpoint, precision=precision)
     failed: list[tuple[Path, str]] = []
     with tqdm(total=len(files), unit="file", desc="predict") as bar:
@@ -331,7 +395,8 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
                 dst = out_dir / f"{f.stem}_classes.tif"
                 conf = conf_dir / f"{f.stem}_confidence.tif" if conf_dir is not None else None
                 predict(bundle, str(f), str(dst), confidence=str(conf) if conf else None, tile=tile, overlap=overlap,
-                        batch_size=batch_size, max_pixels=max_pixels, offset=offset, bands=bands, progress=lambda d, t: None, quiet=True)
+                        batch_size=batch_size, max_pixels=max_pixels, offset=offset, bands=bands, progress=lambda d, t: None, quiet=True,
+                        runtime=runtime)
                 decision = read_decision_tags(dst)
                 tqdm.write(f"{f.name}: {decision}")
             except (ValueError, OSError) as exc:

@@ -139,7 +139,7 @@ def predict_dask(
         overlap: Overlap between tiles in pixels (<= tile / 2).
         batch_size: Tiles per forward call.
         precision: ``fp32``, ``bf16`` or ``auto`` (torch runtime).
-        runtime: ``torch``, ``onnxruntime`` or ``openvino``.
+        runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once on this machine).
         workers: Local worker processes (default: CPU cores); ignored with ``scheduler``.
         scheduler: Address of a running Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
         block_size: Block side in pixels (rounded to a multiple of ``tile - overlap``).
@@ -175,6 +175,10 @@ def predict_dask(
         print(f"{Path(src).name}: {decision.summary()}")
     for w in decision.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if runtime == "auto":
+        from trainer.commands import resolve_runtime
+
+        runtime, precision = resolve_runtime(ckpt, precision)  # large inputs: measuring pays
     onnx_path = str(onnx_path_for(ckpt)) if runtime in ("onnxruntime", "openvino") else None
     n_workers = workers or os.cpu_count() or 1
     threads = None if scheduler else max(1, (os.cpu_count() or 1) // n_workers)

@@ -90,3 +90,29 @@ def test_onnx_cache_and_factory(tmp_path, monkeypatch, onnx_file):
     assert isinstance(fwd, OnnxForward) and fwd.path == onnx_file
     with pytest.raises(BundleError, match="unknown runtime"):
         load_forward(DEFAULT_BUNDLE_DIR, runtime="tensorrt")
+
+
+def test_runtime_auto_measures_once_per_machine_and_picks_the_fastest_usable(tmp_path, monkeypatch):
+    """``--runtime auto``: every installed runtime is timed against PyTorch fp32 once, then read from the cache."""
+    import models.runtimes as rt
+
+    monkeypatch.setenv("LULC_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = rt.measure_runtimes
+
+    def measure(bundle_dir, **kw):
+        calls.append(bundle_dir)
+        return real(bundle_dir, batch=1, tile=64, rounds=1, **kw)
+
+    monkeypatch.setattr(rt, "measure_runtimes", measure)
+    runtime, precision, rows = rt.choose_runtime(DEFAULT_BUNDLE_DIR)
+    assert rows[0]["runtime"] == "torch" and rows[0]["precision"] == "fp32" and rows[0]["label_agreement"] == 1.0
+    assert {r["runtime"] for r in rows} == set(available_runtimes())
+    usable = [r for r in rows if r["usable"]]
+    assert (runtime, precision) == max(((r["runtime"], r["precision"]) for r in usable),
+                                       key=lambda k: next(r["images_s"] for r in usable if (r["runtime"], r["precision"]) == k))
+    for r in rows:
+        if r["runtime"] != "torch":  # fp32 ONNX runtimes reproduce the logits
+            assert r["usable"] and r["max_abs_logit_diff"] < 1e-3
+    assert rt.choose_runtime(DEFAULT_BUNDLE_DIR)[:2] == (runtime, precision) and len(calls) == 1  # cached
+    assert (tmp_path / "runtime-choice.json").exists()
