@@ -12,6 +12,7 @@ bundle's bands:
 1. fp32 matmul throughput (n = 2048, GFLOP/s = 2 n^3 / t, best of 4), the reference.
 2. FLOPs of one (1, C, T, T) forward pass (``torch.utils.flop_counter``).
 3. For each runtime (``torch`` = :class:`models.bundle.Bundle` eager fp32 channels_last;
+   ``torch-bf16`` = the same under CPU bf16 autocast, its FLOP/s compared with the bf16 matmul;
    ``onnxruntime`` and ``openvino`` = :class:`models.runtimes.OnnxForward` on the bundle exported by
    :func:`models.runtimes.export_onnx`), one warm-up call, then ``--rounds`` rounds in which every
    runtime runs the batch once, in turn (so that load from other processes hits all alike):
@@ -43,6 +44,13 @@ from bench_inference import bench_matmul, count_flops, make_bundle  # noqa: E402
 
 def torch_logits(bundle, x: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
+        t = bundle.normalize(torch.from_numpy(x)).contiguous(memory_format=torch.channels_last)
+        return bundle.model(t).float().numpy()
+
+
+def torch_bf16_logits(bundle, x: np.ndarray) -> np.ndarray:
+    """PyTorch eager under CPU bf16 autocast (what ``--precision bf16`` runs)."""
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         t = bundle.normalize(torch.from_numpy(x)).contiguous(memory_format=torch.channels_last)
         return bundle.model(t).float().numpy()
 
@@ -83,17 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"batch": args.batch, "tile": args.tile, "threads": torch.get_num_threads()}
     mm = bench_matmul(2048, 4)
     peak = mm["fp32"]["best_gflops"]
+    peak_bf16 = mm.get("bf16", {}).get("best_gflops")
     report["matmul_fp32_gflops"] = peak
+    report["matmul_bf16_gflops"] = peak_bf16
+    report["bf16_native"] = mm["bf16_native"]
     bundle, desc = make_bundle(args.bundle, "fp32")
     flops = count_flops(bundle, args.tile)
     report["flops_per_tile"] = flops
-    print(f"{desc}; matmul fp32 {peak:.1f} GFLOP/s; {flops / 1e9:.2f} GFLOP per (1,{len(bundle.bands)},{args.tile},{args.tile}) forward")
+    print(f"{desc}; matmul fp32 {peak:.1f}, bf16 {peak_bf16 or float('nan'):.1f} GFLOP/s (native bf16: {mm['bf16_native']}); {flops / 1e9:.2f} GFLOP per (1,{len(bundle.bands)},{args.tile},{args.tile}) forward")
     x = np.random.default_rng(0).uniform(500, 4000, (args.batch, len(bundle.bands), args.tile, args.tile)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         onnx_file = export_onnx(bundle, Path(tmp) / "model.onnx")
         report["export_s"] = time.perf_counter() - t0
-        runs = {"torch": lambda a: torch_logits(bundle, a)}
+        runs = {"torch": lambda a: torch_logits(bundle, a), "torch-bf16": lambda a: torch_bf16_logits(bundle, a)}
         for rt in available_runtimes():
             if rt != "torch":
                 f = OnnxForward(onnx_file, rt)
@@ -115,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         med = args.batch / float(np.median(r["times"]))
         best = args.batch / float(min(r["times"]))
         gf = med * flops / 1e9
-        r.update(images_s_median=med, images_s_best=best, gflops=gf, fraction_of_matmul=gf / peak, speedup_vs_torch=med / base)
-        print(f"{name:<12} {med:9.2f} {best:10.2f} {gf:8.1f} {100 * gf / peak:8.0f}% {med / base:7.2f}x "
+        ref_peak = peak_bf16 if name == "torch-bf16" and peak_bf16 else peak  # same precision's matmul
+        r.update(images_s_median=med, images_s_best=best, gflops=gf, fraction_of_matmul=gf / ref_peak, speedup_vs_torch=med / base)
+        print(f"{name:<12} {med:9.2f} {best:10.2f} {gf:8.1f} {100 * gf / ref_peak:8.0f}% {med / base:7.2f}x "
               f"{r['max_abs_logit_diff']:11.2e} {100 * r['label_agreement']:7.3f}%")
     report["runtimes"] = results
     if torch.cuda.is_available():

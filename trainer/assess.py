@@ -34,7 +34,7 @@ from core.sources.samples import get_scene, load_model_input, scene_decision
 from models.bundle import Bundle, load_bundle, read_card, write_card
 from trainer.evaluation import evaluate_scene
 
-__all__ = ["DROPS", "REGIONS", "band_agreement", "level_agreement", "loro_row", "independent_table", "assess"]
+__all__ = ["DROPS", "REGIONS", "band_agreement", "level_agreement", "loro_row", "independent_table", "assess", "card_tables"]
 
 DROPS: tuple[tuple[str, ...], ...] = (("B5",), ("B6",), ("B7",), ("B11",), ("B12",), ("B5", "B12"))
 """Missing-band cases measured (each optional band alone, and the pair B5 + B12)."""
@@ -59,7 +59,7 @@ def _test_windows(bundle: Bundle) -> dict[str, list[Window]]:
 
 
 def _classes(bundle: Bundle, img) -> np.ndarray:
-    # test blocks are at most data.block_size (128) px: one tile of that size each, no padding to 256
+    # test blocks are at most data.block_size px: one tile of that size each, no padding to 256
     side = max(32, -(-max(img.height, img.width) // 32) * 32)
     tile = min(bundle.card.tile, side)
     pred = predict_raster(img, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
@@ -68,7 +68,7 @@ def _classes(bundle: Bundle, img) -> np.ndarray:
 
 
 def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scenes: Sequence[str] | None = None,
-                   max_blocks: int | None = 2) -> dict[str, dict[str, list[int]]]:
+                   max_blocks: int | None = None) -> dict[str, dict[str, list[int]]]:
     """Agreement of predictions without some bands with the all-bands prediction, on test blocks.
 
     A missing band is filled with the card's mean (raw units), i.e. 0 after standardisation, as
@@ -78,8 +78,8 @@ def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scene
         bundle: The model (its card lists the test blocks).
         drops: Band sets to leave out.
         scenes: Restrict to these scene ids (default every scene with test blocks).
-        max_blocks: At most this many test blocks per scene, the first in row-major order (a CPU
-            budget; ``None``: all).
+        max_blocks: At most this many test blocks per scene, the first in row-major order
+            (``None``: all).
 
     Returns:
         ``{"B5+B12": {scene_id: [pixels that agree, valid pixels]}}``.
@@ -234,13 +234,48 @@ def assess(bundle_dir: str | Path, loro_dirs: Sequence[str | Path] = ()) -> dict
             "leave_one_region_out": loro, "independent_references": card.metrics["independent_references"]}
 
 
+def card_tables(bundle_dir: str | Path) -> str:
+    """The card's assessment as Markdown tables (as the README shows them).
+
+    Tables: agreement without optional bands, agreement with Dynamic World per processing level,
+    leave-one-region-out, and the independent references (model vs the Dynamic World model on the
+    same pixels).
+    """
+    card = read_card(bundle_dir)
+    m = card.metrics
+    detail = m.get("band_agreement_detail", {})
+    out = ["| missing band(s) | agreement with the all-bands map | held-out pixels |", "|---|---:|---:|"]
+    for k, v in (card.band_agreement or {}).items():
+        out.append(f"| {k} | {100 * v:.1f} % | {sum(n for _, n in detail.get(k, {}).values()):,} |")
+    out += ["", "| level | scenes | pixels | mIoU vs DW | OA vs DW |", "|---|---|---:|---:|---:|"]
+    for lv, r in (card.level_agreement or {}).items():
+        out.append(f"| {lv} | {len(r['scenes'])} | {r['pixels']:,} | {r['miou']:.3f} | {r['oa']:.3f} |")
+    out += ["", "| region held out | scenes | epochs | pixels | mIoU vs DW | OA vs DW | independent reference: model / DW model OA |",
+            "|---|---:|---:|---:|---:|---:|---|"]
+    for r in m.get("leave_one_region_out", []):
+        ind = "; ".join(f"{REFERENCE_NAMES[k]}: {v['model']['oa']:.3f} / {v['dynamic_world']['oa']:.3f}"
+                        for k, v in r.get("independent", {}).items()) or "–"
+        out.append(f"| {r['region']} | {len(r['scenes'])} | {r['epochs']} | {r['dw']['pixels']:,} | {r['dw']['miou']:.3f} | "
+                   f"{r['dw']['oa']:.3f} | {ind} |")
+    out += ["", "| reference | scene | where | pixels | model mIoU | model OA | DW model mIoU | DW model OA |",
+            "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in m.get("independent_references", []):
+        out.append(f"| {r['reference']} | {r['scene']} | {r['where']} | {r['pixels']:,} | {r['model']['miou']:.3f} | "
+                   f"{r['model']['oa']:.3f} | {r['dynamic_world']['miou']:.3f} | {r['dynamic_world']['oa']:.3f} |")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m trainer.assess BUNDLE [--loro DIR ...]``."""
+    """CLI: ``python -m trainer.assess BUNDLE [--loro DIR ...]`` or ``BUNDLE --markdown``."""
     ap = argparse.ArgumentParser(prog="python -m trainer.assess", description=__doc__.splitlines()[0])
     ap.add_argument("bundle")
     ap.add_argument("--loro", nargs="*", default=[])
+    ap.add_argument("--markdown", action="store_true", help="print the card's assessment as Markdown tables, measure nothing")
     a = ap.parse_args(argv)
     try:
+        if a.markdown:
+            print(card_tables(a.bundle))
+            return 0
         print(json.dumps(assess(a.bundle, a.loro), indent=1))
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
