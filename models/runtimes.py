@@ -265,6 +265,8 @@ class OnnxForward:
         self.metadata = meta
         self.bands = json.loads(meta["bands"])
         self.num_classes = len(json.loads(meta["class_ids"]))
+        # the card's softmax temperature (fitted by `fit`), so probabilities equal the PyTorch bundle's
+        self.temperature = float(json.loads(meta["card"]).get("temperature") or 1.0)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """float32 (B, C, H, W) raw band values -> float32 (B, K, H, W) logits."""
@@ -273,8 +275,12 @@ class OnnxForward:
         return np.asarray(self._run(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """float32 (B, C, H, W) raw band values -> float32 (B, K, H, W) softmax probabilities."""
-        return _softmax(self.logits(x))
+        """float32 (B, C, H, W) raw band values -> float32 (B, K, H, W) softmax probabilities of
+        ``logits / temperature`` (the card's, as :class:`models.bundle.Bundle` applies it)."""
+        logits = self.logits(x)
+        if self.temperature != 1.0:
+            logits /= np.float32(self.temperature)
+        return _softmax(logits)
 
 
 def _machine_key() -> str:

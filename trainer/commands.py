@@ -276,13 +276,6 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     check_outputs({"--output": dst, "--confidence": confidence}, [src])
     info = raster_info(src)
     check_size(info, max_pixels=max_pixels, name=Path(src).name, hint="crop it, or raise --max-megapixels")
-    if runtime == "auto":
-        stride = max(1, tile - overlap)
-        n_tiles = -(-info["height"] // stride) * -(-info["width"] // stride)
-        runtime, precision = resolve_runtime(checkpoint.path if isinstance(checkpoint, Bundle) else checkpoint, precision,
-                                             measure=n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
-        if isinstance(checkpoint, Bundle) and checkpoint.precision != precision:
-            checkpoint = load_bundle(checkpoint.path, precision=precision)
     bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint, precision=precision)
     check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=Path(src).name)
     decision = decide_for_file(src, bundle.card, bands=bands, offset=offset)
@@ -295,6 +288,12 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         print(f"{Path(src).name}: {decision.summary()}")
         for w in decision.warnings:
             print(f"warning: {w}", file=sys.stderr)
+    if runtime == "auto":  # after every input check: a refused input never costs a measurement
+        stride = max(1, tile - overlap)
+        n_tiles = -(-info["height"] // stride) * -(-info["width"] // stride)
+        runtime, precision = resolve_runtime(bundle.path, precision, measure=n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
+        if runtime == "torch" and bundle.precision != precision:
+            bundle = load_bundle(bundle.path, precision=precision)
     scheme = get_scheme(bundle.card.scheme_name)
     if runtime != "torch":
         from models.runtimes import load_forward

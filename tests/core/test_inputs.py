@@ -133,8 +133,14 @@ def test_missing_optional_bands_run_and_missing_required_bands_are_named(bundle,
     a, names, prof = crop
     keep = [i for i, n in enumerate(names) if n not in ("B5", "B12")]
     src = write(tmp_path / "no_b5_b12.tif", prof, a[keep], [names[i] for i in keep])
+    # a card without optional bands refuses the input, naming what is missing
+    strict = tmp_path / "strict"
+    shutil.copytree(DEFAULT, strict)
+    card = json.loads((strict / "card.json").read_text())
+    card.update(optional_bands=[], band_agreement={})
+    (strict / "card.json").write_text(json.dumps(card))
     with pytest.raises(BandError) as err:
-        decide_for_file(src, bundle.card)
+        decide_for_file(src, read_card(strict))
     msg = str(err.value)
     assert "B5, B12" in msg and "B05" in msg and "b12" in msg  # names the missing bands and the spellings tried
     lenient = tmp_path / "lenient"
