@@ -244,9 +244,24 @@ def card_tables(bundle_dir: str | Path) -> str:
     card = read_card(bundle_dir)
     m = card.metrics
     detail = m.get("band_agreement_detail", {})
-    out = ["| missing band(s) | agreement with the all-bands map | held-out pixels |", "|---|---:|---:|"]
+    levels = {sid: get_scene(sid).level for sid in card.training.get("data", [])}
+    lv_names = [lv for lv in ("L1C", "L2A") if lv in levels.values()]
+
+    def by_level(counts: dict, lv: str) -> str:
+        a = sum(c[0] for s, c in counts.items() if levels.get(s) == lv)
+        n = sum(c[1] for s, c in counts.items() if levels.get(s) == lv)
+        return f"{100 * a / n:.1f} %" if n else "–"
+
+    def worst(counts: dict) -> str:
+        s, (a, n) = min(counts.items(), key=lambda kv: kv[1][0] / max(1, kv[1][1]))
+        return f"{100 * a / max(1, n):.1f} % ({s})"
+
+    out = ["| missing band(s) | agreement with the all-bands map | " + " | ".join(lv_names) + " | worst scene | held-out pixels |",
+           "|---|---:|" + "---:|" * len(lv_names) + "---|---:|"]
     for k, v in (card.band_agreement or {}).items():
-        out.append(f"| {k} | {100 * v:.1f} % | {sum(n for _, n in detail.get(k, {}).values()):,} |")
+        c = detail.get(k, {})
+        out.append(f"| {k} | {100 * v:.1f} % | " + " | ".join(by_level(c, lv) for lv in lv_names)
+                   + f" | {worst(c) if c else '–'} | {sum(n for _, n in c.values()):,} |")
     out += ["", "| level | scenes | pixels | mIoU vs DW | OA vs DW |", "|---|---|---:|---:|---:|"]
     for lv, r in (card.level_agreement or {}).items():
         out.append(f"| {lv} | {len(r['scenes'])} | {r['pixels']:,} | {r['miou']:.3f} | {r['oa']:.3f} |")

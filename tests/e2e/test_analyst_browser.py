@@ -50,6 +50,7 @@ def test_shared_link_accuracy_report_download_and_change_sankey(server, tmp_path
         page.get_by_role("button", name="Compute change").click()
         page.locator(".js-plotly-plot .sankey").first.wait_for(timeout=240_000)
         page.get_by_text("Changed share").wait_for(timeout=60_000)
+        page.get_by_text("hungary-2020-04-24 → hungary-2021-02-18").wait_for(timeout=60_000)  # one place on two dates
         page.wait_for_timeout(1500)
         page.screenshot(path=str(shots / "change.png"), full_page=True)
         with page.expect_download() as dl:
