@@ -61,15 +61,23 @@ def get_bundle(path: str) -> Bundle:
     return load_bundle(path, precision="auto")
 
 
+WARM_UP_DELAY_S = 3.0
+"""Seconds between the first page run and the background import of the model stack."""
+
+
 @st.cache_resource(show_spinner=False)
 def warm_up() -> threading.Thread:
     """Import the model stack (torch, segmentation_models_pytorch, torchmetrics) in the background, once.
 
     Called after the first page is drawn, so the map shows without waiting for these imports
-    (about 10 s on a 2-core machine) and *Run model* usually finds them done.
+    (about 10 s on a 2-core machine) and *Run model* usually finds them done. The imports start
+    :data:`WARM_UP_DELAY_S` later: they hold the GIL, and the browser is still fetching the map's
+    component and image from this server right after the first run (measured with
+    ``benchmarks/bench_app_start.py``: 5.7 s to a usable map when importing at once).
     """
 
     def run() -> None:
+        time.sleep(WARM_UP_DELAY_S)
         import core.analysis  # noqa: F401
         import models.bundle  # noqa: F401
 
