@@ -78,11 +78,13 @@ def bench_resume(src: Path, tmp: Path, args) -> dict:
         return [sys.executable, "-m", "trainer", "predict", "--checkpoint", args.bundle, "--input", str(src),
                 "--output", str(out), "--engine", "dask", "--workers", "2", "--block-size", str(args.block_size),
                 "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size", str(args.batch_size),
-                "--runtime", args.runtime, "--precision", "fp32"]
+                "--runtime", args.runtime, "--precision", "fp32", "--offset", "0"]  # synthetic DN: no +1000 offset
 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     t0 = time.perf_counter()
-    subprocess.run(cmd(tmp / "clean.tif"), check=True, capture_output=True, cwd=REPO_ROOT, env=env)
+    r = subprocess.run(cmd(tmp / "clean.tif"), capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"the CLI run failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else '?'}")
     clean = time.perf_counter() - t0
     out = tmp / "killed.tif"
     manifest = tmp / "killed.tif.blocks" / "manifest.json"
