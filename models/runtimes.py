@@ -275,8 +275,11 @@ class OnnxForward:
         return np.asarray(self._run(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """float32 (B, C, H, W) raw band values -> float32 (B, K, H, W) softmax probabilities of
-        ``logits / temperature`` (the card's, as :class:`models.bundle.Bundle` applies it)."""
+        """float32 (B, C, H, W) raw band values -> float32 (B, K, H, W) softmax probabilities.
+
+        The probabilities are those of ``logits / temperature`` with the card's temperature, as
+        :class:`models.bundle.Bundle` computes them.
+        """
         logits = self.logits(x)
         if self.temperature != 1.0:
             logits /= np.float32(self.temperature)
@@ -307,8 +310,10 @@ def measure_runtimes(bundle_dir: str | Path, *, batch: int = 4, tile: int = 256,
 
     The batch is random raw band values (500..4000, float32 (B, C, T, T)); each candidate gets one
     warm-up call, then ``rounds`` timed calls (median). Its labels are compared with PyTorch fp32,
-    the reference: a candidate is usable when at least 99 % of the labels agree (bf16 moves a few
-    near-ties) and, for the fp32 ONNX runtimes, logits are within 1e-3.
+    the reference: a candidate is usable when it reproduces it, i.e. logits within 1e-3 and at
+    least 99.9 % of labels equal. bf16 autocast does not (logits move by about 0.05, about 0.7 % of
+    labels change on the default model), so it is measured and reported but never chosen: a map
+    made with ``auto`` equals the PyTorch fp32 map up to near-ties, on any machine.
 
     Args:
         bundle_dir: Bundle folder.
@@ -349,7 +354,7 @@ def measure_runtimes(bundle_dir: str | Path, *, batch: int = 4, tile: int = 256,
         agree = float((out.argmax(1) == ref.argmax(1)).mean())
         diff = float(np.abs(out - ref).max())
         row.update(images_s=round(batch / float(np.median(times)), 3), label_agreement=round(agree, 5),
-                   max_abs_logit_diff=diff, usable=agree >= 0.99 and (prec != "fp32" or diff <= 1e-3))
+                   max_abs_logit_diff=diff, usable=agree >= 0.999 and diff <= 1e-3)
         rows.append(row)
     return rows
 

@@ -85,7 +85,7 @@ def resolve_runtime(checkpoint: str | Path, precision: str = "auto", *, measure:
         return "torch", precision
     runtime, chosen, rows = got
     if not quiet:
-        table = ", ".join(f"{r['runtime']} {r['precision']} {r['images_s']:.2f} img/s" + ("" if r["usable"] else " (not used: labels differ)")
+        table = ", ".join(f"{r['runtime']} {r['precision']} {r['images_s']:.2f} img/s" + ("" if r["usable"] else " (not chosen: does not reproduce fp32)")
                           for r in rows if "images_s" in r)
         print(f"runtime auto: {runtime} {chosen} (measured on this machine, cached: {table})")
     return runtime, chosen
