@@ -439,7 +439,8 @@ def decide(
 
     Raises:
         BandError: A required model band is missing (lists the missing bands and the spellings
-            tried) or a band name occurs twice.
+            tried), a band name occurs twice, or the missing optional bands are a combination the
+            card's ``band_agreement`` did not measure (when it measured any).
         InputError: The values are not Sentinel-2 reflectance (8-bit, empty, too large), the offset
             is ambiguous (names ``--offset``), or the level differs from the card's with no measured
             agreement to quote.
@@ -463,7 +464,16 @@ def decide(
     fill = tuple(None if s is not None else float(card.mean[k]) for k, s in enumerate(source))
     warn: list[str] = []
     if missing:
-        agreement = (getattr(card, "band_agreement", {}) or {}).get("+".join(missing))
+        measured = getattr(card, "band_agreement", {}) or {}
+        agreement = measured.get("+".join(missing))
+        if measured and agreement is None:  # the card measured some cases, not this one: its map would be unvouched for
+            raise BandError(
+                f"{what} lacks {', '.join(missing)}; model {card.name!r} runs without some of its optional bands, but its card "
+                f"measured only these cases: without {'; without '.join(k.replace('+', ' and ') for k in measured)} "
+                f"(agreement with all bands on held-out blocks: {', '.join(f'{k} {v}' for k, v in measured.items())}). "
+                "Supply enough of the missing bands that what is still missing is one of those cases, or use a model "
+                "trained on your bands."
+            )
         warn.append(
             f"{what} lacks optional band(s) {', '.join(missing)}; filled as in training (band dropout)"
             + (f"; measured agreement with all bands on held-out blocks: {agreement}" if agreement is not None else "")

@@ -19,7 +19,7 @@ from rasterio.windows import Window
 
 from core.bands import canonical_band
 from core.errors import BandError
-from core.inputs import InputError, decide_for_file, parse_bands
+from core.inputs import InputError, decide, decide_for_file, parse_bands
 from core.sources.samples import get_scene, list_scenes, scene_decision
 from models.bundle import load_bundle, read_card
 from trainer import commands
@@ -208,3 +208,17 @@ def test_batch_prediction_reports_a_bad_file_and_writes_the_rest(crop, tmp_path,
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["crop0_classes.tif", "crop1_classes.tif"]
     err = capsys.readouterr().err
     assert "broken.tif" in err and "Traceback" not in err
+
+
+def test_unmeasured_combination_of_missing_optional_bands_is_refused():
+    """The default card measured each optional band alone and B5+B12; a 4-band input would be unvouched for."""
+    card = read_card(DEFAULT)
+    assert "B5+B12" in card.band_agreement
+    sample = np.full((4, 8, 8), 1200, np.uint16)
+    with pytest.raises(BandError, match="measured only these cases") as err:
+        decide(card, ["B2", "B3", "B4", "B8"], sample, nodata=0, what="rgbn.tif")
+    assert "B5, B6, B7, B11, B12" in str(err.value) and "B5 and B12" in str(err.value)
+    # a measured case runs, quoting its agreement
+    names = [b for b in card.bands if b not in ("B5", "B12")]
+    d = decide(card, names, np.full((len(names), 8, 8), 1200, np.uint16), nodata=0, what="no_b5_b12.tif")
+    assert d.missing_optional == ("B5", "B12") and str(card.band_agreement["B5+B12"]) in d.warnings[0]
