@@ -12,14 +12,9 @@ import streamlit as st
 from app import services
 from app.state import AppState
 from core.errors import AOIError
+from core.sources.earth_engine import model_level
 
-__all__ = ["model_level", "aoi_bounds", "map_layers", "dry_run"]
-
-
-def model_level(card) -> str:
-    """The Sentinel-2 processing level a model was trained on (``"L1C"`` unless its card says ``"L2A"``)."""
-    levels = [lv for lv in getattr(card, "levels", ()) or () if lv in ("L1C", "L2A")]
-    return levels[0] if levels else "L2A" if (getattr(card, "training", {}) or {}).get("level") == "L2A" else "L1C"
+__all__ = ["aoi_bounds", "map_layers", "dry_run"]
 
 
 def aoi_bounds(state: AppState) -> tuple[float, float, float, float]:

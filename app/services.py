@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from shapely import geometry as sg
 
 from app.state import Analysis, AppState
-from core.aoi import DEFAULT_MAX_AOI_KM2, bbox_geometry, locate_aoi, parse_geojson
+from core.aoi import DEFAULT_MAX_AOI_KM2, locate_aoi, parse_bbox, parse_geojson
 from core.bands import canonical_band
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError, NoDataError
@@ -220,13 +220,7 @@ def _dw_reference(state: AppState, model_input: GeoRaster, mask: np.ndarray, dec
 def _aoi_geometry(state: AppState):
     """The AOI polygon (lon/lat) from the bounding box, GeoJSON or drawing the user gave."""
     if state.aoi_mode == "Bounding box":
-        try:
-            parts = [float(v) for v in state.bbox_text.replace(";", ",").split(",")]
-        except ValueError:
-            parts = []
-        if len(parts) != 4:
-            raise AOIError("type the bounding box as four numbers: west, south, east, north (degrees)")
-        return bbox_geometry(*parts)
+        return parse_bbox(state.bbox_text)
     if not state.aoi_geojson:
         raise AOIError("no AOI yet: draw a rectangle or polygon on the map, or paste or upload GeoJSON")
     return parse_geojson(state.aoi_geojson)
@@ -334,7 +328,15 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     """
     from rasterio.crs import CRS
 
-    from core.sources.earth_engine import download, dynamic_world_spec, fetch_imagery, utm_grid, worldcover_spec
+    from core.sources.earth_engine import (
+        download,
+        dynamic_world_spec,
+        fetch_imagery,
+        input_decision,
+        model_level,
+        utm_grid,
+        worldcover_spec,
+    )
 
     bundle = get_bundle(state.bundle_path)
     if state.aoi_mode == "Whole scene":
@@ -343,15 +345,13 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     window, mask, km2, geo = place_aoi(state, CRS.from_user_input(grid.crs), grid.affine, grid.height, grid.width)
     adapter = earth_engine_adapter()
     t0 = time.perf_counter()
-    levels = [lv for lv in bundle.card.levels if lv in ("L1C", "L2A")]
-    level = levels[0] if levels else "L2A" if bundle.card.training.get("level") == "L2A" else "L1C"  # the level it was trained on
+    level = model_level(bundle.card)
     image = fetch_imagery(adapter, grid, state.ee_start, state.ee_end, bundle.bands, level=level, cloud_threshold=state.ee_cloud,
                           cache_dir=CACHE_DIR, progress=progress)
     dw = download(adapter, dynamic_world_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
     wc = download(adapter, worldcover_spec(), grid, cache_dir=CACHE_DIR)
     refs = {"dw": (dw.window(window), "dynamic_world"), "worldcover": (wc.window(window), "esa_worldcover")}
-    decision = decide_for_raster(image, bundle.card, level=level, level_reason=f"Earth Engine {level} collection",
-                                 metadata={"RADIOMETRIC_OFFSET": "none (Earth Engine *_HARMONIZED collection)"}, what="the Earth Engine image")
+    decision = input_decision(image, bundle.card, level)
     return _predict_and_store(state, "earth-engine", "earth_engine", image.window(window), window, mask, km2, geo, refs, t0, progress,
                               decision)
 

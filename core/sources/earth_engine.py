@@ -53,7 +53,7 @@ __all__ = [
     "EarthEngineConfig", "CollectionSpec", "PixelGrid", "EarthEngineAdapter", "LiveEarthEngine",
     "sentinel2_spec", "sentinel1_spec", "dynamic_world_spec", "worldcover_spec", "utm_grid", "split_grid", "download",
     "fetch_imagery", "classify_error", "classify_exception", "exclusive_end", "fill_value", "export_params",
-    "describe_request", "describe_export", "empty_collection_message",
+    "describe_request", "describe_export", "empty_collection_message", "model_level", "input_decision",
     "MAX_REQUEST_BYTES", "MAX_REQUEST_SIDE",
 ]
 
@@ -293,6 +293,36 @@ def fill_value(spec: CollectionSpec) -> float:
     (-9999).
     """
     return FLOAT_SENTINEL if math.isnan(float(spec.nodata)) else float(spec.nodata)
+
+
+def model_level(card) -> str:
+    """The Sentinel-2 processing level to request for a model: the first L1C/L2A level of its card.
+
+    Cards without ``levels`` fall back to ``training.level`` (``"L2A"``), else ``"L1C"``.
+    """
+    levels = [lv for lv in getattr(card, "levels", ()) or () if lv in ("L1C", "L2A")]
+    return levels[0] if levels else "L2A" if (getattr(card, "training", {}) or {}).get("level") == "L2A" else "L1C"
+
+
+def input_decision(raster: GeoRaster, card, level: str, what: str = "the Earth Engine image"):
+    """How Earth Engine Sentinel-2 pixels become model input (:func:`core.inputs.decide_for_raster`).
+
+    The ``*_HARMONIZED`` collections carry no +1000 offset, and the level is the collection's.
+
+    Args:
+        raster: uint16 (C, H, W) reflectance x 1e4 as :func:`download` returns it (a coarse
+            sample is enough), band names set.
+        card: The model card.
+        level: ``"L1C"`` or ``"L2A"``: the collection requested.
+        what: How to call the input in messages.
+
+    Raises:
+        BandError, InputError: See :func:`core.inputs.decide`.
+    """
+    from core.inputs import decide_for_raster
+
+    return decide_for_raster(raster, card, level=level, level_reason=f"Earth Engine {level} collection",
+                             metadata={"RADIOMETRIC_OFFSET": "none (Earth Engine *_HARMONIZED collection)"}, what=what)
 
 
 def sentinel2_spec(start: str, end: str, bands: Sequence[str], *, level: str = "L1C", cloud_mask: str = "cloud_score_plus",
