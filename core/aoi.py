@@ -130,6 +130,21 @@ def bbox_geometry(west: float, south: float, east: float, north: float) -> sg.Po
     return sg.box(west, south, east, north)
 
 
+def parse_bbox(text: str) -> sg.Polygon:
+    """A rectangle from ``"west, south, east, north"`` in degrees (commas or semicolons).
+
+    Raises:
+        AOIError: Not four numbers, or a box :func:`bbox_geometry` refuses.
+    """
+    try:
+        parts = [float(v) for v in text.replace(";", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4:
+        raise AOIError(f"type the bounding box as four numbers: west, south, east, north (degrees), got {text!r}")
+    return bbox_geometry(*parts)
+
+
 def locate_aoi(
     geom_lonlat: sg.base.BaseGeometry,
     crs: CRS | None,

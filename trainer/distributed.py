@@ -29,9 +29,10 @@ def parse_aoi_bounds(aoi: str) -> tuple[float, float, float, float]:
     """An AOI given on the command line as ``W,S,E,N`` degrees or a GeoJSON file, as lon/lat bounds.
 
     Raises:
-        AOIError: Not four numbers in range with W < E and S < N, or an unreadable/invalid GeoJSON.
+        AOIError: Not four numbers in range with W < E and S < N (:func:`core.aoi.parse_bbox`), or an
+            unreadable/invalid GeoJSON file.
     """
-    from core.aoi import parse_geojson
+    from core.aoi import parse_bbox, parse_geojson
     from core.errors import AOIError
 
     p = Path(aoi)
@@ -40,13 +41,7 @@ def parse_aoi_bounds(aoi: str) -> tuple[float, float, float, float]:
             return tuple(parse_geojson(p.read_text()).bounds)
         except OSError as exc:
             raise AOIError(f"cannot read the AOI file {aoi}: {exc.strerror or exc}") from None
-    try:
-        w, s, e, n = (float(v) for v in aoi.split(","))
-    except ValueError:
-        raise AOIError(f"--aoi {aoi!r}: give W,S,E,N in degrees (e.g. 13.30,52.45,13.45,52.55) or a GeoJSON file") from None
-    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise AOIError(f"--aoi {aoi!r}: need -180 <= W < E <= 180 and -90 <= S < N <= 90 (degrees, west,south,east,north)")
-    return w, s, e, n
+    return tuple(parse_bbox(aoi).bounds)
 
 
 def earth_engine_source(card, aoi: str, start: str, end: str, *, adapter_factory=None, cloud_threshold: float | None = None,
@@ -76,24 +71,28 @@ def earth_engine_source(card, aoi: str, start: str, end: str, *, adapter_factory
     """
     from core.distributed import EarthEngineSource
     from core.errors import BandError
-    from core.inputs import decide_for_raster
-    from core.sources.earth_engine import LiveEarthEngine, PixelGrid, download, sentinel2_spec, utm_grid
+    from core.sources.earth_engine import (
+        LiveEarthEngine,
+        PixelGrid,
+        download,
+        input_decision,
+        model_level,
+        sentinel2_spec,
+        utm_grid,
+    )
 
     adapter_factory = adapter_factory or LiveEarthEngine
     radar = [b for b in card.bands if b in ("VV", "VH")]
     if radar:
         raise BandError(f"the model needs Sentinel-1 band(s) {', '.join(radar)}; --engine dask with --aoi fetches Sentinel-2 only")
     grid = utm_grid(parse_aoi_bounds(aoi))
-    levels = [lv for lv in card.levels if lv in ("L1C", "L2A")]
-    level = levels[0] if levels else "L1C"
+    level = model_level(card)
     spec = sentinel2_spec(start, end, list(card.bands), level=level, cloud_threshold=cloud_threshold)
     f = max(1, -(-max(grid.width, grid.height) // 256))
     a, b, c, d, e, g = grid.transform
     coarse = PixelGrid(grid.crs, (a * f, b, c, d, e * f, g), -(-grid.width // f), -(-grid.height // f))
     sample = download(adapter_factory(), spec, coarse, cache_dir=cache_dir)
-    decision = decide_for_raster(sample, card, level=level, level_reason=f"Earth Engine {level} collection",
-                                 metadata={"RADIOMETRIC_OFFSET": "none (Earth Engine *_HARMONIZED collection)"},
-                                 what=f"the Earth Engine {level} composite {start}..{end}")
+    decision = input_decision(sample, card, level, what=f"the Earth Engine {level} composite {start}..{end}")
     return EarthEngineSource(grid, spec, tuple(card.bands), adapter_factory, decision, cache_dir)
 
 
