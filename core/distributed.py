@@ -243,20 +243,6 @@ class _GridView:
         return rasterio.windows.transform(window, self.transform)
 
 
-_ADAPTERS: dict[str, object] = {}
-
-
-def _adapter_for(factory: Callable[[], object]):
-    """The Earth Engine adapter made by ``factory``, made once per worker process."""
-    from dask.base import tokenize
-
-    key = tokenize(factory)
-    with _FORWARDS_LOCK:
-        if key not in _ADAPTERS:
-            _ADAPTERS[key] = factory()
-        return _ADAPTERS[key]
-
-
 @dataclass(frozen=True)
 class EarthEngineSource:
     """An AOI and dates on Earth Engine, fetched block by block with ``computePixels``; picklable.
@@ -309,6 +295,11 @@ class EarthEngineSource:
     def open(self, region: Window | None = None):
         """Fetch ``region`` (default the whole grid) once; yield ``(grid view, read)`` like :class:`RasterSource`.
 
+        ``read(window)`` slices the fetched region: float32 (C, h, w) model input in the model's
+        band order (reflectance x 1e4), NaN = nodata; ``window`` must lie inside ``region``. The
+        region is held in memory: uint16 (C_in, H, W), about 90 MB for a 2016 px block of 9 bands
+        with its halo.
+
         Raises:
             EarthEngineError: Credentials, quota, permission or request problems (see
                 :func:`core.sources.earth_engine.download`).
@@ -324,7 +315,7 @@ class EarthEngineSource:
         region = region or Window(0, 0, g.width, g.height)
         r0, c0, h, w = int(region.row_off), int(region.col_off), int(region.height), int(region.width)
         sub = PixelGrid(g.crs, tuple(rasterio.windows.transform(region, g.affine))[:6], w, h)
-        raw = download(_adapter_for(self.adapter_factory), self.spec, sub, cache_dir=self.cache_dir, retries=self.retries,
+        raw = download(_made_once(self.adapter_factory), self.spec, sub, cache_dir=self.cache_dir, retries=self.retries,
                        workers=2, max_pixels=max(25_000_000, w * h))
         if self.decision is not None:
             data = self.decision.apply(raw.data)
@@ -349,19 +340,19 @@ class EarthEngineSource:
         return out
 
 
-_FORWARDS: dict[int, ForwardFn] = {}
-_FORWARDS_LOCK = threading.Lock()
+_MADE: dict[str, object] = {}
+_MADE_LOCK = threading.Lock()
 
 
-def _forward_for(factory: Callable[[], ForwardFn]) -> ForwardFn:
-    """The forward callable made by ``factory``, made once per worker process."""
+def _made_once(factory: Callable[[], object]):
+    """What ``factory`` returns (a forward pass, an Earth Engine adapter), made once per worker process."""
     from dask.base import tokenize
 
     key = tokenize(factory)
-    with _FORWARDS_LOCK:
-        if key not in _FORWARDS:
-            _FORWARDS[key] = factory()
-        return _FORWARDS[key]
+    with _MADE_LOCK:
+        if key not in _MADE:
+            _MADE[key] = factory()
+        return _MADE[key]
 
 
 def _block_paths(out_dir: Path, block: Block) -> tuple[Path, Path]:
@@ -412,7 +403,7 @@ def predict_block(
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    forward = _forward_for(forward_factory)
+    forward = _made_once(forward_factory)
     lut = _class_lut(num_classes, class_ids)
     cls = np.full((block.height, block.width), NODATA_CLASS, dtype=np.uint8)
     conf = np.zeros((block.height, block.width), dtype=np.float32) if confidence else None
