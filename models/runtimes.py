@@ -38,6 +38,7 @@ __all__ = [
     "available_runtimes",
     "bundle_checksum",
     "choose_runtime",
+    "cpu_model",
     "measure_runtimes",
     "export_onnx",
     "load_forward",
@@ -286,15 +287,20 @@ class OnnxForward:
         return _softmax(logits)
 
 
-def _machine_key() -> str:
-    import importlib.metadata as md
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform`` elsewhere), e.g. ``"Intel(R) Xeon(R) Processor"``."""
     import platform
 
-    cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def _machine_key() -> str:
+    import importlib.metadata as md
+
+    cpu = cpu_model()
     versions = []
     for pkg in ("torch", "onnxruntime", "openvino"):
         try:

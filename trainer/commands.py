@@ -28,6 +28,7 @@ from core.inputs import decide_for_file
 from core.outputs import check_outputs
 from core.raster import raster_info
 from core.sources.samples import get_scene
+from core.tiling import TileGrid
 from models.bundle import Bundle, ModelCard, load_bundle, save_bundle, write_card
 from trainer.config import FitConfig
 from trainer.data import LulcDataModule
@@ -47,17 +48,11 @@ def _best_state(ckpt: str) -> dict[str, torch.Tensor]:
 
 def machine_description(device: str = "cpu") -> str:
     """Where a run happened, in words: CPU model and cores, or the GPU (for the card's training record)."""
-    import platform
+    from models.runtimes import cpu_model
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (CUDA), host {os.cpu_count()} cores"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads (CPU)"
+    return f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads (CPU)"
 
 
 AUTO_MEASURE_MIN_TILES = 64
@@ -289,8 +284,7 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         for w in decision.warnings:
             print(f"warning: {w}", file=sys.stderr)
     if runtime == "auto":  # after every input check: a refused input never costs a measurement
-        stride = max(1, tile - overlap)
-        n_tiles = -(-info["height"] // stride) * -(-info["width"] // stride)
+        n_tiles = TileGrid(info["height"], info["width"], tile, overlap).n_tiles
         runtime, precision = resolve_runtime(bundle.path, precision, measure=n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
         if runtime == "torch" and bundle.precision != precision:
             bundle = load_bundle(bundle.path, precision=precision)
