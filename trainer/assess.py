@@ -198,6 +198,11 @@ def independent_table(held_out: Sequence[dict], loro: Sequence[dict]) -> list[di
     return rows
 
 
+def _scene_levels(card) -> dict[str, str]:
+    """Scene id -> processing level of every pack scene the card was trained on."""
+    return {sid: get_scene(sid).level for sid in card.training.get("data", [])}
+
+
 def _crosswalk_table() -> list[list[str]]:
     return [list(p) for p in get_crosswalk("slovenia_lulc", "dynamic_world").table()]
 
@@ -217,7 +222,7 @@ def assess(bundle_dir: str | Path, loro_dirs: Sequence[str | Path] = ()) -> dict
     detail = band_agreement(bundle)
     card.band_agreement = {k: round(sum(a for a, _ in v.values()) / max(1, sum(n for _, n in v.values())), 4)
                            for k, v in detail.items()}
-    levels = {sid: get_scene(sid).level for sid in card.training.get("data", [])}
+    levels = _scene_levels(card)
     held = card.metrics.get("held_out", [])
     card.level_agreement = level_agreement(held, levels, card.class_names)
     loro = []
@@ -244,7 +249,7 @@ def card_tables(bundle_dir: str | Path) -> str:
     card = read_card(bundle_dir)
     m = card.metrics
     detail = m.get("band_agreement_detail", {})
-    levels = {sid: get_scene(sid).level for sid in card.training.get("data", [])}
+    levels = _scene_levels(card)
     lv_names = [lv for lv in ("L1C", "L2A") if lv in levels.values()]
 
     def by_level(counts: dict, lv: str) -> str:
