@@ -212,35 +212,32 @@ def _wait_for_partial(folder: Path, proc: subprocess.Popen, timeout: float = 120
     time.sleep(0.3)  # well inside the write
 
 
-@pytest.mark.parametrize("mode", ["predict", "writer"])
-def test_sigkill_while_writing_leaves_no_file_at_the_output_path(tmp_path, mode):
+def _signal_while_writing(tmp_path, mode: str, sig: int, timeout: float, sigterm: bool = False):
+    """Start a writer on a fresh output folder, send ``sig`` in the middle of the write; (process, output folder, output)."""
     image = write_cog(make_raster(256, 256), tmp_path / "in" / "image.tif")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "classes.tif"
-    proc = _start_writer(image, out, mode)
+    proc = _start_writer(image, out, mode, sigterm=sigterm)
     try:
         _wait_for_partial(out_dir, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(sig)
+        proc.wait(timeout=timeout)
     finally:
         proc.kill()
+    return proc, out_dir, out
+
+
+@pytest.mark.parametrize("mode", ["predict", "writer"])
+def test_sigkill_while_writing_leaves_no_file_at_the_output_path(tmp_path, mode):
+    proc, out_dir, out = _signal_while_writing(tmp_path, mode, signal.SIGKILL, timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
     assert all(".partial" in n for n in leftovers(out_dir))  # only hidden, recognisable leftovers
 
 
 def test_sigterm_while_writing_removes_the_temporary_files(tmp_path):
-    image = write_cog(make_raster(256, 256), tmp_path / "in" / "image.tif")
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    proc = _start_writer(image, out_dir / "classes.tif", "predict", sigterm=True)
-    try:
-        _wait_for_partial(out_dir, proc)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    finally:
-        proc.kill()
+    proc, out_dir, _ = _signal_while_writing(tmp_path, "predict", signal.SIGTERM, timeout=60, sigterm=True)
     assert proc.returncode == 128 + signal.SIGTERM
     assert list(out_dir.iterdir()) == []
 

@@ -34,12 +34,11 @@ def test_aoi_blocks_from_earth_engine_equal_single_process_predict(tmp_path):
     assert crs.to_epsg() == 32633 and transform.a == 10.0 and ee_cls.shape[0] > 150
     assert tags["LULC_EE_DATES"] == "2017-02-01..2017-02-28"
     # the same pixels as a file, through the single-process path
-    fake = factory()
-    from core.sources.earth_engine import PixelGrid
+    from core.sources.earth_engine import PixelGrid, sentinel2_spec
 
     grid = PixelGrid("EPSG:32633", tuple(transform)[:6], ee_cls.shape[1], ee_cls.shape[0])
     card_bands = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
-    arr = fake.compute_pixels(type("S", (), {"bands": card_bands})(), grid)
+    arr = factory().compute_pixels(sentinel2_spec("2017-02-01", "2017-02-28", card_bands), grid)
     prof = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": len(card_bands), "dtype": "uint16",
             "crs": crs, "transform": transform, "nodata": 0}
     with rasterio.open(tmp_path / "aoi.tif", "w", **prof) as d:
