@@ -20,6 +20,13 @@ def require_analysis(state: AppState) -> Analysis:
     return state.analysis
 
 
+def model_reference_warning(reference: str | None, where=st) -> None:
+    """Say so when the chosen reference is a model's output (Dynamic World), not ground truth."""
+    if reference and services.reference_is_model(reference):
+        where.warning("The reference is the output of a model (Dynamic World, Brown et al. 2022), not ground truth: "
+                      "agreement with it measures how alike two models are, not accuracy.")
+
+
 def reference_picker(state: AppState, analysis: Analysis, where=st) -> str | None:
     """Select box of the analysis' reference label products; stores the choice in ``state``.
 

@@ -20,9 +20,7 @@ result = widgets.comparison(a, ref)
 model_scheme = services.get_bundle(a.bundle_path).card.scheme_name
 ref_scheme = services.reference_scheme(a, ref) if ref else None
 st.caption(f"{a.scene_id} · AOI {a.aoi_km2:.2f} km² · model {services.bundle_label(a.bundle_path)}")
-if ref and services.reference_is_model(ref):
-    st.warning("This reference is the output of a model (Dynamic World, Brown et al. 2022), not ground truth: "
-               "agreement with it measures how alike two models are, not accuracy.")
+widgets.model_reference_warning(ref)
 if result is not None and result.crosswalk is not None:
     with st.expander(f"Crosswalk applied: {result.crosswalk.source} → {result.crosswalk.target}", expanded=False):
         st.table([{"from": s, "to": t} for s, t in result.crosswalk.table()])

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import charts, services, widgets
+from app import charts, widgets
 from app.state import get_state
 
 state = get_state()
@@ -12,9 +12,7 @@ ref = widgets.reference_picker(state, a)
 result = widgets.comparison(a, ref)
 if result is None:
     st.stop()
-if services.reference_is_model(ref):
-    st.warning("The reference is the output of a model (Dynamic World, Brown et al. 2022), not ground truth: these "
-               "numbers measure agreement between two models, not accuracy.")
+widgets.model_reference_warning(ref)
 m = result.metrics
 c = st.columns(5)
 c[0].metric("mIoU", f"{m.miou:.3f}")
