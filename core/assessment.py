@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import AssessmentError
 from core.outputs import atomic_path
 
 __all__ = [
@@ -85,19 +86,19 @@ def sample_size(weights: Sequence[float], users_accuracy: Sequence[float], targe
         n, rounded up.
 
     Raises:
-        ValueError: Lengths differ, weights do not sum to a positive value, an accuracy is outside
-            (0, 1], or ``target_se`` is not positive.
+        AssessmentError: Lengths differ, weights do not sum to a positive value, an accuracy is
+            outside (0, 1], or ``target_se`` is not positive.
     """
     w = np.asarray(weights, float)
     u = np.asarray(users_accuracy, float)
     if w.shape != u.shape or w.ndim != 1 or w.size == 0:
-        raise ValueError(f"give one anticipated user's accuracy per class ({w.size} classes, {u.size} accuracies)")
+        raise AssessmentError(f"give one anticipated user's accuracy per class ({w.size} classes, {u.size} accuracies)")
     if (w < 0).any() or w.sum() <= 0:
-        raise ValueError("class weights (mapped area proportions) must be >= 0 and not all 0")
+        raise AssessmentError("class weights (mapped area proportions) must be >= 0 and not all 0")
     if ((u <= 0) | (u > 1)).any():
-        raise ValueError("anticipated user's accuracies must lie in (0, 1]")
+        raise AssessmentError("anticipated user's accuracies must lie in (0, 1]")
     if target_se <= 0:
-        raise ValueError(f"the target standard error of overall accuracy must be > 0, got {target_se}")
+        raise AssessmentError(f"the target standard error of overall accuracy must be > 0, got {target_se}")
     w = w / w.sum()
     s = np.sqrt(u * (1 - u))
     return int(np.ceil(round(float((w * s).sum() / target_se) ** 2, 9)))
@@ -119,11 +120,11 @@ def allocate(n: int, weights: Sequence[float], min_per_class: int = 50) -> np.nd
         int64 (K,) points per stratum (sums to ``max(n, min_per_class * mapped classes)``).
 
     Raises:
-        ValueError: ``n`` < 1, negative weights or a negative minimum.
+        AssessmentError: ``n`` < 1, negative weights or a negative minimum.
     """
     w = np.asarray(weights, float)
     if n < 1 or (w < 0).any() or min_per_class < 0 or w.sum() <= 0:
-        raise ValueError("sample size must be >= 1, weights >= 0 (not all 0) and the minimum per class >= 0")
+        raise AssessmentError("sample size must be >= 1, weights >= 0 (not all 0) and the minimum per class >= 0")
     mapped = w > 0
     out = np.where(mapped, min_per_class, 0).astype(np.int64)
     rest = n - int(out.sum())
@@ -186,14 +187,14 @@ def design_sample(
         The design.
 
     Raises:
-        ValueError: Nothing is mapped, or the arguments are invalid (see :func:`sample_size`).
+        AssessmentError: Nothing is mapped, or the arguments are invalid (see :func:`sample_size`).
     """
     k = len(class_names)
     m = np.asarray(class_map).reshape(-1)
     valid = (m != nodata) & (m >= 0) & (m < k)
     counts = np.bincount(m[valid].astype(np.int64), minlength=k)[:k]
     if counts.sum() == 0:
-        raise ValueError("the map has no mapped pixels to sample")
+        raise AssessmentError("the map has no mapped pixels to sample")
     u = np.broadcast_to(np.asarray(users_accuracy, float), (k,)).copy()
     w = counts / counts.sum()
     mapped = counts > 0
@@ -282,14 +283,14 @@ def write_points(points: pd.DataFrame, path: str | Path) -> Path:
         The path written.
 
     Raises:
-        ValueError: Another suffix, or a GeoPackage of points without lon/lat.
+        AssessmentError: Another suffix, or a GeoPackage of points without lon/lat.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".gpkg"):
-        raise ValueError(f"{path.name}: write points as .csv or .gpkg")
+        raise AssessmentError(f"{path.name}: write points as .csv or .gpkg")
     if suffix == ".gpkg" and points[["lon", "lat"]].isna().any().any():
-        raise ValueError("these points have no lon/lat (the map has no CRS): write them as CSV")
+        raise AssessmentError("these points have no lon/lat (the map has no CRS): write them as CSV")
     with atomic_path(path) as tmp:
         if suffix == ".csv":
             points.to_csv(tmp, index=False)
@@ -318,24 +319,35 @@ def read_points(path: str | Path, reference_column: str = "reference_class", map
         The table; rows without a reference class are dropped.
 
     Raises:
-        FileNotFoundError: No such file.
-        ValueError: Unknown format, or a missing column (the message lists the columns present).
+        AssessmentError: No such file, unknown format, a file that cannot be parsed (empty,
+            malformed CSV, not UTF-8, a corrupt GeoPackage), or a missing column (the message
+            lists the columns present).
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no points file at {path}")
+        raise AssessmentError(f"no points file at {path}")
     if path.suffix.lower() == ".csv":
-        df = pd.read_csv(path)
+        try:
+            df = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise AssessmentError(f"{path.name} is empty; write a header line with map_class and {reference_column}") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AssessmentError(f"{path.name} is not a readable CSV ({first}); save it as comma-separated UTF-8 text") from None
     elif path.suffix.lower() == ".gpkg":
+        from pyogrio.errors import DataLayerError, DataSourceError
         from pyogrio.raw import read
 
-        meta, _, _, fields = read(path)
+        try:
+            meta, _, _, fields = read(path)
+        except (DataSourceError, DataLayerError) as exc:
+            raise AssessmentError(f"{path.name} is not a readable GeoPackage of points ({exc})") from None
         df = pd.DataFrame({name: values for name, values in zip(meta["fields"], fields, strict=True)})
     else:
-        raise ValueError(f"{path.name}: points must be .csv or .gpkg")
+        raise AssessmentError(f"{path.name}: points must be .csv or .gpkg")
     missing = [c for c in (map_column, reference_column) if c not in df.columns]
     if missing:
-        raise ValueError(f"{path.name} has no column {', '.join(missing)} (columns: {', '.join(map(str, df.columns))})")
+        raise AssessmentError(f"{path.name} has no column {', '.join(missing)} (columns: {', '.join(map(str, df.columns))})")
     df = df[df[reference_column].notna() & (df[reference_column].astype(str).str.strip() != "")]
     return df.reset_index(drop=True)
 
@@ -369,10 +381,10 @@ def _as_index(values: pd.Series, class_names: Sequence[str], what: str) -> np.nd
         s = str(v).strip()
         try:
             k = int(float(s))
-        except ValueError:
+        except (ValueError, OverflowError):  # a name, or inf
             k = lookup.get(s.lower(), -1)
         if not 0 <= k < len(names):
-            raise ValueError(f"{what} {v!r} is neither a class index 0..{len(names) - 1} nor a class name ({', '.join(names)})")
+            raise AssessmentError(f"{what} {v!r} is neither a class index 0..{len(names) - 1} nor a class name ({', '.join(names)})")
         out[i] = k
     return out
 
@@ -389,7 +401,7 @@ def error_matrix_counts(map_class: Sequence, reference_class: Sequence, class_na
         int64 (K, K) counts.
 
     Raises:
-        ValueError: A class that is neither a valid index nor a name.
+        AssessmentError: A class that is neither a valid index nor a name.
     """
     k = len(class_names)
     mi = _as_index(pd.Series(list(map_class)), class_names, "map class")
@@ -501,7 +513,8 @@ def estimate(counts: np.ndarray, mapped_area: Sequence[float], class_names: Sequ
         sample at least 2 points per stratum). A stratum with no mapped area contributes nothing.
 
     Raises:
-        ValueError: Shapes do not match, negative counts, or a mapped class with no sample point.
+        AssessmentError: A mapped class with no sample point.
+        ValueError: Shapes do not match, or negative counts (a caller's bug, not the user's).
     """
     n = np.asarray(counts, float)
     a = np.asarray(mapped_area, float)
@@ -514,7 +527,7 @@ def estimate(counts: np.ndarray, mapped_area: Sequence[float], class_names: Sequ
     ni = n.sum(axis=1)
     empty = (a > 0) & (ni == 0)
     if empty.any():
-        raise ValueError(f"map class(es) {', '.join(names[i] for i in np.flatnonzero(empty))} have mapped area but no sample point")
+        raise AssessmentError(f"map class(es) {', '.join(names[i] for i in np.flatnonzero(empty))} have mapped area but no sample point")
     a_tot = a.sum()
     w = a / a_tot
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -557,9 +570,9 @@ def estimate_from_points(points: pd.DataFrame, class_names: Sequence[str], mappe
         z: Normal quantile of the intervals.
 
     Raises:
-        ValueError: No labelled points, unknown classes, or a mapped class without points.
+        AssessmentError: No labelled points, unknown classes, or a mapped class without points.
     """
     if len(points) == 0:
-        raise ValueError("no labelled points: fill the reference_class column first")
+        raise AssessmentError("no labelled points: fill the reference_class column first")
     counts = error_matrix_counts(points[map_column], points[reference_column], class_names)
     return estimate(counts, mapped_area, class_names, z)

@@ -1,8 +1,27 @@
-"""Exceptions raised by the library.
+"""Exceptions raised by the library: one family, :class:`LulcError`.
 
-Every error the user can cause derives from :class:`LulcError`, a ``ValueError``, so that callers
-(the app, the trainer's command line) can show its message instead of a traceback. Messages say
-what was wrong and how to fix it.
+Every error the user can cause (a file, a card, an AOI, a setting, a credential) derives from
+:class:`LulcError`, a ``ValueError``, so that callers (the app's pages, the trainer's command line)
+catch one type and show its message instead of a traceback; anything else is a bug and goes to
+the crash log. Messages say what was wrong and how to fix it.
+
+The family (subclasses defined elsewhere stay beside the code that raises them):
+
+- here: :class:`BandError`, :class:`RasterReadError`, :class:`SceneNotFoundError`,
+  :class:`GridMismatchError`, :class:`SchemeError`, :class:`AOIError`, :class:`NoDataError`,
+  :class:`AssessmentError`;
+- ``models.card.BundleError`` (re-exported by ``models.bundle``): a model bundle or card is
+  missing, malformed or does not fit its input;
+- ``core.outputs.OutputError``: an output path would clobber an input or cannot be written;
+- ``core.guards.SizeLimitError``, ``core.guards.GsdError``: too large, or the wrong pixel size;
+- ``core.inputs.InputError``: an input needs a decision (offset, level) from the user;
+- ``core.sources.earth_engine.EarthEngineError`` and its ``CredentialsError``, ``QuotaError``,
+  ``PermissionDeniedError``, ``TransientError``, ``EmptyCollectionError``;
+- ``core.distributed.BlockFailedError``, ``core.distributed.ManifestMismatchError``.
+
+This module is a leaf: it imports nothing from the project, so that every package, ``models``
+included (which otherwise never imports ``core``), can derive from it
+(``tests/test_architecture.py`` checks both).
 """
 
 from __future__ import annotations
@@ -38,3 +57,11 @@ class AOIError(LulcError):
 
 class NoDataError(LulcError):
     """An input (or the part of it inside the AOI) holds no pixel with data in the bands needed."""
+
+
+class AssessmentError(LulcError):
+    """A sampling design or an accuracy/area estimate cannot be made from what was given.
+
+    A labelled-points file is missing, unreadable or lacks a column, a point names an unknown
+    class, a mapped class has no sample point, or a design parameter is out of range.
+    """

@@ -209,15 +209,19 @@ def load_bundle(path: str | Path, *, device: str = "cpu", precision: str = "fp32
         The bundle, network in eval mode with float32 weights.
 
     Raises:
-        BundleError: Missing files, malformed card, or weights that do not match the card's
-            architecture (wrong band or class count).
+        BundleError: Missing files, malformed card, a card naming an unknown architecture or
+            encoder (or one that cannot take its band or class count), or weights that do not match
+            the card's architecture (wrong band or class count).
     """
     path = Path(path)
     card = read_card(path)
     weights = path / "model.safetensors"
     if not weights.exists():
         raise BundleError(f"bundle {path} has no model.safetensors")
-    model = create_model(card.arch, card.encoder, in_channels=len(card.bands), num_classes=card.num_classes)
+    try:
+        model = create_model(card.arch, card.encoder, in_channels=len(card.bands), num_classes=card.num_classes)
+    except (KeyError, ValueError) as exc:  # unknown architecture or encoder, or a band/class count it cannot take
+        raise BundleError(f"card of {path} names a model that cannot be built: {exc.args[0] if exc.args else exc}") from None
     try:
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(weights)).items()}
     except Exception as exc:  # safetensors raises its own error types for corrupt files

@@ -3,8 +3,9 @@
 A bundle folder holds ``model.safetensors`` (the weights, see :mod:`models.bundle`) and
 ``card.json``: architecture, bands in order, normalisation, classes with colours, training data,
 metrics, version. This module reads, validates, writes and finds cards with the standard library
-only, so that listing and describing bundles (the app's first page, the Models page) does not
-import torch or segmentation_models_pytorch; :mod:`models.bundle` re-exports everything here.
+only (and the leaf :mod:`core.errors`), so that listing and describing bundles (the app's first
+page, the Models page) does not import torch or segmentation_models_pytorch; :mod:`models.bundle`
+re-exports everything here.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.errors import LulcError  # the one import of core that models may make: the leaf module of errors
+
 __all__ = ["BundleError", "check_card_schema", "ModelCard", "read_card", "write_card", "find_bundles", "CARD_VERSION"]
 
 CARD_VERSION = 1
 
 
-class BundleError(ValueError):
-    """A bundle is missing, malformed, or does not fit the input it is given."""
+class BundleError(LulcError):
+    """A bundle is missing, malformed, or does not fit the input it is given.
+
+    A :class:`core.errors.LulcError` (so a ``ValueError``): the one user-error family of the app and
+    the command line.
+    """
 
 
 def _is_num(v: object) -> bool:
@@ -223,7 +230,8 @@ class ModelCard:
 def _atomic(path: Path) -> Iterator[Path]:
     """A hidden temporary file beside ``path`` that replaces ``path`` only if the block completes.
 
-    (The same scheme as ``core.outputs.atomic_path``; ``models`` does not import ``core``.)
+    (The same scheme as ``core.outputs.atomic_path``; ``models`` imports nothing of ``core`` but
+    ``core.errors``.)
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
@@ -263,7 +271,8 @@ def read_card(path: str | Path) -> ModelCard:
 
     Raises:
         BundleError: No card, a file that is not a card (e.g. a Lightning ``.ckpt``), malformed
-            JSON, fields of the wrong type, or an inconsistent card.
+            JSON, fields of the wrong type, an inconsistent card, or a card that cannot be read
+            (permissions, a folder named ``card.json``).
     """
     path = Path(path)
     if path.is_file() and path.suffix != ".json":
@@ -280,6 +289,8 @@ def read_card(path: str | Path) -> ModelCard:
         raise BundleError(f"{card_path} is not a text (UTF-8) JSON file") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{card_path} is not valid JSON: {exc}") from None
+    except OSError as exc:  # a folder named card.json, no permission to read it, ...
+        raise BundleError(f"{card_path} cannot be read ({exc.strerror or exc})") from None
     card.validate()
     return card
 

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import analyst, services, widgets
 from app.state import get_state
+from core.errors import LulcError
 
 state = get_state()
 st.title("Accuracy & area")
@@ -49,8 +50,10 @@ if how.startswith("Upload"):
         try:
             labelled = analyst.read_uploaded_points(up.name, up.getvalue(), col)
             source = f"labelled points from {up.name} ({len(labelled)} points)"
-        except (ValueError, OSError) as exc:
+        except LulcError as exc:
             st.error(str(exc))
+        except Exception as exc:  # a bug, not the user's file: short message, traceback in a log
+            st.error(services.report_unexpected(exc, f"reading points {up.name}"))
 else:
     labelled = analyst.demo_labels(pts, result)
     col = "reference_class"
@@ -63,8 +66,10 @@ est = None
 if labelled is not None:
     try:
         est = analyst.estimate(a, result, labelled, col)
-    except ValueError as exc:
+    except LulcError as exc:
         st.error(str(exc))
+    except Exception as exc:  # a bug: short message, traceback in a log file
+        st.error(services.report_unexpected(exc, "area estimate"))
 if est is not None:
     st.subheader("3 · Estimates with 95 % confidence intervals")
     m = st.columns(3)

@@ -6,7 +6,6 @@ from app import analyst, services
 from app.state import get_state
 from core.errors import LulcError
 from core.raster import cog_bytes
-from models.bundle import BundleError
 
 state = get_state()
 st.title("Change")
@@ -29,7 +28,7 @@ if st.button("Compute change", key="run_change", type="primary"):
     bar = st.progress(0.0, "Starting…")
     try:
         state.change = analyst.run_change(before, after, maps, state.bundle_path, lambda f, t: bar.progress(f, t))
-    except (LulcError, BundleError) as exc:
+    except LulcError as exc:
         st.error(str(exc))
     bar.empty()
 run = state.change

@@ -10,7 +10,6 @@ from app.navigation import page
 from app.state import get_state
 from core.config import data_dir
 from core.errors import LulcError
-from models.card import BundleError
 
 state = get_state()
 st.title("LULC Explorer")
@@ -117,7 +116,7 @@ with right:
                 a = services.run_earth_engine(state, step)
             else:
                 a = services.run_analysis(state, step)
-        except (LulcError, BundleError, ValueError) as exc:
+        except (LulcError, ValueError) as exc:  # ValueError: core.tiling refuses a card tile below 2 x the overlap (issue 16)
             bar.empty()
             st.error(str(exc))
         except Exception as exc:  # a bug: short message, traceback in a log file

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import services, views
 from core.classes import get_scheme
+from core.errors import LulcError
 from models.card import read_card
 
 st.title("Models")
@@ -12,13 +13,14 @@ for rel, why in services.skipped_bundles():
 for path in services.bundle_paths():
     try:
         card = read_card(path)
-    except ValueError as exc:
+        scheme = get_scheme(card.scheme_name)  # a card may name a scheme this version does not know
+    except LulcError as exc:
         st.error(f"{path}: {exc}")
         continue
     with st.expander(services.bundle_label(path), expanded=path == services.bundle_paths()[0]):
         st.write(f"**{card.arch}** with **{card.encoder}** encoder · tile {card.tile} px · GSD {card.gsd_m:g} m · created {card.created}")
         st.write("Bands: " + ", ".join(f"`{b}`" for b in card.bands))
-        st.html(views.legend_html(get_scheme(card.scheme_name)))
+        st.html(views.legend_html(scheme))
         t = card.training
         if t:
             st.write(f"Trained on {', '.join(t.get('data', []))} with {t.get('labels')} labels; chips {t.get('chips')}; "

@@ -129,6 +129,21 @@ def test_models_page_lists_the_default_bundle_with_its_card(app):
     assert len(app.dataframe) >= 1
 
 
+def test_models_page_reports_a_card_with_an_unknown_scheme(app, tmp_path, monkeypatch):
+    """A card naming a class scheme this version does not know is one error line on the Models page, not a crash."""
+    from core.classes import DYNAMIC_WORLD
+    from models.card import ModelCard, write_card
+
+    classes = {**DYNAMIC_WORLD.to_dict(), "name": "scheme_from_the_future"}
+    bad = write_card(ModelCard(name="future", arch="unet", encoder="resnet18", bands=["B2"], mean=[1.0], std=[1.0],
+                               classes=classes), tmp_path / "future")
+    paths = [*services.bundle_paths(), str(bad)]
+    monkeypatch.setattr(services, "bundle_paths", lambda: paths)
+    goto(app, "models")
+    assert any("scheme_from_the_future" in e.value for e in app.error), [e.value for e in app.error]
+    assert any("default" in e.label for e in app.expander)
+
+
 def test_train_page_offers_configs(app):
     goto(app, "train")
     assert "trainer/configs/default.yaml" in app.selectbox[0].options

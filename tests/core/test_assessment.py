@@ -140,3 +140,43 @@ def test_assess_points_roundtrip_gpkg_and_csv_then_estimate(tmp_path):
         read_points(path, reference_column="reference")
     with pytest.raises(ValueError, match="no sample point"):
         estimate(np.array([[5, 0], [0, 0]]), [1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "words"),
+    [
+        ("points.csv", b"", "is empty"),
+        ("points.csv", b"map_class,reference_class\n\xff\xfe,1\n", "not a readable CSV"),
+        ("points.csv", b'map_class,reference_class\n"0,1\n', "not a readable CSV"),
+        ("points.gpkg", b"not a geopackage", "not a readable GeoPackage"),
+        ("points.txt", b"map_class,reference_class\n0,1\n", "must be .csv or .gpkg"),
+        ("points.csv", b"map,ref\n0,1\n", "no column map_class"),
+    ],
+)
+def test_unreadable_points_files_are_assessment_errors(tmp_path, name, data, words):
+    """Whatever is wrong with a user's points file, it is one AssessmentError (a LulcError), never a library error."""
+    from core.errors import AssessmentError, LulcError
+
+    assert issubclass(AssessmentError, LulcError) and issubclass(AssessmentError, ValueError)
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(AssessmentError, match=words):
+        read_points(path)
+
+
+def test_missing_points_unknown_classes_and_unsampled_classes_are_assessment_errors(tmp_path):
+    import pandas as pd
+
+    from core.errors import AssessmentError
+
+    with pytest.raises(AssessmentError, match="no points file"):
+        read_points(tmp_path / "missing.csv")
+    points = pd.DataFrame({"map_class": ["water", "inf"], "reference_class": ["water", "water"]})
+    with pytest.raises(AssessmentError, match="neither a class index"):
+        estimate_from_points(points, ["water", "trees"], [1.0, 1.0])
+    with pytest.raises(AssessmentError, match="no sample point"):
+        estimate_from_points(points.iloc[:1], ["water", "trees"], [1.0, 1.0])
+    with pytest.raises(AssessmentError, match="no labelled points"):
+        estimate_from_points(points.iloc[:0], ["water", "trees"], [1.0, 1.0])
+    with pytest.raises(AssessmentError, match="user's accuracies"):
+        sample_size([0.5, 0.5], [0.8, 1.5], 0.01)

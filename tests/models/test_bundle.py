@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from core.classes import DYNAMIC_WORLD
-from models.bundle import Bundle, BundleError, ModelCard, load_bundle, read_card, save_bundle
+from models.bundle import Bundle, BundleError, ModelCard, load_bundle, read_card, save_bundle, write_card
 from models.registry import create_model, find_bundles
 
 BANDS = ["B2", "B3", "B4", "B8"]
@@ -126,3 +126,28 @@ def test_bundle_loading_never_unpickles(tmp_path):
     torch.save(trained_like_model().state_dict(), path / "model.safetensors")  # a pickle in disguise
     with pytest.raises(BundleError):
         load_bundle(path)
+
+
+def test_bundle_error_is_a_lulc_error():
+    """One user-error family: pages and the command line catch LulcError, BundleError included."""
+    import models.card
+    from core.errors import LulcError
+
+    assert issubclass(BundleError, LulcError) and issubclass(BundleError, ValueError)
+    assert models.card.BundleError is BundleError and "bundle is missing" in BundleError.__doc__
+    with pytest.raises(LulcError, match="card.json not found"):
+        read_card("/nonexistent/bundle")
+
+
+def test_unreadable_cards_and_unbuildable_models_are_bundle_errors(tmp_path):
+    (tmp_path / "dir" / "card.json").mkdir(parents=True)  # a folder where the card should be
+    with pytest.raises(BundleError, match="cannot be read"):
+        read_card(tmp_path / "dir")
+    for field, value, words in (("arch", "transformer9000", "unknown architecture"), ("encoder", "resnet9000", "unknown encoder")):
+        c = card()
+        setattr(c, field, value)
+        path = tmp_path / field
+        write_card(c, path)
+        (path / "model.safetensors").write_bytes(b"")
+        with pytest.raises(BundleError, match=f"cannot be built: .*{words}"):
+            load_bundle(path)
