@@ -1,26 +1,36 @@
-"""Training configuration: YAML files mapped onto dataclasses, unknown keys rejected.
+"""Training configuration: YAML files validated by pydantic models, unknown keys rejected.
 
 See ``trainer/configs/default.yaml`` for the configuration the shipped model was trained with.
+Every error a user can fix is a one-line :class:`ValueError` naming the config key (its full
+dotted path, e.g. ``data.chip_size``); ``python -m trainer`` prints it as ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.config import REPO_ROOT
 
 __all__ = ["SceneConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "TrainerConfig", "OutputConfig", "FitConfig", "load_config"]
 
 
-@dataclass
-class SceneConfig:
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are errors and values are not coerced.
+
+    ``strict`` keeps YAML's types as written: ``"3"`` is not a whole number, ``true`` is not a
+    number; a whole number is accepted where a number is expected.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SceneConfig(_Section):
     """One training scene.
 
     Attributes:
@@ -33,8 +43,7 @@ class SceneConfig:
     split: str | None = None
 
 
-@dataclass
-class DataConfig:
+class DataConfig(_Section):
     """Where chips come from and how they are cut.
 
     Attributes:
@@ -64,7 +73,7 @@ class DataConfig:
     """
 
     bands: list[str]
-    scenes: list[SceneConfig] = field(default_factory=list)
+    scenes: list[SceneConfig] = Field(default_factory=list)
     labels: str = "dw"
     data_dir: str | None = None
     block_size: int = 256
@@ -78,12 +87,17 @@ class DataConfig:
     chips_dir: str | None = None
     chips_cell_deg: float = 0.1
     soft_targets: bool = False
-    optional_bands: list[str] = field(default_factory=list)
-    exclude_regions: list[str] = field(default_factory=list)
+    optional_bands: list[str] = Field(default_factory=list)
+    exclude_regions: list[str] = Field(default_factory=list)
+
+    @field_validator("scenes", mode="before")
+    @classmethod
+    def _scene_ids(cls, v: Any) -> Any:
+        """A scene may be written as its bare id (``- brandenburg-2017-02-16``)."""
+        return [s if isinstance(s, dict) else {"id": s} for s in v] if isinstance(v, list) else v
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """Network: architecture, encoder, optional local encoder weights (``.safetensors``).
 
     ``init_from``: a local ``model.safetensors`` of the same architecture, bands and classes (e.g. an
@@ -96,8 +110,7 @@ class ModelConfig:
     init_from: str | None = None
 
 
-@dataclass
-class LossConfig:
+class LossConfig(_Section):
     """Loss = weighted cross-entropy + ``dice_weight`` x Dice.
 
     Attributes:
@@ -115,8 +128,7 @@ class LossConfig:
     soft_weight: float = 0.0
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     """AdamW with a cosine learning-rate schedule.
 
     ``noise_std`` is the augmentation noise in standard deviations of the normalised bands.
@@ -131,8 +143,7 @@ class OptimConfig:
     band_dropout: float = 0.0
 
 
-@dataclass
-class TrainerConfig:
+class TrainerConfig(_Section):
     """Lightning Trainer settings.
 
     Scale out with ``devices``, ``num_nodes`` and ``strategy`` (``"ddp"`` uses gloo on CPU, NCCL
@@ -151,8 +162,7 @@ class TrainerConfig:
     progress_bar: bool = True
 
 
-@dataclass
-class OutputConfig:
+class OutputConfig(_Section):
     """Where a run writes.
 
     ``dir`` holds checkpoints and logs, ``bundle_dir`` the final bundle (default
@@ -163,18 +173,25 @@ class OutputConfig:
     bundle_dir: str | None = None
 
 
-@dataclass
-class FitConfig:
+class FitConfig(_Section):
     """A complete training configuration."""
 
     name: str
     data: DataConfig
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
     seed: int = 42
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, v: Any) -> Any:
+        """An empty section (``model:`` with nothing under it) means its defaults."""
+        if isinstance(v, dict):
+            return {k: {} if s is None and k in _SECTIONS else s for k, s in v.items()}
+        return v
 
     @property
     def out_dir(self) -> Path:
@@ -192,30 +209,10 @@ class FitConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for the model card and logs)."""
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    """True when ``value`` fits the type hint (``int`` excludes bool, ``float`` accepts int)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is Any:
-        return True
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if dataclasses.is_dataclass(hint):
-        return isinstance(value, hint)
-    return isinstance(value, hint)
+_SECTIONS = ("data", "model", "loss", "optim", "trainer", "output")
 
 
 def _type_name(hint: Any) -> str:
@@ -226,15 +223,64 @@ def _type_name(hint: Any) -> str:
         return "empty (null)"
     if origin is list:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if hint is SceneConfig:
+        return "scenes (- id: ...)"
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return "a mapping"
     return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _check_types(obj: Any, where: str) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if not _type_ok(v, hints[f.name]):
-            raise ValueError(f"config value {where}.{f.name} must be {_type_name(hints[f.name])}, got {v!r}".replace("<root>.", ""))
+def _walk(loc: tuple[int | str, ...]) -> tuple[str, Any, type[BaseModel] | None, int]:
+    """Follow a pydantic error location through the config models.
+
+    Returns:
+        The dotted key (list indices left out, e.g. ``data.scenes.id``), the type hint of that key,
+        the section model it is or is in (``None`` for a plain value) and how many items of ``loc``
+        were used.
+    """
+    model: type[BaseModel] | None = FitConfig
+    names: list[str] = []
+    hint: Any = FitConfig
+    i = 0
+    while i < len(loc) and model is not None and isinstance(loc[i], str) and loc[i] in model.model_fields:
+        hint = model.model_fields[loc[i]].annotation
+        names.append(str(loc[i]))
+        i += 1
+        model = hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+        if model is None and typing.get_origin(hint) is list and i < len(loc) and isinstance(loc[i], int):
+            (item,) = typing.get_args(hint)
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                model, i = item, i + 1
+    return ".".join(names), hint, model, i
+
+
+def _raw_value(raw: Any, loc: tuple[int | str, ...], default: Any) -> Any:
+    for k in loc:
+        try:
+            raw = raw[k]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return raw
+
+
+def _explain(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """One line for the first problem pydantic found, in the words of the config file."""
+    errors = exc.errors(include_url=False)
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        section, _, model, _ = _walk(unknown[0]["loc"][:-1])
+        keys = sorted({".".join(filter(None, (section, str(e["loc"][-1])))) for e in unknown if _walk(e["loc"][:-1])[0] == section})
+        where = f"config section {section}" if section else "the config's top level"
+        allowed = ", ".join(model.model_fields) if model is not None else ""
+        return f"unknown key(s) {', '.join(keys)} in {where}; allowed: {allowed}"
+    e = errors[0]
+    key, hint, model, used = _walk(e["loc"])
+    if e["type"] == "missing":
+        return f"config key {key} is missing (it has no default)"
+    if model is not None and used == len(e["loc"]) and e["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return f"config section {key} must be a mapping, got {type(e['input']).__name__}"
+    value = _raw_value(raw, e["loc"][:used], e["input"])
+    return f"config value {key} must be {_type_name(hint)}, got {value!r}"
 
 
 def _check_ranges(cfg: FitConfig) -> None:
@@ -274,31 +320,23 @@ def _check_ranges(cfg: FitConfig) -> None:
             raise ValueError(f"config value {key} {msg}")
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    if not isinstance(values, dict):
-        raise ValueError(f"config section {where} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)} in config section {where}; allowed: {', '.join(fields)}")
-    kwargs: dict[str, Any] = {}
-    nested = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
-              "trainer": TrainerConfig, "output": OutputConfig}
-    for k, v in values.items():
-        if cls is FitConfig and k in nested:
-            kwargs[k] = _build(nested[k], v or {}, f"{where}.{k}")
-        elif cls is DataConfig and k == "scenes":
-            if not isinstance(v, list):
-                raise ValueError(f"config value {where.replace('<root>.', '')}.scenes must be a list of scenes (- id: ...), got {v!r}")
-            kwargs[k] = [_build(SceneConfig, s if isinstance(s, dict) else {"id": s}, f"{where}.scenes") for s in v]
-        else:
-            kwargs[k] = v
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``section.key=value`` in the raw YAML mapping (value parsed as a YAML scalar or list)."""
+    if "=" not in override:
+        raise ValueError(f"override {override!r} must look like section.key=value")
+    key, value = override.split("=", 1)
+    node = raw
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if node.get(p) is None:
+            node[p] = {}
+        node = node[p]
+        if not isinstance(node, dict):
+            raise ValueError(f"override {override!r}: {p} is not a section")
     try:
-        obj = cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"config section {where}: {exc}") from None
-    _check_types(obj, where)
-    return obj
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ValueError(f"override {override!r}: the value is not valid YAML") from None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> FitConfig:
@@ -314,7 +352,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> FitConf
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Unknown keys, missing required keys or bad values.
+        ValueError: Unknown keys, missing required keys or bad values (one line naming the key by
+            its dotted path), malformed YAML (with line and column), a malformed override.
     """
     path = Path(path)
     if not path.exists():
@@ -333,20 +372,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> FitConf
     if not isinstance(raw, dict):
         raise ValueError(f"config {path} must be a mapping of sections (name, data, model, ...), got {type(raw).__name__}")
     for ov in overrides or []:
-        if "=" not in ov:
-            raise ValueError(f"override {ov!r} must look like section.key=value")
-        key, value = ov.split("=", 1)
-        node = raw
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {ov!r}: {p} is not a section")
-        try:
-            node[parts[-1]] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"override {ov!r}: the value is not valid YAML") from None
-    cfg = _build(FitConfig, raw, "<root>")
+        _apply_override(raw, ov)
+    try:
+        cfg = FitConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(_explain(exc, raw)) from None
     _check_ranges(cfg)
     if cfg.data.chip_size % 32:
         raise ValueError(f"data.chip_size must be a multiple of 32, got {cfg.data.chip_size}")
