@@ -32,9 +32,9 @@ from core.calibration import confidence_calibration
 from core.change import ChangeResult, change_between
 from core.classes import get_scheme
 from core.config import REPO_ROOT, data_dir
-from core.inference import ClassMap, predict_raster
+from core.inference import ClassMap
 from core.render import class_rgba
-from core.sources.samples import get_scene, load_image, load_labels, scene_grid
+from core.sources.samples import get_scene, load_image, load_labels, scene_decision, scene_grid
 
 __all__ = ["design", "points_table", "points_file", "read_uploaded_points", "demo_labels", "estimate", "area_chart",
            "reliability", "reliability_chart", "same_grid_scenes", "ChangeRun", "run_change", "sankey", "net_change_chart",
@@ -141,13 +141,14 @@ def same_grid_scenes(scene_id: str) -> list[str]:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def predict_scene(scene_id: str, bundle_path: str, root: str) -> ClassMap:
-    """The bundle's class map of a whole sample scene (cached per scene and model)."""
+    """The bundle's class map of a whole sample scene (cached per scene and model), as Explore and ``predict`` make it.
+
+    Raises:
+        BandError, InputError: The scene cannot be the model's input (:func:`core.sources.samples.scene_decision`).
+    """
     bundle = services.get_bundle(bundle_path)
     sc = get_scene(scene_id, root)
-    bundle.check_bands(sc.bands)
-    image = load_image(sc, list(sc.bands))
-    return predict_raster(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                          tile=bundle.card.tile, overlap=32, batch_size=4)
+    return services.classify(load_image(sc, list(sc.bands)), bundle, lambda card: scene_decision(sc, card))
 
 
 @dataclass

@@ -22,11 +22,12 @@ from app.state import Analysis, AppState
 from core.aoi import DEFAULT_MAX_AOI_KM2, locate_aoi, parse_bbox, parse_geojson
 from core.bands import canonical_band
 from core.config import REPO_ROOT, data_dir
-from core.errors import AOIError, NoDataError
+from core.errors import AOIError, LulcError, NoDataError
 from core.guards import check_gsd
-from core.inference import predict_raster
+from core.inference import ClassMap, predict_raster
 from core.inputs import InputDecision, decide_for_raster, parse_bands, prepare_raster, read_file_metadata
 from core.raster import GeoRaster, footprint_lonlat, grid_area_km2
+from core.run_policy import plan_run
 from core.sources.samples import (
     SampleScene,
     get_scene,
@@ -49,16 +50,59 @@ MODEL_REFERENCES = ("dw", "dw_model")
 """Reference products that are a model's output (Dynamic World), not ground truth."""
 DW_BUNDLE = REPO_ROOT / "models" / "dynamicworld"
 """The ported Dynamic World bundle, run locally as a reference for every source."""
-DW_FULL_FRAME_MAX_PIXELS = 2_000_000
 MAX_AOI_KM2 = DEFAULT_MAX_AOI_KM2
 
 
 @st.cache_resource(show_spinner="Loading model…")
-def get_bundle(path: str) -> Bundle:
-    """The model bundle at ``path``, loaded once per process (bf16 where the CPU supports it)."""
+def get_bundle(path: str, precision: str = "fp32") -> Bundle:
+    """The model bundle at ``path``, loaded once per process and precision.
+
+    fp32 (the reference, as ``python -m trainer predict`` runs it) unless the user asked for bf16
+    (:data:`core.run_policy.PRECISIONS`).
+    """
     from models.bundle import load_bundle
 
-    return load_bundle(path, precision="auto")
+    return load_bundle(path, precision=precision)
+
+
+Decide = Callable[[object], InputDecision]
+"""``decide(card) -> InputDecision``: how a source's pixels become a model's input (its rule for
+bands, offset and level; e.g. :func:`core.sources.samples.scene_decision` for the sample pack)."""
+
+
+def classify(image: GeoRaster, bundle: Bundle, decide: Decide, *, mask: np.ndarray | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ClassMap:
+    """One model on one source image, by the run policy (:func:`core.run_policy.plan_run`).
+
+    Every model run of the app goes through here (Explore's prediction and its Dynamic World
+    reference, the Accuracy & area and Change pages), so the app's map equals
+    ``python -m trainer predict``'s for the same bundle and pixels.
+
+    Args:
+        image: What the source delivered (C, H, W), any bands.
+        bundle: The model (its precision is the user's choice, fp32 by default).
+        decide: The source's input rule (see :data:`Decide`).
+        mask: Bool (H, W) AOI mask; pixels outside get no class.
+        progress: Called with (passes done, passes total).
+
+    Returns:
+        The class map; ``classes.meta`` carries ``"input_decision"`` and ``"run_policy"``.
+
+    Raises:
+        BandError, InputError: The image cannot be the model's input.
+        NoDataError: No pixel with data in all the model's bands inside the AOI.
+    """
+    policy = plan_run(bundle.card, image.height, image.width, decision=decide(bundle.card), precision=bundle.precision)
+    model_input = prepare_raster(image, policy.decision)
+    valid = model_input.valid_mask()
+    if not (valid if mask is None else valid & mask).any():
+        raise NoDataError(
+            f"{image.meta.get('name') or image.meta.get('scene') or 'the input'} has no pixel with data in the AOI (every pixel is "
+            "nodata in at least one of the model's bands); move the AOI onto the imagery or check the file's nodata value"
+        )
+    model_input = replace(model_input, meta={**model_input.meta, "run_policy": policy})
+    return predict_raster(model_input, bundle, policy, bands=bundle.bands, num_classes=bundle.num_classes,
+                          class_ids=bundle.class_ids, mask=mask, progress=progress)
 
 
 WARM_UP_DELAY_S = 3.0
@@ -171,23 +215,24 @@ def place_aoi(state: AppState, crs, transform, height: int, width: int) -> tuple
 
 def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster, window: Window, mask: np.ndarray,
                        km2: float, geo: dict | None, references: dict, t0: float,
-                       progress: Callable[[int, int], None] | None, decision: InputDecision) -> Analysis:
+                       progress: Callable[[int, int], None] | None, decide: Decide) -> Analysis:
     """Run the chosen bundle on the AOI image and keep the result as the session's analysis.
 
     ``image`` is what the source delivered (kept for display, bands renamed to canonical names);
-    the model sees it through ``decision`` (:mod:`core.inputs`), which the prediction's ``meta``
-    carries as ``"input_decision"`` (see :func:`input_decision`).
+    the model sees it through ``decide`` (:mod:`core.inputs`) and the run policy
+    (:func:`classify`); the prediction's ``meta`` carries the decision as ``"input_decision"``
+    (see :func:`input_decision`).
     """
-    bundle = get_bundle(state.bundle_path)
-    model_input = prepare_raster(image, decision)
-    if not (model_input.valid_mask() & mask).any():
+    bundle = get_bundle(state.bundle_path, state.precision)
+    try:
+        pred = classify(image, bundle, decide, mask=mask, progress=progress)
+    except NoDataError:
         raise NoDataError(
             f"{name} has no pixel with data in the AOI (every pixel is nodata in at least one of the model's bands); "
             "move the AOI onto the imagery or check the file's nodata value"
-        )
-    pred = predict_raster(model_input, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                          mask=mask, tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
-    references = {**references, **_dw_reference(state, model_input, mask, decision)}
+        ) from None
+    references = {**references, **_dw_reference(state, image, mask, decide)}
+    decision = pred.classes.meta["input_decision"]
     names = tuple(canonical_band(n) or n for n in decision.file_bands)
     if len(set(names)) == len(names) and len(names) == image.count:
         image = replace(image, band_names=names)
@@ -196,24 +241,24 @@ def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster
     return state.analysis
 
 
-def _dw_reference(state: AppState, model_input: GeoRaster, mask: np.ndarray, decision: InputDecision) -> dict:
+def _dw_reference(state: AppState, image: GeoRaster, mask: np.ndarray, decide: Decide) -> dict:
     """The Dynamic World model run locally on the AOI, as a reference for any source.
+
+    It runs as ``python -m trainer predict --checkpoint models/dynamicworld`` does on the same
+    pixels (its own input decision and the run policy: one full-frame pass where it fits, fp32).
 
     Returns:
         ``{"dw_model": (uint8 GeoRaster (1, h, w) of class ids, "dynamic_world")}``; empty when the
-        chosen model is Dynamic World itself, the port is not installed, or the input lacks (or had
-        filled) one of its bands.
+        chosen model is Dynamic World itself, the port is not installed, or the input cannot be
+        its input (it lacks one of its bands).
     """
     if not (DW_BUNDLE / "card.json").exists() or Path(state.bundle_path).resolve() == DW_BUNDLE.resolve():
         return {}
     dw = get_bundle(str(DW_BUNDLE))
-    if any(b not in model_input.band_names for b in dw.bands) or set(decision.missing_optional) & set(dw.bands):
+    try:
+        pred = classify(image, dw, decide, mask=mask)
+    except LulcError:  # the input is not Dynamic World's input (missing bands, no data): no reference
         return {}
-    h, w = model_input.height, model_input.width
-    side = max(h, w) + max(h, w) % 2
-    tile = side if h * w <= DW_FULL_FRAME_MAX_PIXELS else 256  # one pass reproduces the original exactly
-    pred = predict_raster(model_input, dw, bands=dw.bands, num_classes=dw.num_classes, class_ids=dw.class_ids,
-                          mask=mask, tile=tile, overlap=0 if tile == side else 32, batch_size=1)
     return {"dw_model": (pred.classes, dw.card.scheme_name)}
 
 
@@ -235,7 +280,7 @@ def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = 
     if not state.scene_id:
         raise AOIError("pick a scene first")
     scene = get_scene(state.scene_id, data_dir())
-    decision = scene_decision(scene, get_bundle(state.bundle_path).card)
+    scene_decision(scene, get_bundle(state.bundle_path, state.precision).card)  # refuse an unusable input before reading pixels
     window, mask, km2, geo = place_aoi(state, *scene_grid(scene), scene.height, scene.width)
     t0 = time.perf_counter()
     image = load_image(scene, list(scene.bands), window)
@@ -243,7 +288,8 @@ def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = 
     for product in scene.labels:
         lab, scheme = load_labels(scene, product, window)
         refs[product] = (lab, scheme.name)
-    return _predict_and_store(state, scene.id, "samples", image, window, mask, km2, geo, refs, t0, progress, decision)
+    return _predict_and_store(state, scene.id, "samples", image, window, mask, km2, geo, refs, t0, progress,
+                              lambda card: scene_decision(scene, card))
 
 
 def reference_options(analysis: Analysis) -> list[str]:
@@ -265,7 +311,7 @@ def compare_with(analysis: Analysis, product: str) -> CompareResult:
         from core.analysis import compare
 
         ref, scheme = analysis.references[product]
-        model_scheme = get_bundle(analysis.bundle_path).card.scheme_name
+        model_scheme = read_card(analysis.bundle_path).scheme_name
         analysis.comparisons[product] = compare(analysis.prediction, model_scheme, ref, scheme, analysis.aoi_mask)
     return analysis.comparisons[product]
 
@@ -285,7 +331,7 @@ def prediction_rgba(analysis: Analysis) -> np.ndarray:
     from core.classes import get_scheme
     from core.render import class_rgba
 
-    return class_rgba(analysis.prediction.classes.data[0], get_scheme(get_bundle(analysis.bundle_path).card.scheme_name))
+    return class_rgba(analysis.prediction.classes.data[0], get_scheme(read_card(analysis.bundle_path).scheme_name))
 
 
 CACHE_DIR = Path(os.environ.get("LULC_CACHE_DIR", Path.home() / ".cache" / "lulc-explorer")) / "earth-engine"
@@ -338,7 +384,7 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
         worldcover_spec,
     )
 
-    bundle = get_bundle(state.bundle_path)
+    bundle = get_bundle(state.bundle_path, state.precision)
     if state.aoi_mode == "Whole scene":
         raise AOIError("Earth Engine needs an AOI: draw one, paste GeoJSON or type a bounding box")
     grid = utm_grid(_aoi_geometry(state).bounds)
@@ -351,9 +397,9 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     dw = download(adapter, dynamic_world_spec(state.ee_start, state.ee_end), grid, cache_dir=CACHE_DIR)
     wc = download(adapter, worldcover_spec(), grid, cache_dir=CACHE_DIR)
     refs = {"dw": (dw.window(window), "dynamic_world"), "worldcover": (wc.window(window), "esa_worldcover")}
-    decision = input_decision(image, bundle.card, level)
+    input_decision(image, bundle.card, level)  # refuse an unusable composite with the message of the rule
     return _predict_and_store(state, "earth-engine", "earth_engine", image.window(window), window, mask, km2, geo, refs, t0, progress,
-                              decision)
+                              lambda card: input_decision(image, card, level))
 
 
 MAX_UPLOAD_MB = 100
@@ -415,9 +461,14 @@ def upload_decision(state: AppState, raster: GeoRaster, *, offset: str = "auto",
     Raises:
         BandError, InputError: With messages for the user (missing bands, ambiguous offset, ...).
     """
+    return _upload_rule(raster, offset=offset, bands=bands)(get_bundle(state.bundle_path, state.precision).card)
+
+
+def _upload_rule(raster: GeoRaster, *, offset: str = "auto", bands: str | tuple[str, ...] | None = None) -> Decide:
+    """The input rule of an uploaded raster (:func:`core.inputs.decide_for_raster`), for any model's card."""
     names = parse_bands(bands) if bands else None
-    return decide_for_raster(raster, get_bundle(state.bundle_path).card, bands=names, offset=offset,
-                             metadata=raster.meta.get("tags") or {}, what=str(raster.meta.get("name", "the upload")))
+    return lambda card: decide_for_raster(raster, card, bands=names, offset=offset, metadata=raster.meta.get("tags") or {},
+                                          what=str(raster.meta.get("name", "the upload")))
 
 
 def input_decision(analysis: Analysis) -> InputDecision | None:
@@ -443,12 +494,12 @@ def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int]
         AOIError: The AOI is invalid, outside the raster or too large.
         NoDataError: No pixel with data inside the AOI.
     """
-    bundle = get_bundle(state.bundle_path)
-    decision = upload_decision(state, raster, offset=offset, bands=bands)
+    bundle = get_bundle(state.bundle_path, state.precision)
+    upload_decision(state, raster, offset=offset, bands=bands)  # refuse an unusable upload before any other work
     check_gsd(raster.crs, raster.transform, raster.height, raster.width, bundle.card.gsd_m, name=str(raster.meta.get("name", "upload")))
     window, mask, km2, geo = place_aoi(state, raster.crs, raster.transform, raster.height, raster.width)
     return _predict_and_store(state, str(raster.meta.get("name", "upload")), "upload", raster.window(window), window, mask, km2, geo,
-                              {}, time.perf_counter(), progress, decision)
+                              {}, time.perf_counter(), progress, _upload_rule(raster, offset=offset, bands=bands))
 
 
 def report_unexpected(exc: BaseException, where: str) -> str:

@@ -69,6 +69,7 @@ class AppState:
     aoi_geojson: dict | None = None
     bbox_text: str = ""
     bundle_path: str = str(DEFAULT_BUNDLE_DIR)
+    precision: str = "fp32"  # the reference; "bf16" only when the user asks (core.run_policy.PRECISIONS)
     reference: str = "dw"
     composite: str = "True colour (B4, B3, B2)"
     overlay: str = "Prediction"

@@ -24,6 +24,7 @@ import numpy as np
 from core.errors import SchemeError
 
 __all__ = [
+    "NODATA_CLASS",
     "LandCoverClass",
     "ClassScheme",
     "Crosswalk",
@@ -36,8 +37,10 @@ __all__ = [
     "colorize",
 ]
 
-IGNORE = 255
-"""Id used for "no label" after a crosswalk (uint8 labels)."""
+NODATA_CLASS = 255
+"""The one "no class" value of every uint8 class map in this project: predictions where the input had
+no data (or outside the AOI), reference labels that are unknown or have no counterpart after a
+crosswalk, training targets to ignore (the loss's ``ignore_index``)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class ClassScheme:
     name: str
     title: str
     classes: tuple[LandCoverClass, ...]
-    ignore_index: int | None = IGNORE
+    ignore_index: int | None = NODATA_CLASS
 
     @property
     def ids(self) -> list[int]:
@@ -103,7 +106,7 @@ class ClassScheme:
         Returns:
             uint8 array of the same shape.
         """
-        lut = np.full(256, IGNORE, dtype=np.uint8)
+        lut = np.full(256, NODATA_CLASS, dtype=np.uint8)
         for i, cid in enumerate(self.ids):
             lut[cid] = i
         return lut[labels.astype(np.int64).clip(0, 255)]
@@ -117,7 +120,7 @@ class ClassScheme:
         Returns:
             uint8 array of class ids; "no class" becomes the ignore id (255 when there is none).
         """
-        ignore = self.ignore_index if self.ignore_index is not None else IGNORE
+        ignore = self.ignore_index if self.ignore_index is not None else NODATA_CLASS
         lut = np.full(256, ignore, dtype=np.uint8)
         lut[: self.num_classes] = self.ids
         return lut[indices.astype(np.int64).clip(0, 255)]
@@ -132,7 +135,7 @@ class ClassScheme:
         }
 
 
-def _scheme(name: str, title: str, rows: list[tuple[int, str, str]], ignore: int | None = IGNORE) -> ClassScheme:
+def _scheme(name: str, title: str, rows: list[tuple[int, str, str]], ignore: int | None = NODATA_CLASS) -> ClassScheme:
     return ClassScheme(name, title, tuple(LandCoverClass(i, n, c) for i, n, c in rows), ignore)
 
 
@@ -270,7 +273,7 @@ class Crosswalk:
             ignore id (255 if the target has none).
         """
         tgt = get_scheme(self.target)
-        ignore = tgt.ignore_index if tgt.ignore_index is not None else IGNORE
+        ignore = tgt.ignore_index if tgt.ignore_index is not None else NODATA_CLASS
         lut = np.full(256, ignore, dtype=np.uint8)
         for s, t in self.mapping.items():
             lut[s] = ignore if t is None else t

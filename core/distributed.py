@@ -5,8 +5,8 @@ The output grid is cut into square blocks whose side is a multiple of the tile s
 
 1. reads its window of the input plus a halo (``s`` pixels above/left, ``overlap`` pixels
    below/right, clipped at the raster's edges),
-2. predicts it with the same tiled, overlap-blended inference as the single-process path
-   (:func:`core.tiling.predict_tiled`), and
+2. predicts it with the same run policy as the single-process path (:meth:`core.run_policy.RunPolicy.run`:
+   tiled, overlap-blended inference, or one full-frame pass of the whole input as one block), and
 3. writes its own Cloud-Optimized GeoTIFF(s) atomically (:func:`core.outputs.atomic_path`).
 
 Why this halo gives exactly the single-process result, seams included: a block's read window
@@ -56,7 +56,8 @@ from core.inference import NODATA_CLASS, _class_lut
 from core.inputs import InputDecision
 from core.outputs import atomic_path, atomic_write_text, check_outputs
 from core.raster import _colormap_arg, _open, nodata_to_nan
-from core.tiling import ForwardFn, TileGrid, predict_tiled
+from core.run_policy import RunPolicy
+from core.tiling import ForwardFn, TileGrid
 
 __all__ = [
     "Block",
@@ -120,8 +121,12 @@ class Block:
         return f"r{self.row:04d}_c{self.col:04d}"
 
 
-def plan_blocks(height: int, width: int, *, block_size: int, tile: int, overlap: int) -> tuple[int, list[Block]]:
+def plan_blocks(height: int, width: int, *, block_size: int, tile: int, overlap: int,
+                full_frame: bool = False) -> tuple[int, list[Block]]:
     """Cut an H x W output grid into blocks aligned with the tile grid.
+
+    With ``full_frame`` (the run policy's one-pass rule, :mod:`core.run_policy`) the whole grid is
+    one block, so that the map equals the single-process one.
 
     Args:
         height: Raster rows H.
@@ -130,6 +135,7 @@ def plan_blocks(height: int, width: int, *, block_size: int, tile: int, overlap:
             ``tile - overlap`` (at least one stride).
         tile: Tile side T of the tiled inference.
         overlap: Overlap o of the tiled inference (0 <= o <= T / 2).
+        full_frame: One block of the whole grid.
 
     Returns:
         (block side used, blocks in row-major order).
@@ -140,6 +146,8 @@ def plan_blocks(height: int, width: int, *, block_size: int, tile: int, overlap:
     grid = TileGrid(height, width, tile, overlap)  # validates tile/overlap/size
     if block_size < 1:
         raise ValueError(f"block size must be positive, got {block_size}")
+    if full_frame:
+        return max(height, width), [Block(0, 0, 0, 0, height, width, 0, 0, height, width)]
     s = grid.stride
     bs = max(1, round(block_size / s)) * s
     before = s if overlap > 0 else 0
@@ -364,14 +372,12 @@ def predict_block(
     source: RasterSource | EarthEngineSource,
     forward_factory: Callable[[], ForwardFn],
     out_dir: str | Path,
+    policy: RunPolicy,
     *,
     num_classes: int,
     class_ids: Sequence[int] | None = None,
     colormap: Mapping[int, str] | None = None,
     confidence: bool = False,
-    tile: int = 256,
-    overlap: int = 32,
-    batch_size: int = 8,
     gdal_cache_mb: int = 64,
 ) -> dict:
     """Predict one block and write its COG(s); idempotent (a rerun rewrites the same files).
@@ -384,13 +390,11 @@ def predict_block(
         out_dir: Blocks folder; ``<key>.tif`` (uint8 class ids, nodata 255, colour table) and,
             with ``confidence``, ``<key>_conf.tif`` (float32 probability of the chosen class)
             are written there atomically, with the block's georeferencing.
+        policy: How the model runs (:func:`core.run_policy.plan_run` for the whole input).
         num_classes: K.
         class_ids: Class id of each output channel (default 0..K-1).
         colormap: Class id -> ``#rrggbb``.
         confidence: Also write the confidence COG.
-        tile: Tile side in pixels.
-        overlap: Overlap between tiles in pixels.
-        batch_size: Tiles per forward call.
         gdal_cache_mb: GDAL block cache of the task (MB).
 
     Returns:
@@ -429,10 +433,7 @@ def predict_block(
             if conf is not None:
                 conf[oy : oy + y1 - y0, ox : ox + x1 - x0] = np.where(v, p.max(axis=0), 0.0)
 
-        grid = predict_tiled(
-            read, forward, write, height=block.rheight, width=block.rwidth, num_classes=num_classes,
-            tile=tile, overlap=overlap, batch_size=batch_size,
-        )
+        n_passes = policy.run(read, forward, write, num_classes=num_classes, height=block.rheight, width=block.rwidth)
     base = {"height": block.height, "width": block.width, "count": 1, "crs": crs, "transform": transform}
     cls_path, conf_path = _block_paths(out_dir, block)
     if conf is not None:
@@ -450,7 +451,7 @@ def predict_block(
     return {
         "key": block.key,
         "seconds": round(time.perf_counter() - t0, 3),
-        "tiles": grid.n_tiles,
+        "tiles": n_passes,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "pid": os.getpid(),
     }
@@ -600,9 +601,7 @@ def predict_distributed(
     confidence_path: str | Path | None = None,
     blocks_dir: str | Path | None = None,
     model_id: str = "",
-    tile: int = 256,
-    overlap: int = 32,
-    batch_size: int = 8,
+    policy: RunPolicy,
     block_size: int = 4096,
     workers: int | None = None,
     threads_per_worker: int = 1,
@@ -630,9 +629,8 @@ def predict_distributed(
             rerun with the same folder and settings resumes.
         model_id: Identity of the model (e.g. weights checksum + runtime) stored in the manifest,
             so that a resume with another model is refused.
-        tile: Tile side in pixels.
-        overlap: Overlap between tiles in pixels.
-        batch_size: Tiles per forward call.
+        policy: How the model runs (:func:`core.run_policy.plan_run` for the whole input): tile,
+            overlap, batch size; a full-frame policy makes one block of the whole input.
         block_size: Wanted block side in pixels (rounded to a multiple of ``tile - overlap``).
         workers: Worker processes of the local cluster (default: CPU cores).
         threads_per_worker: Dask threads per local worker (1: one block at a time per worker;
@@ -662,11 +660,13 @@ def predict_distributed(
     confidence_path = outs.get("confidence output")
     info = source.describe()
     height, width = info["height"], info["width"]
-    bs, blocks = plan_blocks(height, width, block_size=block_size, tile=tile, overlap=overlap)
+    tile, overlap = policy.tile, policy.overlap
+    bs, blocks = plan_blocks(height, width, block_size=block_size, tile=tile, overlap=overlap, full_frame=policy.full_frame)
     blocks_dir = Path(blocks_dir) if blocks_dir else dst_path.with_name(dst_path.name + ".blocks")
     blocks_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "input": info, "bands": list(source.bands), "model": model_id, "tile": tile, "overlap": overlap,
+        "full_frame": policy.full_frame,
         "block_size": bs, "num_classes": num_classes, "class_ids": list(class_ids) if class_ids is not None else None,
         "confidence": confidence_path is not None, "input_decision": source.tags(),
     }
@@ -694,10 +694,10 @@ def predict_distributed(
             from distributed import as_completed
 
             kwargs = {"num_classes": num_classes, "class_ids": class_ids, "colormap": colormap,
-                      "confidence": confidence_path is not None, "tile": tile, "overlap": overlap, "batch_size": batch_size}
+                      "confidence": confidence_path is not None}
 
             def submit(b: Block, attempt: int):
-                fut = client.submit(predict_block, b, source, forward_factory, str(blocks_dir), pure=False,
+                fut = client.submit(predict_block, b, source, forward_factory, str(blocks_dir), policy, pure=False,
                                     key=f"lulc-block-{b.key}-{attempt}-{os.getpid()}-{time.monotonic_ns()}", **kwargs)
                 attempts[fut.key] = (b.key, attempt)
                 return fut
@@ -763,14 +763,16 @@ def _assemble(blocks: Sequence[Block], blocks_dir: Path, info: dict, colormap, d
             rasterio.shutil.copy(vrt, tmp, overview_resampling=resampling, **_COG_OPTIONS)
 
 
-def block_grid_summary(height: int, width: int, *, block_size: int, tile: int, overlap: int) -> dict:
+def block_grid_summary(height: int, width: int, *, block_size: int, tile: int, overlap: int, full_frame: bool = False) -> dict:
     """Blocks, block side and the halo's extra tiles for a grid (for messages and benchmarks).
 
     Returns:
         ``{"block_size", "n_blocks", "tiles_blocks", "tiles_single", "halo_overhead"}``:
         tiles computed over all blocks vs. one single-process pass.
     """
-    bs, blocks = plan_blocks(height, width, block_size=block_size, tile=tile, overlap=overlap)
+    bs, blocks = plan_blocks(height, width, block_size=block_size, tile=tile, overlap=overlap, full_frame=full_frame)
+    if full_frame:
+        return {"block_size": bs, "n_blocks": 1, "tiles_blocks": 1, "tiles_single": 1, "halo_overhead": 1.0}
     tiles = sum(TileGrid(b.rheight, b.rwidth, tile, overlap).n_tiles for b in blocks)
     single = TileGrid(height, width, tile, overlap).n_tiles
     return {"block_size": bs, "n_blocks": len(blocks), "tiles_blocks": tiles, "tiles_single": single,

@@ -65,3 +65,7 @@ class AssessmentError(LulcError):
     A labelled-points file is missing, unreadable or lacks a column, a point names an unknown
     class, a mapped class has no sample point, or a design parameter is out of range.
     """
+
+
+class RunPolicyError(LulcError):
+    """A model cannot run as asked: unknown precision or runtime, or a tile/overlap that does not fit."""

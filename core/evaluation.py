@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.classes import ClassScheme, Crosswalk, common_scheme, harmonize
+from core.classes import NODATA_CLASS, ClassScheme, Crosswalk, common_scheme, harmonize
 from core.metrics import ConfusionAccumulator, SegmentationMetrics, metrics_from_confusion
 
 __all__ = ["Comparison"]
@@ -38,7 +38,7 @@ class Comparison:
 
     def __post_init__(self) -> None:
         self.scheme, self.crosswalk = common_scheme(self.prediction_scheme, self.reference_scheme)
-        self.accumulator = ConfusionAccumulator(self.scheme.num_classes, ignore_index=255)
+        self.accumulator = ConfusionAccumulator(self.scheme.num_classes, ignore_index=NODATA_CLASS)
 
     def add(self, prediction: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add one window.

@@ -1,7 +1,8 @@
 """Class maps from a model: in memory for the app, window by window for GeoTIFFs of any size.
 
-Both paths use :func:`core.tiling.predict_tiled`; they differ only in where tiles are read from
-and where finished regions go. The model is a :data:`core.tiling.ForwardFn` (the ``models``
+Both paths run the model as a :class:`core.run_policy.RunPolicy` says (tiles or one full-frame
+pass, overlap, batch size, nodata handling, input decision); they differ only in where pixels are
+read from and where finished regions go. The model is a :data:`core.tiling.ForwardFn` (the ``models``
 package's bundles provide one), so this module never imports torch.
 """
 
@@ -20,16 +21,16 @@ import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from core.classes import NODATA_CLASS
 from core.errors import BandError, NoDataError, RasterReadError
-from core.inputs import InputDecision
 from core.outputs import PARTIAL_MARK, atomic_path, check_outputs
 from core.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
-from core.tiling import ForwardFn, ProgressFn, predict_tiled
+from core.run_policy import RunPolicy
+from core.tiling import ForwardFn, ProgressFn
 
 __all__ = ["ClassMap", "predict_raster", "predict_geotiff", "NODATA_CLASS"]
 
-NODATA_CLASS = 255
-"""Class id written where the input had no data."""
+# NODATA_CLASS (255, from core.classes): the class id written where the input had no data.
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,13 @@ class ClassMap:
         classes: uint8 GeoRaster (1, H, W) of class ids, ``NODATA_CLASS`` where the input had none.
         confidence: float32 GeoRaster (1, H, W): the blended probability of the chosen class
             (0 where no data, declared as its nodata: a winning probability is at least 1/K).
+        probabilities: float32 (K, H, W) blended class probabilities (NaN where no data), only when
+            :func:`predict_raster` was asked for them (calibration); else ``None``.
     """
 
     classes: GeoRaster
     confidence: GeoRaster
+    probabilities: np.ndarray | None = None
 
 
 
@@ -57,34 +61,33 @@ def _class_lut(num_classes: int, class_ids: Sequence[int] | None) -> np.ndarray:
 def predict_raster(
     raster: GeoRaster,
     forward: ForwardFn,
+    policy: RunPolicy,
     *,
     bands: Sequence[str],
     num_classes: int,
     class_ids: Sequence[int] | None = None,
     mask: np.ndarray | None = None,
-    tile: int = 256,
-    overlap: int = 32,
-    batch_size: int = 8,
     progress: ProgressFn | None = None,
+    probabilities: bool = False,
 ) -> ClassMap:
     """Predict a class map for an in-memory raster.
 
     Args:
-        raster: Input raster (C, H, W); a pixel where any used band equals ``nodata`` (or is NaN)
-            gets no prediction.
+        raster: Model input (C, H, W) float32 in the model's band order, as
+            :func:`core.inputs.prepare_raster` makes it with ``policy.decision``; a pixel where any
+            used band equals ``nodata`` (or is NaN) gets no prediction.
         forward: Network callable on raw band values (see :data:`core.tiling.ForwardFn`).
+        policy: How the model runs (:func:`core.run_policy.plan_run`).
         bands: Band names the network expects, in its order; selected by name.
         num_classes: K.
         class_ids: Class id of each output channel (default 0..K-1).
         mask: Bool (H, W), e.g. the AOI polygon: pixels where it is False get no class
             (``NODATA_CLASS``) and confidence 0; the network still sees them as context.
-        tile: Tile side in pixels (multiple of 32).
-        overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
-        batch_size: Tiles per forward call.
         progress: Called with (tiles done, tiles total).
+        probabilities: Also keep the (K, H, W) probabilities (K x H x W x 4 bytes).
 
     Returns:
-        The class map and confidence on the raster's grid.
+        The class map and confidence (and probabilities) on the raster's grid.
 
     Raises:
         BandError: The raster lacks some of ``bands``.
@@ -96,6 +99,7 @@ def predict_raster(
     lut = _class_lut(num_classes, class_ids)
     classes = np.full((1, raster.height, raster.width), NODATA_CLASS, dtype=np.uint8)
     confidence = np.zeros((1, raster.height, raster.width), dtype=np.float32)
+    probs_all = np.full((num_classes, raster.height, raster.width), np.nan, np.float32) if probabilities else None
 
     def read(r: int, c: int, h: int, w: int) -> np.ndarray:
         return nodata_to_nan(src.data[:, r : r + h, c : c + w], src.nodata)
@@ -108,15 +112,15 @@ def predict_raster(
         conf = probs.max(axis=0)
         classes[0, r : r + h, c : c + w] = np.where(valid, cls, NODATA_CLASS)
         confidence[0, r : r + h, c : c + w] = np.where(valid, conf, 0.0)
+        if probs_all is not None:
+            probs_all[:, r : r + h, c : c + w] = np.where(valid, probs, np.nan)
 
-    predict_tiled(
-        read, forward, write, height=raster.height, width=raster.width, num_classes=num_classes,
-        tile=tile, overlap=overlap, batch_size=batch_size, progress=progress,
-    )
+    policy.run(read, forward, write, num_classes=num_classes, height=raster.height, width=raster.width, progress=progress)
     common = {"crs": raster.crs, "transform": raster.transform, "meta": dict(raster.meta)}
     return ClassMap(
         classes=GeoRaster(classes, nodata=NODATA_CLASS, band_names=("class",), **common),
         confidence=GeoRaster(confidence, nodata=0.0, band_names=("confidence",), **common),
+        probabilities=probs_all,
     )
 
 
@@ -124,22 +128,20 @@ def predict_geotiff(
     src_path: str | Path,
     dst_path: str | Path,
     forward: ForwardFn,
+    policy: RunPolicy,
     *,
     bands: Sequence[str],
     num_classes: int,
     class_ids: Sequence[int] | None = None,
     colormap: Mapping[int, str] | None = None,
     confidence_path: str | Path | None = None,
-    tile: int = 256,
-    overlap: int = 32,
-    batch_size: int = 8,
     progress: ProgressFn | None = None,
     gdal_cache_mb: int = 64,
-    decision: InputDecision | None = None,
 ) -> Path:
     """Predict a GeoTIFF of any size window by window and write a Cloud-Optimized GeoTIFF.
 
-    Only one batch of tiles and a carry of ``overlap`` rows are held in memory; the class map is
+    When tiled, only one batch of tiles and a carry of ``overlap`` rows are held in memory (a
+    full-frame pass holds the frame, bounded by :data:`core.run_policy.FULL_FRAME_MAX_BYTES`); the class map is
     first written window by window to a tiled GeoTIFF in a temporary folder and then copied to a COG
     (GDAL's COG driver cannot write windows).
 
@@ -148,22 +150,20 @@ def predict_geotiff(
         dst_path: Output COG of uint8 class ids (nodata 255) with the input's CRS and transform
             and ``colormap`` as its colour table.
         forward: Network callable on raw band values.
+        policy: How the model runs (:func:`core.run_policy.plan_run`); its ``decision`` says how to
+            read the input (:func:`core.run_policy.input_for_file`): band mapping, scale, offset,
+            filled bands; applied to every window and written into the outputs' tags. A decision
+            of ``None``: bands read by exact name, raw values.
         bands: Band names the network expects, in its order.
         num_classes: K.
         class_ids: Class id of each output channel (default 0..K-1).
         colormap: Class id -> ``#rrggbb``.
         confidence_path: Optional output COG of float32 confidence (probability of the chosen
             class, 0 where no data).
-        tile: Tile side in pixels (multiple of 32).
-        overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
-        batch_size: Tiles per forward call.
         progress: Called with (tiles done, tiles total).
         gdal_cache_mb: GDAL block cache while this runs (MB). GDAL's default, 5 % of RAM, would
             grow with the raster (it caches every block read and written), so it is bounded
             here to keep peak memory independent of raster size.
-        decision: How to read the input (:func:`core.inputs.decide_for_file`): band mapping,
-            scale, offset, filled bands; applied to every window and written into the outputs'
-            tags. ``None``: bands read by exact name, raw values.
 
     Returns:
         ``dst_path``.
@@ -188,6 +188,7 @@ def predict_geotiff(
             tempfile.TemporaryDirectory(dir=dst_path.parent, prefix=f".{dst_path.name}.", suffix=PARTIAL_MARK) as tmp, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        decision = policy.decision
         if decision is not None:
             if list(decision.bands) != list(bands):
                 raise BandError(f"the input decision is for bands {', '.join(decision.bands)}, not {', '.join(bands)}")
@@ -232,10 +233,7 @@ def predict_geotiff(
                 if conf_ds is not None:
                     conf_ds.write(np.where(valid, probs.max(axis=0), 0).astype(np.float32), 1, window=win)
 
-            predict_tiled(
-                read, forward, write, height=src.height, width=src.width, num_classes=num_classes,
-                tile=tile, overlap=overlap, batch_size=batch_size, progress=progress,
-            )
+            policy.run(read, forward, write, num_classes=num_classes, height=src.height, width=src.width, progress=progress)
             cls_ds.descriptions = ("class",)
             if decision is not None:
                 cls_ds.update_tags(**decision.to_tags())

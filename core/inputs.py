@@ -38,8 +38,11 @@ What is decided, in this order:
 4. **Processing level** (L1C top of atmosphere / L2A surface reflectance) from metadata
    (``PROCESSING_LEVEL``, ``PRODUCT_TYPE``, a product id with ``MSIL1C``/``MSIL2A``, ``BOA_*`` vs
    ``RADIO_*`` offsets, the sample pack's ``scene.json``), else unknown. An input whose level is
-   not among the card's ``levels`` is accepted with a warning quoting the card's measured
-   ``level_agreement`` for that level, and refused when the card has no such measurement.
+   not among the card's ``levels`` runs with a warning that names the domain shift and quotes the
+   card's measured ``level_agreement`` for that level, or says that none was measured. It is never
+   refused for its level: the Dynamic World port (trained on L1C) agrees better with independent
+   land cover on the pack's L2A scenes than the U-Net trained on both, so a refusal would leave the
+   user a worse model (one rule for every entry point, :mod:`core.run_policy`).
 
 Sentinel-1 bands (``VV``, ``VH``, dB) pass through unchanged: scale and offset apply to Sentinel-2
 bands only.
@@ -441,9 +444,8 @@ def decide(
         BandError: A required model band is missing (lists the missing bands and the spellings
             tried), a band name occurs twice, or the missing optional bands are a combination the
             card's ``band_agreement`` did not measure (when it measured any).
-        InputError: The values are not Sentinel-2 reflectance (8-bit, empty, too large), the offset
-            is ambiguous (names ``--offset``), or the level differs from the card's with no measured
-            agreement to quote.
+        InputError: The values are not Sentinel-2 reflectance (8-bit, empty, too large), or the
+            offset is ambiguous (names ``--offset``).
     """
     meta = {str(k): str(v) for k, v in (metadata or {}).items() if v is not None}
     shown, where = _resolve_names(file_names, bands)
@@ -558,15 +560,11 @@ def decide(
     card_levels = [str(v) for v in (getattr(card, "levels", []) or [])]
     if lev in LEVELS and card_levels and lev not in card_levels:
         measured = (getattr(card, "level_agreement", {}) or {}).get(lev)
-        if not measured:
-            raise InputError(
-                f"{what} is {lev} ({lev_reason}) but model {card.name!r} was trained on {', '.join(card_levels)} and its card "
-                f"has no measured agreement on {lev} input; use {' or '.join(card_levels)} imagery or a model trained on {lev}"
-            )
-        warn.append(
-            f"{what} is {lev} but model {card.name!r} was trained on {', '.join(card_levels)}; its card measured on {lev} "
-            f"input: {_fmt_agreement(measured)}"
-        )
+        shift = (f"{what} is {lev} ({lev_reason}) but model {card.name!r} was trained on {', '.join(card_levels)}: "
+                 f"a domain shift ({', '.join(card_levels)} -> {lev}"
+                 + (", top-of-atmosphere -> surface reflectance)" if lev == "L2A" else ", surface -> top-of-atmosphere reflectance)"))
+        warn.append(f"{shift}; its card measured on {lev} input: {_fmt_agreement(measured)}" if measured else
+                    f"{shift}; its card has no measured agreement on {lev} input, so check the map against a reference")
     elif lev == "unknown" and card_levels:
         warn.append(f"the processing level of {what} is unknown; model {card.name!r} was trained on {', '.join(card_levels)}")
     return InputDecision(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TileGrid", "blend_window", "predict_tiled", "ReadFn", "ForwardFn", "WriteFn", "ProgressFn"]
+__all__ = ["TileGrid", "blend_window", "predict_tiled", "predict_full_frame", "ReadFn", "ForwardFn", "WriteFn", "ProgressFn"]
 
 ReadFn = Callable[[int, int, int, int], np.ndarray]
 """``read(row_off, col_off, height, width) -> (C, height, width) float32``, NaN marks nodata."""
@@ -137,12 +137,15 @@ def predict_tiled(
     height: int,
     width: int,
     num_classes: int,
-    tile: int = 256,
-    overlap: int = 32,
-    batch_size: int = 8,
+    tile: int,
+    overlap: int,
+    batch_size: int,
     progress: ProgressFn | None = None,
 ) -> TileGrid:
     """Run ``forward`` over a raster tile by tile and blend the overlaps.
+
+    Callers go through the run policy (:meth:`core.run_policy.RunPolicy.run`), which decides
+    ``tile``, ``overlap`` and ``batch_size``; nothing else calls this (``tests/test_run_policy.py``).
 
     Args:
         read: Reads a window of the input inside the raster, see :data:`ReadFn`.
@@ -215,3 +218,40 @@ def predict_tiled(
             if progress is not None:
                 progress(done, grid.n_tiles)
     return grid
+
+
+def predict_full_frame(
+    read: ReadFn,
+    forward: ForwardFn,
+    write: WriteFn,
+    *,
+    height: int,
+    width: int,
+    num_classes: int,
+    progress: ProgressFn | None = None,
+) -> None:
+    """Run a network that takes any size over the whole raster in one pass (no tiles, no blending).
+
+    The raster is reflect-padded at the bottom/right to (H + H % 2, W + W % 2), the even size the
+    Dynamic World network needs, never to a square (a 16 x 5000 px strip stays 16 x 5000 px).
+
+    Args:
+        read: See :data:`ReadFn`; called once for the whole raster.
+        forward: See :data:`ForwardFn`, taking (1, C, H', W').
+        write: Called once with the whole raster's probabilities (K, H, W).
+        height: Raster rows H.
+        width: Raster columns W.
+        num_classes: K.
+        progress: Called with (1, 1) when done.
+
+    Raises:
+        ValueError: ``forward`` returned the wrong shape.
+    """
+    h2, w2 = height + height % 2, width + width % 2
+    x = read(0, 0, height, width).astype(np.float32, copy=False)
+    probs = np.asarray(forward(_pad_to(x, h2, w2)[None]), dtype=np.float32)
+    if probs.shape != (1, num_classes, h2, w2):
+        raise ValueError(f"forward returned {probs.shape}, expected {(1, num_classes, h2, w2)}")
+    write(0, 0, probs[0, :, :height, :width], ~np.isnan(x).any(axis=0))
+    if progress is not None:
+        progress(1, 1)

@@ -310,7 +310,7 @@ def _machine_key() -> str:
     return f"{cpu}|{os.cpu_count()} cores|{torch.get_num_threads()} threads|{' '.join(versions)}"
 
 
-def measure_runtimes(bundle_dir: str | Path, *, batch: int = 4, tile: int = 256, rounds: int = 2,
+def measure_runtimes(bundle_dir: str | Path, *, batch: int = 4, tile: int | None = None, rounds: int = 2,
                      threads: int | None = None) -> list[dict]:
     """Time every installed runtime and CPU precision on one batch of the bundle's input.
 
@@ -324,7 +324,7 @@ def measure_runtimes(bundle_dir: str | Path, *, batch: int = 4, tile: int = 256,
     Args:
         bundle_dir: Bundle folder.
         batch: Tiles per call.
-        tile: Tile side in pixels.
+        tile: Tile side in pixels (default: the card's tile, the one inference runs with).
         rounds: Timed calls per candidate.
         threads: Intra-op threads (None: each runtime's default, all cores).
 
@@ -337,6 +337,7 @@ def measure_runtimes(bundle_dir: str | Path, *, batch: int = 4, tile: int = 256,
     from models.bundle import _bf16_supported
 
     card = read_card(bundle_dir)
+    tile = tile or int(card.tile)
     x = np.random.default_rng(0).uniform(500, 4000, (batch, len(card.bands), tile, tile)).astype(np.float32)
     candidates = [("torch", "fp32")] + ([("torch", "bf16")] if _bf16_supported() else [])
     candidates += [(rt, "fp32") for rt in available_runtimes() if rt != "torch"]

@@ -43,3 +43,13 @@ def small_tif(tmp_path: Path) -> Path:
     r = make_raster()
     r.data[:, :5, :7] = 0
     return write_cog(r, tmp_path / "small.tif")
+
+
+def toy_policy(tile: int = 256, overlap: int = 32, batch_size: int = 8, height: int = 256, width: int = 256):
+    """A run policy (:func:`core.run_policy.plan_run`) for a test's toy forward function: tiled, fp32."""
+    from types import SimpleNamespace
+
+    from core.run_policy import plan_run
+
+    card = SimpleNamespace(name="toy", arch="toy", tile=tile, preprocessing="standardize", metrics={"overlap": overlap})
+    return plan_run(card, height, width, batch_size=batch_size)

@@ -33,7 +33,7 @@ from core.guards import GsdError, SizeLimitError, check_gsd, check_size, gsd_m
 from core.inference import predict_geotiff
 from core.outputs import OutputError, atomic_path, atomic_write_text, check_outputs, write_crash_log
 from core.raster import GeoRaster, raster_info, write_cog
-from tests.conftest import S2_BANDS9, make_raster
+from tests.conftest import S2_BANDS9, make_raster, toy_policy
 
 BANDS = ("B8", "B4")
 
@@ -72,9 +72,9 @@ def test_output_equal_to_input_is_refused_and_the_input_survives(image, tmp_path
     os.link(image, hard)
     for dst in (image, link, hard, tmp_path / "sub" / ".." / "image.tif"):
         with pytest.raises(OutputError, match="input"):
-            predict_geotiff(image, dst, fake_forward, bands=BANDS, num_classes=3)
+            predict_geotiff(image, dst, fake_forward, toy_policy(), bands=BANDS, num_classes=3)
     with pytest.raises(OutputError, match="input"):
-        predict_geotiff(image, tmp_path / "ok.tif", fake_forward, bands=BANDS, num_classes=3, confidence_path=image)
+        predict_geotiff(image, tmp_path / "ok.tif", fake_forward, toy_policy(), bands=BANDS, num_classes=3, confidence_path=image)
     assert sha(image) == before and not (tmp_path / "ok.tif").exists()
 
 
@@ -86,7 +86,7 @@ def test_two_outputs_that_are_one_file_are_refused(image, tmp_path):
         return fake_forward(x)
 
     with pytest.raises(OutputError, match="same file"):
-        predict_geotiff(image, tmp_path / "x.tif", forward, bands=BANDS, num_classes=3, confidence_path=tmp_path / "." / "x.tif")
+        predict_geotiff(image, tmp_path / "x.tif", forward, toy_policy(), bands=BANDS, num_classes=3, confidence_path=tmp_path / "." / "x.tif")
     assert not calls and not (tmp_path / "x.tif").exists()
 
 
@@ -129,8 +129,8 @@ def test_a_failing_model_leaves_no_output_and_no_temporary(image, tmp_path):
         return fake_forward(x)
 
     with pytest.raises(RuntimeError):
-        predict_geotiff(image, out_dir / "classes.tif", forward, bands=BANDS, num_classes=3, confidence_path=out_dir / "conf.tif",
-                        tile=64, overlap=16, batch_size=1)
+        predict_geotiff(image, out_dir / "classes.tif", forward, toy_policy(64, 16, 1), bands=BANDS, num_classes=3,
+                        confidence_path=out_dir / "conf.tif")
     assert list(out_dir.iterdir()) == []
 
 
@@ -175,6 +175,7 @@ KILL_SCRIPT = textwrap.dedent(
     import sys, time
     import numpy as np
     from core.inference import predict_geotiff
+    from tests.conftest import toy_policy
     from tests.test_reliability import fake_forward
 
     def slow(x):
@@ -182,7 +183,7 @@ KILL_SCRIPT = textwrap.dedent(
         return fake_forward(x)
 
     if sys.argv[3] == "predict":
-        predict_geotiff(sys.argv[1], sys.argv[2], slow, bands=("B8", "B4"), num_classes=3, tile=64, overlap=0, batch_size=1)
+        predict_geotiff(sys.argv[1], sys.argv[2], slow, toy_policy(64, 0, 1), bands=("B8", "B4"), num_classes=3)
     else:  # any writer: half a file, then a long pause
         from core.outputs import atomic_path
         with atomic_path(sys.argv[2]) as tmp:
@@ -362,7 +363,7 @@ def test_damaged_tiles_under_an_intact_header_are_a_message_not_a_traceback(tmp_
     assert raster_info(path)["height"] == 512  # the header still reads
     with pytest.raises(RasterReadError, match="damaged"):
         predict_geotiff(path, tmp_path / "lib.tif", lambda x: np.full((x.shape[0], 9, *x.shape[2:]), 1 / 9, np.float32),
-                        bands=S2_BANDS9, num_classes=9)
+                        toy_policy(), bands=S2_BANDS9, num_classes=9)
     rc, err = run_cli(capsys, "predict", "--checkpoint", str(DEFAULT_BUNDLE_DIR), "--input", str(path), "--output", str(tmp_path / "o.tif"))
     assert rc == 2 and "damaged" in err
     assert_one_line_error(err)
@@ -411,7 +412,7 @@ def test_all_nodata_input_writes_nothing_and_says_so(tmp_path):
     r.data[:] = 0
     empty = write_cog(r, tmp_path / "empty.tif")
     with pytest.raises(NoDataError, match="no pixel with data"):
-        predict_geotiff(empty, tmp_path / "o.tif", fake_forward, bands=BANDS, num_classes=3, confidence_path=tmp_path / "c.tif")
+        predict_geotiff(empty, tmp_path / "o.tif", fake_forward, toy_policy(), bands=BANDS, num_classes=3, confidence_path=tmp_path / "c.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.tif"]
 
 

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--offset", default="auto", choices=["auto", "0", "1000"],
                    help="radiometric offset of the scene: auto (metadata, else a pixel test), 0, or 1000")
-    e.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    e.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="fp32 (default, the reference) or bf16")
 
     r = sub.add_parser("predict", help="write a class-map Cloud-Optimized GeoTIFF for a GeoTIFF")
     r.add_argument("--checkpoint", required=True, help="model bundle folder")
@@ -112,17 +112,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="radiometric offset of the input DN: auto (metadata, else a pixel test), 0, or 1000 (baseline 04.00+)")
     r.add_argument("--bands", help="names of the input's bands in file order, e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12 "
                    "(for files without band descriptions, or to override them)")
-    r.add_argument("--tile", type=_int_at_least(32, 32), default=256, help="tile side in pixels, a multiple of 32 (default 256)")
-    r.add_argument("--overlap", type=_int_at_least(0), default=32, help="overlap of neighbouring tiles in pixels, at most tile/2 (default 32)")
-    r.add_argument("--batch-size", type=_int_at_least(1), default=8, help="tiles per forward pass, at least 1 (default 8)")
-    r.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"])
+    r.add_argument("--tile", type=_int_at_least(32, 32),
+                   help="tile side in pixels, a multiple of 32 (default: the model card's, 256 for the shipped U-Net; a tile "
+                   "also turns off Dynamic World's full-frame pass)")
+    r.add_argument("--overlap", type=_int_at_least(0),
+                   help="overlap of neighbouring tiles in pixels, at most tile/2 (default: the model card's, 32)")
+    r.add_argument("--batch-size", type=_int_at_least(1), help="tiles per forward pass, at least 1 (default 8)")
+    r.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="fp32 (default): the reference, the same map as the app's; bf16: autocast, faster on CPUs with native "
+                   "bf16 but some labels differ")
     r.add_argument("--max-megapixels", type=_int_at_least(1), default=500,
                    help="refuse inputs larger than this many million pixels (default 500, about four Sentinel-2 tiles)")
-    r.add_argument("--runtime", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"],
-                   help="inference runtime: torch (reference, GPUs, bf16), onnxruntime/openvino on the CPU (fp32; the "
-                   "bundle is exported to ONNX once and cached), or auto (default): the fastest of them whose labels match "
-                   "PyTorch, measured once per machine and bundle and cached (measured for inputs of 64+ tiles or --engine dask; "
-                   "smaller inputs use the cached choice, else torch)")
+    r.add_argument("--runtime", default="torch", choices=["torch", "auto", "onnxruntime", "openvino"],
+                   help="inference runtime: torch (default: the reference, the same map as the app's; GPUs, bf16), "
+                   "onnxruntime/openvino on the CPU (fp32; the bundle is exported to ONNX once and cached), or auto: the "
+                   "fastest of them whose labels match PyTorch fp32 (logits within 1e-3, 99.9 %% of labels), measured once "
+                   "per machine and bundle and cached (measured for inputs of 64+ tiles or --engine dask; smaller inputs use "
+                   "the cached choice, else torch)")
     r.add_argument("--engine", default="stream", choices=["stream", "dask"],
                    help="stream: one process, window by window (default); dask: blocks predicted in parallel on a Dask "
                    "cluster, each written to its own COG, resumable after a kill (rerun the same command); no size limit")
@@ -162,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--reliability", metavar="PNG", help="write a reliability diagram (implies --calibration)")
 
     args = p.parse_args(argv)
-    if args.command == "predict" and 2 * args.overlap > args.tile:
-        r.error(f"argument --overlap: must be at most half of --tile ({args.tile // 2}), got {args.overlap}")
+    if args.command == "predict" and args.overlap is not None and 2 * args.overlap > (args.tile or 256):
+        r.error(f"argument --overlap: must be at most half of --tile ({(args.tile or 256) // 2}), got {args.overlap}")
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _run(args)

@@ -30,6 +30,7 @@ from core.classes import ClassScheme, get_scheme
 from core.errors import GridMismatchError
 from core.outputs import atomic_write_text, check_outputs
 from core.raster import GeoRaster, read_raster, write_cog
+from core.run_policy import model_decision, plan_run
 
 __all__ = ["scheme_of", "read_class_map", "assess_sample", "assess_points", "change", "polygons", "scene_calibration",
            "print_calibration", "report", "mapped_km2", "assessment_of"]
@@ -197,24 +198,6 @@ def polygons(map_path: str, out: str, *, mmu_ha: float = 0.5, checkpoint: str | 
     return len(layer)
 
 
-def _tile_probabilities(bundle, image: GeoRaster) -> np.ndarray:
-    """(K, H, W) probabilities of the bundle (its card temperature applied) in non-overlapping tiles."""
-    from core.raster import nodata_to_nan
-
-    x = nodata_to_nan(image.select(bundle.bands).data, image.nodata)
-    _, h, w = x.shape
-    t = int(bundle.card.tile)
-    hp, wp = -(-h // 32) * 32, -(-w // 32) * 32
-    pad = np.full((x.shape[0], hp, wp), np.nan, np.float32)
-    pad[:, :h, :w] = x
-    out = np.zeros((bundle.num_classes, hp, wp), np.float32)
-    for r in range(0, hp, t):
-        for c in range(0, wp, t):
-            th, tw = min(t, hp - r), min(t, wp - c)
-            out[:, r:r + th, c:c + tw] = bundle(pad[None, :, r:r + th, c:c + tw])[0]
-    return out[:, :h, :w]
-
-
 def scene_calibration(bundle, scene: str, labels: str = "dw", split: str = "auto", max_pixels: int = 200_000) -> CalibrationReport:
     """ECE before (T = 1) and after the card's temperature on a sample scene's reference labels.
 
@@ -226,18 +209,24 @@ def scene_calibration(bundle, scene: str, labels: str = "dw", split: str = "auto
         ValueError: The split is not in the card (see :func:`trainer.evaluation.scene_windows`).
     """
     from core.classes import harmonize
-    from core.sources.samples import get_scene, load_image, load_labels
+    from core.inference import predict_raster
+    from core.sources.samples import get_scene, load_labels, load_model_input, scene_decision
     from trainer.evaluation import scene_windows
 
     sc = get_scene(scene)
+    decision = model_decision(bundle.card, scene_decision(sc, bundle.card))
     windows, _ = scene_windows(bundle, sc, split)
     model_scheme = get_scheme(bundle.card.scheme_name)
     xs, ys = [], []
     t = float(getattr(bundle.card, "temperature", 1.0) or 1.0)
     for win in windows:
-        image = load_image(sc, list(bundle.bands), win)
+        image = load_model_input(sc, decision, win)
         ref, ref_scheme = load_labels(sc, labels, win)
-        probs = _tile_probabilities(bundle, image)
+        policy = plan_run(bundle.card, image.height, image.width, decision=decision, precision=bundle.precision)
+        probs = predict_raster(image, bundle, policy, bands=bundle.bands, num_classes=bundle.num_classes,
+                               class_ids=bundle.class_ids, probabilities=True).probabilities
+        no_data = np.isnan(probs).any(axis=0)
+        probs = np.nan_to_num(probs, nan=1.0 / bundle.num_classes)  # no-data pixels: their reference is dropped below
         pred_ids = model_scheme.from_index(probs.argmax(0).astype(np.uint8))
         _, r, _, _ = harmonize(pred_ids, model_scheme.name, ref.data[0], ref_scheme.name)
         if get_scheme(bundle.card.scheme_name).name != ref_scheme.name:
@@ -248,6 +237,7 @@ def scene_calibration(bundle, scene: str, labels: str = "dw", split: str = "auto
                 raise ValueError(f"calibration needs reference labels in the model's classes ({model_scheme.name}); "
                                  f"{labels} maps to {common.name}")
         ridx = model_scheme.to_index(r.astype(np.uint8))
+        ridx = np.where(no_data, 255, ridx)
         logits = t * np.log(np.clip(probs, 1e-30, 1.0))
         x, y = flatten_logits(logits, ridx, 255)
         xs.append(x)
@@ -288,10 +278,12 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
     """
     from core.analysis import compare
     from core.inference import predict_raster
+    from core.inputs import prepare_raster
     from core.render import class_rgba
     from core.report import analysis_report, bundle_hash, render_html
-    from core.sources.samples import get_scene, load_image, load_labels
+    from core.sources.samples import get_scene, load_image, load_labels, scene_decision
     from models.bundle import load_bundle
+    from trainer.progress import tqdm_progress
 
     if not out.lower().endswith((".html", ".htm")):
         raise ValueError(f"{out}: the report is an HTML file; give a name ending in .html")
@@ -299,20 +291,18 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
     bundle = load_bundle(checkpoint)
     sch = get_scheme(bundle.card.scheme_name)
     sc = get_scene(scene)
-    bundle.check_bands(sc.bands)
 
     def run(scene_obj, desc):
-        image = load_image(scene_obj, list(scene_obj.bands))
+        image = load_image(scene_obj, list(scene_obj.bands))  # shown as true colour; the model sees model_input
+        decision = model_decision(bundle.card, scene_decision(scene_obj, bundle.card))
+        model_input = prepare_raster(image, decision)
+        policy = plan_run(bundle.card, image.height, image.width, decision=decision, precision=bundle.precision)
         with tqdm(total=None, unit="tile", desc=desc) as bar:
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
+            pred = predict_raster(model_input, bundle, policy, bands=bundle.bands, num_classes=bundle.num_classes,
+                                  class_ids=bundle.class_ids, progress=tqdm_progress(bar))
+        return image, pred, policy
 
-            pred = predict_raster(image, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                                  tile=bundle.card.tile, overlap=32, batch_size=4, progress=progress)
-        return image, pred
-
-    image, pred = run(sc, f"predict {sc.id}")
+    image, pred, policy = run(sc, f"predict {sc.id}")
     ref, ref_scheme = load_labels(sc, labels)
     cmp = compare(pred, sch.name, ref, ref_scheme.name)
     if points:
@@ -330,7 +320,7 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
     ch = ch_rgba = None
     if before_scene:
         sb = get_scene(before_scene)
-        _, pred0 = run(sb, f"predict {sb.id}")
+        _, pred0, _ = run(sb, f"predict {sb.id}")
         if not pred0.classes.same_grid(pred.classes):
             raise GridMismatchError(f"{before_scene} and {scene} are not on the same grid; pick two dates of one scene grid")
         ch = change_between(pred0.classes, pred.classes, sch.ids, sch.names, sch.colors, (sb.id, sc.id))
@@ -339,7 +329,8 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
                   ("Processing level / offsets", _scene_level(sc)), ("Model bundle", str(Path(checkpoint).resolve())),
                   ("Bundle SHA-256 (card.json + model.safetensors)", bundle_hash(checkpoint)), ("Bands", ", ".join(bundle.bands)),
                   ("Temperature", f"{float(getattr(bundle.card, 'temperature', 1.0)):.3f}"),
-                  ("Inference", f"tile {bundle.card.tile} px, overlap 32 px, {bundle.precision}"),
+                  ("Inference", policy.summary()),
+                  ("Input", policy.decision.summary()),
                   ("Reference labels", f"{labels} ({ref_scheme.title})"
                    + (f", crosswalk {cmp.crosswalk.source} → {cmp.crosswalk.target}" if cmp.crosswalk else ""))]
     rep = analysis_report(title=f"Land-cover analysis: {sc.id}", image=image, prediction=pred, scheme=sch, comparison=cmp, reference=ref,

@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from core.classes import get_crosswalk
 from core.inference import NODATA_CLASS, predict_raster
 from core.metrics import metrics_from_confusion
+from core.run_policy import model_decision, plan_run
 from core.sources.samples import get_scene, load_model_input, scene_decision
 from models.bundle import Bundle, load_bundle, read_card, write_card
 from trainer.evaluation import evaluate_scene
@@ -62,8 +63,8 @@ def _classes(bundle: Bundle, img) -> np.ndarray:
     # test blocks are at most data.block_size px: one tile of that size each, no padding to 256
     side = max(32, -(-max(img.height, img.width) // 32) * 32)
     tile = min(bundle.card.tile, side)
-    pred = predict_raster(img, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                          tile=tile, overlap=32 if tile >= 64 else 0)
+    policy = plan_run(bundle.card, img.height, img.width, tile=tile, overlap=None if tile >= 64 else 0, precision=bundle.precision)
+    pred = predict_raster(img, bundle, policy, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids)
     return pred.classes.data[0]
 
 
@@ -90,7 +91,7 @@ def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scene
         if scenes is not None and sid not in scenes:
             continue
         sc = get_scene(sid)
-        decision = scene_decision(sc, bundle.card)
+        decision = model_decision(bundle.card, scene_decision(sc, bundle.card))
         for win in wins[:max_blocks]:
             img = load_model_input(sc, decision, win)
             full = _classes(bundle, img)

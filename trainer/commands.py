@@ -24,16 +24,16 @@ from tqdm import tqdm
 from core.classes import get_scheme
 from core.guards import DEFAULT_MAX_PIXELS, check_gsd, check_size
 from core.inference import predict_geotiff
-from core.inputs import decide_for_file
 from core.outputs import check_outputs
 from core.raster import raster_info
+from core.run_policy import DEFAULT_OVERLAP, DEFAULT_TILE, RunPolicy, input_for_file, plan_run
 from core.sources.samples import get_scene
-from core.tiling import TileGrid
 from models.bundle import Bundle, ModelCard, load_bundle, save_bundle, write_card
 from trainer.config import FitConfig
 from trainer.data import LulcDataModule
 from trainer.evaluation import evaluate_arrays, evaluate_scene, summarize
 from trainer.module import SegmentationTask
+from trainer.progress import tqdm_progress
 
 __all__ = ["fit", "evaluate", "predict", "predict_many", "expand_inputs", "INDEPENDENT_LABELS"]
 
@@ -141,7 +141,7 @@ def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "aut
         mean=[round(float(v), 4) for v in dm.mean],
         std=[round(float(v), 4) for v in dm.std],
         classes=dm.scheme.to_dict(),
-        tile=256,
+        tile=DEFAULT_TILE,
         training={
             "data": [s.id for s in dm.scenes if not s.id.startswith("chip:")]
             + ([f"{sum(s.id.startswith('chip:') for s in dm.scenes)} exported chips from {cfg.data.chips_dir}"] if cfg.data.chips_dir else []),
@@ -180,7 +180,7 @@ def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "aut
         for other in INDEPENDENT_LABELS:
             if other in get_scene(s.id, cfg.data.data_dir).labels and other != cfg.data.labels:
                 results.append(evaluate_scene(bundle, s.id, other, split="test", baseline=cfg.data.labels))
-    card.metrics = {"held_out": results, "precision": "fp32", "tile": card.tile, "overlap": 32,
+    card.metrics = {"held_out": results, "precision": "fp32", "tile": card.tile, "overlap": DEFAULT_OVERLAP,
                     "calibration": {**calibration.to_dict(), "split": "val"}}
     write_card(card, bundle_dir)  # the weights on disk are the ones just evaluated
     print(summarize(results))
@@ -226,19 +226,41 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
     return res
 
 
-FULL_FRAME_MAX_PIXELS = 2_000_000
-"""Rasters up to this many pixels go through a network that takes any size (Dynamic World) in one
-pass, which reproduces a whole-image run exactly; larger ones are tiled (seams differ slightly)."""
+def forward_for(bundle: Bundle, policy: RunPolicy, *, measure: bool = False, quiet: bool = False) -> tuple[object, RunPolicy]:
+    """The forward pass a policy asks for, with ``runtime="auto"`` resolved (:func:`resolve_runtime`).
+
+    Args:
+        bundle: The loaded bundle (PyTorch).
+        policy: From :func:`core.run_policy.plan_run`.
+        measure: With ``runtime="auto"``: measure the runtimes now if nothing is cached.
+        quiet: Do not print the runtime choice.
+
+    Returns:
+        (forward callable, the policy with the runtime and precision that run).
+    """
+    runtime, precision = policy.runtime, policy.precision
+    if runtime == "auto":  # after every input check: a refused input never costs a measurement
+        runtime, precision = resolve_runtime(bundle.path, precision, measure=measure, quiet=quiet)
+    policy = dataclasses.replace(policy, runtime=runtime, precision=precision)
+    if runtime != "torch":
+        from models.runtimes import load_forward
+
+        return load_forward(bundle.path, runtime=runtime, precision=precision), policy
+    if bundle.precision != precision:
+        bundle = load_bundle(bundle.path, precision=precision)
+    return bundle, policy
 
 
-def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32, batch_size: int = 8, precision: str = "auto",
+def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, tile: int | None = None,
+            overlap: int | None = None, batch_size: int | None = None, precision: str = "fp32",
             max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto", bands: Sequence[str] | None = None,
             progress: Callable[[int, int], None] | None = None, quiet: bool = False, runtime: str = "torch") -> Path:
     """Write a class-map COG (and optionally a confidence COG) for a GeoTIFF.
 
     How the input is read (band names and aliases, scale, +1000 offset, level, filled optional
-    bands) is decided once by :func:`core.inputs.decide_for_file`, printed, and written into the
-    outputs' tags (``LULC_INPUT_*``).
+    bands) is decided once by :func:`core.run_policy.input_for_file`, how the model runs by
+    :func:`core.run_policy.plan_run` (the same policy as the app's); both are printed, and the
+    input decision is written into the outputs' tags (``LULC_INPUT_*``).
 
     Args:
         checkpoint: Bundle folder, or an already loaded bundle (batch prediction loads it once).
@@ -246,18 +268,18 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
             ``bands`` does.
         dst: Output COG of class ids with the input's CRS/transform and the classes' colour table.
         confidence: Optional output COG of float32 confidence.
-        tile: Tile side in pixels (multiple of 32).
-        overlap: Overlap between neighbouring tiles in pixels (<= tile / 2).
-        batch_size: Tiles per forward call.
-        precision: ``fp32``, ``bf16`` or ``auto``.
+        tile: Tile side in pixels (multiple of 32); default the card's (see :mod:`core.run_policy`).
+        overlap: Overlap between neighbouring tiles in pixels (<= tile / 2); default the card's.
+        batch_size: Tiles per forward call; default :data:`core.run_policy.DEFAULT_BATCH_SIZE`.
+        precision: ``fp32`` (default, the reference) or ``bf16``.
         max_pixels: Refuse inputs with more pixels (H x W), read from the header before any work.
         offset: ``"auto"``, 0 or 1000: the radiometric offset of the input (see :mod:`core.inputs`).
         bands: Names of the input's bands in file order (``--bands``), overriding its descriptions.
         progress: Called with (tiles done, tiles total) instead of a tile progress bar.
         quiet: Do not print the decision and the output paths.
-        runtime: ``torch``, ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`), or
-            ``auto``: the fastest usable one measured on this machine (:func:`resolve_runtime`;
-            measured for inputs of at least :data:`AUTO_MEASURE_MIN_TILES` tiles).
+        runtime: ``torch`` (default), ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`), or
+            ``auto``: the fastest one measured on this machine whose labels reproduce PyTorch fp32
+            (:func:`resolve_runtime`; measured for inputs of at least :data:`AUTO_MEASURE_MIN_TILES` tiles).
 
     Returns:
         ``dst``.
@@ -271,42 +293,26 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     check_outputs({"--output": dst, "--confidence": confidence}, [src])
     info = raster_info(src)
     check_size(info, max_pixels=max_pixels, name=Path(src).name, hint="crop it, or raise --max-megapixels")
-    bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint, precision=precision)
+    bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint)
     check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=Path(src).name)
-    decision = decide_for_file(src, bundle.card, bands=bands, offset=offset)
-    if bundle.card.preprocessing == "dynamic_world":  # the original saw the valid bands of partly empty pixels
-        decision = dataclasses.replace(decision, nodata_per_band=True)
-    if bundle.any_size and info["height"] * info["width"] <= FULL_FRAME_MAX_PIXELS:
-        side = max(info["height"], info["width"])  # one pass over the whole raster, as the original ran
-        tile, overlap = side + side % 2, 0
+    decision = input_for_file(src, bundle.card, bands=bands, offset=offset)
+    policy = plan_run(bundle.card, info["height"], info["width"], decision=decision, tile=tile, overlap=overlap,
+                      batch_size=batch_size, precision=precision, runtime=runtime)
     if not quiet:
-        print(f"{Path(src).name}: {decision.summary()}")
-        for w in decision.warnings:
+        print(f"{Path(src).name}: {policy.decision.summary()}")
+        for w in policy.warnings:
             print(f"warning: {w}", file=sys.stderr)
-    if runtime == "auto":  # after every input check: a refused input never costs a measurement
-        n_tiles = TileGrid(info["height"], info["width"], tile, overlap).n_tiles
-        runtime, precision = resolve_runtime(bundle.path, precision, measure=n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
-        if runtime == "torch" and bundle.precision != precision:
-            bundle = load_bundle(bundle.path, precision=precision)
+    forward, policy = forward_for(bundle, policy, measure=policy.n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
+    if not quiet:
+        print(f"run: {policy.summary()}")
     scheme = get_scheme(bundle.card.scheme_name)
-    if runtime != "torch":
-        from models.runtimes import load_forward
-
-        bundle_forward = load_forward(bundle.path, runtime=runtime, precision=precision)
-    else:
-        bundle_forward = bundle
     kwargs = dict(bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
-                  confidence_path=confidence, tile=tile, overlap=overlap, batch_size=batch_size, decision=decision)
+                  confidence_path=confidence)
     if progress is not None:
-        out = predict_geotiff(src, dst, bundle_forward, progress=progress, **kwargs)
+        out = predict_geotiff(src, dst, forward, policy, progress=progress, **kwargs)
     else:
         with tqdm(total=None, unit="tile", desc="predict") as bar:
-
-            def tiles(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            out = predict_geotiff(src, dst, bundle_forward, progress=tiles, **kwargs)
+            out = predict_geotiff(src, dst, forward, policy, progress=tqdm_progress(bar), **kwargs)
     if not quiet:
         print(f"wrote {out}" + (f" and {confidence}" if confidence else ""))
     return out
@@ -336,8 +342,8 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confidence: str | None = None, tile: int = 256, overlap: int = 32,
-                 batch_size: int = 8, precision: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto",
+def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confidence: str | None = None, tile: int | None = None,
+                 overlap: int | None = None, batch_size: int | None = None, precision: str = "fp32", max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto",
                  bands: Sequence[str] | None = None, runtime: str = "torch") -> int:
     """Predict several GeoTIFFs (files and/or folders) with one model load and one progress bar.
 
@@ -349,10 +355,10 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
         inputs: Files and folders.
         output: Output folder (created).
         confidence: Optional folder for confidence COGs (may be ``output``).
-        tile: Tile side in pixels, as in :func:`predict`.
-        overlap: Tile overlap in pixels.
+        tile: Tile side in pixels, as in :func:`predict` (default the card's).
+        overlap: Tile overlap in pixels (default the card's).
         batch_size: Tiles per forward call.
-        precision: ``fp32``, ``bf16`` or ``auto``.
+        precision: ``fp32`` (default) or ``bf16``.
         max_pixels: Size limit per input (H x W).
         offset: ``"auto"``, 0 or 1000, for every input.
         bands: ``--bands`` names, for every input.
@@ -379,7 +385,7 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
         raise ValueError(f"several inputs are named {', '.join(dupes)}; their outputs would collide: predict them into different folders")
     if runtime == "auto":
         runtime, precision = resolve_runtime(checkpoint, precision, measure=len(files) >= 8)
-    bundle = load_bundle(checkpoint, precision=precision)
+    bundle = load_bundle(checkpoint)
     failed: list[tuple[Path, str]] = []
     with tqdm(total=len(files), unit="file", desc="predict") as bar:
         for f in files:
@@ -388,8 +394,8 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
                 dst = out_dir / f"{f.stem}_classes.tif"
                 conf = conf_dir / f"{f.stem}_confidence.tif" if conf_dir is not None else None
                 predict(bundle, str(f), str(dst), confidence=str(conf) if conf else None, tile=tile, overlap=overlap,
-                        batch_size=batch_size, max_pixels=max_pixels, offset=offset, bands=bands, progress=lambda d, t: None, quiet=True,
-                        runtime=runtime)
+                        batch_size=batch_size, precision=precision, max_pixels=max_pixels, offset=offset, bands=bands,
+                        progress=lambda d, t: None, quiet=True, runtime=runtime)
                 decision = read_decision_tags(dst)
                 tqdm.write(f"{f.name}: {decision}")
             except (ValueError, OSError) as exc:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from core.classes import ClassScheme
+from core.classes import NODATA_CLASS, ClassScheme
 from core.guards import check_same_grid
 from core.inputs import decide, prepare_raster
 from core.raster import raster_info, read_raster
@@ -24,7 +24,6 @@ from trainer.config import FitConfig
 
 __all__ = ["SceneData", "load_scenes", "band_statistics", "class_weights", "ChipDataset", "LulcDataModule"]
 
-IGNORE = 255
 
 
 @dataclass
@@ -100,7 +99,7 @@ def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[lis
             raise ValueError(f"scene {scene.id} labels use {sch.name}, others {scheme.name}")
         scheme = sch
         target = sch.to_index(lab.data[0])
-        target[np.isnan(data).any(axis=0)] = IGNORE
+        target[np.isnan(data).any(axis=0)] = NODATA_CLASS
         # scenes on one grid (a place on several dates) share one block layout, so a block held out
         # on one date is held out on every date and no place leaks from test into training
         info = raster_info(scene.path / "image_s2.tif")
@@ -202,10 +201,10 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
         lab = read_raster(lab_path)
         target = scheme.to_index(lab.data[0])
         label_fill = lab.nodata if lab.nodata is not None else manifest_fill(r.label_nodata, 255.0 if r.scheme == "dynamic_world" else 0.0)
-        target[lab.data[0] == label_fill] = IGNORE
-        target[np.isnan(image).any(axis=0)] = IGNORE
+        target[lab.data[0] == label_fill] = NODATA_CLASS
+        target[np.isnan(image).any(axis=0)] = NODATA_CLASS
         limit = r.max_nodata if r.max_nodata == r.max_nodata else 0.1  # NaN: an older manifest
-        if (target == IGNORE).mean() > limit:
+        if (target == NODATA_CLASS).mean() > limit:
             continue
         h, w = target.shape
         footprints.append(ChipFootprint(r.id, str(first.crs), first.transform, w, h))
@@ -232,7 +231,7 @@ def _load_soft(scene, target: np.ndarray) -> np.ndarray | None:
     check_same_grid(raster_info(scene.path / "image_s2.tif"), raster_info(path),
                     what=f"scene {scene.id}", names=("image_s2.tif", path.name))
     soft = np.ascontiguousarray(read_raster(path).data.astype(np.uint8))
-    soft[:, target == IGNORE] = 0
+    soft[:, target == NODATA_CLASS] = 0
     return soft
 
 
@@ -283,7 +282,7 @@ def class_weights(scenes: list[SceneData], num_classes: int, mode: str, cap: flo
     counts = np.zeros(num_classes)
     for s, sl in _block_pixels(scenes, "train"):
         t = s.target[sl]
-        counts += np.bincount(t[t != IGNORE].ravel(), minlength=num_classes)[:num_classes]
+        counts += np.bincount(t[t != NODATA_CLASS].ravel(), minlength=num_classes)[:num_classes]
     present = counts > 0
     w = np.zeros(num_classes)
     w[present] = 1.0 / np.sqrt(counts[present] / counts.sum())
@@ -313,7 +312,7 @@ class ChipDataset(Dataset):
                     continue
                 for r, c in chip_windows(b, chip_size, stride):
                     t = s.target[r : r + chip_size, c : c + chip_size]
-                    if (t == IGNORE).mean() <= max_nodata_fraction:
+                    if (t == NODATA_CLASS).mean() <= max_nodata_fraction:
                         self.items.append((i, r, c))
 
     def __len__(self) -> int:

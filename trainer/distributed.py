@@ -8,6 +8,7 @@ resumes: only blocks missing from the manifest are predicted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -17,10 +18,11 @@ from tqdm import tqdm
 
 from core.classes import get_scheme
 from core.distributed import RasterSource, block_grid_summary, predict_distributed
-from core.inputs import decide_for_file
 from core.outputs import check_outputs
+from core.run_policy import input_for_file, model_decision, plan_run
 from models.bundle import read_card
 from models.runtimes import ForwardFactory, bundle_checksum, export_onnx, onnx_path_for
+from trainer.progress import tqdm_progress
 
 __all__ = ["predict_dask", "export_onnx_command", "earth_engine_source", "parse_aoi_bounds"]
 
@@ -92,7 +94,7 @@ def earth_engine_source(card, aoi: str, start: str, end: str, *, adapter_factory
     a, b, c, d, e, g = grid.transform
     coarse = PixelGrid(grid.crs, (a * f, b, c, d, e * f, g), -(-grid.width // f), -(-grid.height // f))
     sample = download(adapter_factory(), spec, coarse, cache_dir=cache_dir)
-    decision = input_decision(sample, card, level, what=f"the Earth Engine {level} composite {start}..{end}")
+    decision = model_decision(card, input_decision(sample, card, level, what=f"the Earth Engine {level} composite {start}..{end}"))
     return EarthEngineSource(grid, spec, tuple(card.bands), adapter_factory, decision, cache_dir)
 
 
@@ -107,10 +109,10 @@ def predict_dask(
     adapter_factory=None,
     cache_dir: str | None = None,
     confidence: str | None = None,
-    tile: int = 256,
-    overlap: int = 32,
-    batch_size: int = 8,
-    precision: str = "auto",
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int | None = None,
+    precision: str = "fp32",
     runtime: str = "torch",
     workers: int | None = None,
     scheduler: str | None = None,
@@ -134,10 +136,10 @@ def predict_dask(
         cache_dir: Earth Engine download cache (default none).
         dst: Output class map: a COG, or a ``.vrt`` mosaic of the block COGs.
         confidence: Optional confidence map (COG or ``.vrt``).
-        tile: Tile side in pixels (multiple of 32).
-        overlap: Overlap between tiles in pixels (<= tile / 2).
-        batch_size: Tiles per forward call.
-        precision: ``fp32``, ``bf16`` or ``auto`` (torch runtime).
+        tile: Tile side in pixels (multiple of 32); default the run policy's (:func:`core.run_policy.plan_run`).
+        overlap: Overlap between tiles in pixels (<= tile / 2); default the run policy's.
+        batch_size: Tiles per forward call; default the run policy's.
+        precision: ``fp32`` (default, the reference) or ``bf16`` (torch runtime).
         runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once on this machine).
         workers: Local worker processes (default: CPU cores); ignored with ``scheduler``.
         scheduler: Address of a running Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
@@ -169,37 +171,36 @@ def predict_dask(
         print(f"Earth Engine {source.spec.title} {start}..{end}, {source.grid.width} x {source.grid.height} px on "
               f"{source.grid.crs} (10 m): {decision.summary()}")
     else:
-        decision = decide_for_file(src, card, bands=bands, offset=offset)
+        decision = model_decision(card, input_for_file(src, card, bands=bands, offset=offset))
         source = RasterSource(str(src), tuple(card.bands), decision)
         print(f"{Path(src).name}: {decision.summary()}")
-    for w in decision.warnings:
+    info = source.describe()
+    policy = plan_run(card, info["height"], info["width"], decision=source.decision, tile=tile, overlap=overlap,
+                      batch_size=batch_size, precision=precision, runtime=runtime)
+    for w in policy.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if runtime == "auto":
         from trainer.commands import resolve_runtime
 
         runtime, precision = resolve_runtime(ckpt, precision)  # large inputs: measuring pays
+        policy = dataclasses.replace(policy, runtime=runtime, precision=precision)
     onnx_path = str(onnx_path_for(ckpt)) if runtime in ("onnxruntime", "openvino") else None
     n_workers = workers or os.cpu_count() or 1
     threads = None if scheduler else max(1, (os.cpu_count() or 1) // n_workers)
     factory = ForwardFactory(ckpt, runtime=runtime, precision=precision, threads=threads, onnx_path=onnx_path)
-    info = source.describe()
-    grid = block_grid_summary(info["height"], info["width"], block_size=block_size, tile=tile, overlap=overlap)
+    grid = block_grid_summary(info["height"], info["width"], block_size=block_size, tile=policy.tile, overlap=policy.overlap,
+                              full_frame=policy.full_frame)
     where = f"the cluster at {scheduler}" if scheduler else f"a local cluster of {n_workers} worker process(es), {threads} thread(s) each"
-    print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px on {where}; runtime {runtime}; "
+    print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px on {where}; run: {policy.summary()}; "
           f"halo tiles add {100 * (grid['halo_overhead'] - 1):.0f} %")
     scheme = get_scheme(card.scheme_name)
     with tqdm(total=grid["n_blocks"], unit="block", desc="predict (dask)") as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
         res = predict_distributed(
             source, factory, dst, num_classes=card.num_classes,
             class_ids=[int(c["id"]) for c in card.classes["classes"]], colormap=scheme.colormap(),
             confidence_path=confidence, blocks_dir=blocks_dir, model_id=f"{bundle_checksum(ckpt)}/{runtime}/{precision}",
-            tile=tile, overlap=overlap, batch_size=batch_size, block_size=block_size, workers=n_workers,
-            scheduler=scheduler, retries=retries, progress=progress, log=lambda m: tqdm.write(m, file=sys.stderr),
+            policy=policy, block_size=block_size, workers=n_workers,
+            scheduler=scheduler, retries=retries, progress=tqdm_progress(bar), log=lambda m: tqdm.write(m, file=sys.stderr),
         )
     if res.skipped:
         print(f"resumed: {len(res.skipped)} block(s) were already done, {len(res.computed)} predicted now")

@@ -14,6 +14,7 @@ from rasterio.windows import Window
 
 from core.evaluation import Comparison
 from core.inference import NODATA_CLASS, predict_raster
+from core.run_policy import model_decision, plan_run
 from core.sources.samples import SampleScene, check_label_grid, get_scene, load_labels, load_model_input, scene_decision
 from core.splits import Block
 from models.bundle import Bundle
@@ -56,7 +57,7 @@ def evaluate_scene(
     *,
     split: str = "auto",
     tile: int | None = None,
-    overlap: int = 32,
+    overlap: int | None = None,
     baseline: str | None = "dw",
     offset: int | str | None = None,
 ) -> dict[str, object]:
@@ -67,8 +68,8 @@ def evaluate_scene(
         scene: Scene id or scene.
         labels: Reference label product (``"dw"``, ``"osm"``, ``"dfc"``, ``"water"``).
         split: See :func:`scene_windows`.
-        tile: Inference tile side (default the card's).
-        overlap: Tile overlap in pixels.
+        tile: Inference tile side (default: the run policy's, :func:`core.run_policy.plan_run`).
+        overlap: Tile overlap in pixels (default: the run policy's).
         baseline: Another label product scored against ``labels`` on exactly the same pixels
             (e.g. Dynamic World vs OSM), so the model's agreement can be read beside it; ignored
             when equal to ``labels`` or absent from the scene.
@@ -87,7 +88,7 @@ def evaluate_scene(
         SceneNotFoundError: Unknown scene or label product.
     """
     sc = get_scene(scene) if isinstance(scene, str) else scene
-    decision = scene_decision(sc, bundle.card, offset=offset)
+    decision = model_decision(bundle.card, scene_decision(sc, bundle.card, offset=offset))
     windows, what = scene_windows(bundle, sc, split)
     for product in {labels, baseline} & set(sc.labels) | {labels}:  # before any inference
         check_label_grid(sc, product)
@@ -97,7 +98,8 @@ def evaluate_scene(
     cmp_base = Comparison(sc.label_scheme(baseline).name, ref_scheme) if use_base else None
     for win in windows:
         img = load_model_input(sc, decision, win)
-        pred = predict_raster(img, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, tile=tile or bundle.card.tile, overlap=overlap)
+        policy = plan_run(bundle.card, img.height, img.width, decision=decision, tile=tile, overlap=overlap, precision=bundle.precision)
+        pred = predict_raster(img, bundle, policy, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids)
         ref, _ = load_labels(sc, labels, win)
         p = pred.classes.data[0]
         r = ref.data[0]
@@ -159,8 +161,8 @@ def evaluate_arrays(bundle: Bundle, scenes: Sequence, labels: str, scheme_name: 
     cmp = Comparison(bundle.card.scheme_name, scheme_name)
     for s in scenes:
         raster = GeoRaster(s.image, None, Affine.identity(), float("nan"), tuple(bundle.bands))
-        pred = predict_raster(raster, bundle, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids,
-                              tile=bundle.card.tile, overlap=32)
+        policy = plan_run(bundle.card, raster.height, raster.width, precision=bundle.precision)
+        pred = predict_raster(raster, bundle, policy, bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids)
         cmp.add(pred.classes.data[0], scheme.from_index(s.target))
     return {"scene": "exported chips", "labels": labels, "windows": f"{len(scenes)} test chip(s)",
             "metrics": cmp.metrics().to_dict(), "crosswalk": None}

@@ -24,13 +24,13 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from core.classes import NODATA_CLASS
 from core.metrics import metrics_from_confusion
 from models.registry import create_model
 from trainer.config import FitConfig
 
 __all__ = ["SegmentationTask"]
 
-IGNORE = 255
 
 
 class SegmentationTask(L.LightningModule):
@@ -53,8 +53,8 @@ class SegmentationTask(L.LightningModule):
         self.model = create_model(m["arch"], m["encoder"], in_channels=in_channels, num_classes=self.num_classes, encoder_weights=m["encoder_weights"])
         if m.get("init_from"):
             self._init_from(m["init_from"])
-        self.ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32), ignore_index=IGNORE)
-        self.dice = DiceLoss(mode="multiclass", ignore_index=IGNORE)
+        self.ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32), ignore_index=NODATA_CLASS)
+        self.dice = DiceLoss(mode="multiclass", ignore_index=NODATA_CLASS)
         self.dice_weight = float(cfg["loss"]["dice_weight"])
         self.augment = K.AugmentationSequential(
             K.RandomHorizontalFlip(),
@@ -67,8 +67,8 @@ class SegmentationTask(L.LightningModule):
         self.optional_idx = [list(d["bands"]).index(b) for b in d.get("optional_bands") or []]
         self.band_dropout = float(cfg["optim"].get("band_dropout", 0.0))
         self.soft_weight = float(cfg["loss"].get("soft_weight", 0.0))
-        self.val_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=IGNORE)
-        self.test_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=IGNORE)
+        self.val_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=NODATA_CLASS)
+        self.test_cm = MulticlassConfusionMatrix(self.num_classes, ignore_index=NODATA_CLASS)
 
     def _init_from(self, path: str) -> None:
         """Load a whole-network state dict (``.safetensors``, no pickle) as the starting point.

@@ -28,7 +28,7 @@ from core.inputs import InputDecision, ModelInputs, decide, prepare_raster
 from core.raster import GeoRaster, raster_info, read_raster, stack_bands
 
 __all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels", "check_label_grid",
-           "scene_decision", "load_model_input"]
+           "scene_decision", "scene_level_of_file", "load_model_input"]
 
 LABEL_PRODUCTS: dict[str, tuple[str, str]] = {
     "dw": ("labels_dw.tif", "dynamic_world"),
@@ -130,6 +130,22 @@ def _level(info: dict) -> str:
     """``"L1C"``/``"L2A"``/``"unknown"`` from scene.json's ``processing_level.s2`` (``"L2A"``, ``"Level-1C ..."``)."""
     text = str((info.get("processing_level") or {}).get("s2", "")).upper().replace("LEVEL-", "L")
     return "L2A" if "L2A" in text else "L1C" if "L1C" in text else "unknown"
+
+
+def scene_level_of_file(path: str | Path) -> tuple[str, str] | None:
+    """(level, reason) for a file that is a sample scene's ``image_s2.tif`` (level from its scene.json).
+
+    Returns ``None`` for any other file, or when scene.json names no level, so that the file's own
+    metadata decides (:func:`core.inputs.decide`).
+    """
+    p = Path(path)
+    if p.name != "image_s2.tif" or not (p.parent / "scene.json").exists():
+        return None
+    try:
+        sc = _parse_scene(p.parent.resolve())
+    except (SceneNotFoundError, ValueError, KeyError, OSError):
+        return None
+    return (sc.level, f"scene.json of {sc.id}") if sc.level != "unknown" else None
 
 
 def scene_metadata(scene: SampleScene) -> dict[str, str]:

@@ -29,7 +29,7 @@ from core.distributed import (  # noqa: E402
 from core.inference import predict_geotiff  # noqa: E402
 from core.raster import write_cog  # noqa: E402
 from core.tiling import TileGrid  # noqa: E402
-from tests.conftest import S2_BANDS9, make_raster  # noqa: E402
+from tests.conftest import S2_BANDS9, make_raster, toy_policy  # noqa: E402
 
 TILE, OVERLAP, BLOCK = 64, 16, 96  # stride 48: blocks of 2 x 2 strides
 K = 4
@@ -87,16 +87,16 @@ def src(tmp_path: Path) -> Path:
 
 
 def _single(src: Path, tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    predict_geotiff(src, tmp_path / "single.tif", ToyForward(), bands=S2_BANDS9, num_classes=K, colormap=COLORS,
-                    confidence_path=tmp_path / "single_conf.tif", tile=TILE, overlap=OVERLAP, batch_size=3)
+    predict_geotiff(src, tmp_path / "single.tif", ToyForward(), toy_policy(TILE, OVERLAP, 3), bands=S2_BANDS9, num_classes=K,
+                    colormap=COLORS, confidence_path=tmp_path / "single_conf.tif")
     with rasterio.open(tmp_path / "single.tif") as a, rasterio.open(tmp_path / "single_conf.tif") as b:
         return a.read(1), b.read(1)
 
 
 def _run(src: Path, out: Path, client, factory=ToyFactory(), **kw):
     kw.setdefault("confidence_path", out.with_name(out.stem + "_conf" + out.suffix))
-    return predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), factory, out, num_classes=K, colormap=COLORS, tile=TILE,
-                               overlap=OVERLAP, batch_size=5, block_size=BLOCK, client=client, **kw)
+    return predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), factory, out, num_classes=K, colormap=COLORS,
+                               policy=toy_policy(TILE, OVERLAP, 5), block_size=BLOCK, client=client, **kw)
 
 
 def _read(path: Path) -> np.ndarray:
@@ -193,8 +193,8 @@ def test_other_settings_in_the_blocks_folder_are_refused(src, tmp_path, client):
     assert out.exists() and not (tmp_path / "dist.tif").exists()  # a .vrt output is only the mosaic
     assert _read(out).shape == (250, 330)
     with pytest.raises(ManifestMismatchError, match="tile"):
-        predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), ToyFactory(), out, num_classes=K, tile=96,
-                            overlap=OVERLAP, block_size=BLOCK, client=client, blocks_dir=res.blocks_dir)
+        predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), ToyFactory(), out, num_classes=K,
+                            policy=toy_policy(96, OVERLAP), block_size=BLOCK, client=client, blocks_dir=res.blocks_dir)
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def test_earth_engine_blocks_are_fetched_per_block_and_equal_single_process(src,
     source = EarthEngineSource(grid, sentinel2_spec("2021-06-01", "2021-06-30", S2_BANDS9), tuple(S2_BANDS9),
                                FakeEarthEngineFactory(str(src), str(log)))
     out = tmp_path / "ee.tif"
-    res = predict_distributed(source, ToyFactory(), out, num_classes=K, colormap=COLORS, tile=TILE, overlap=OVERLAP, batch_size=5,
+    res = predict_distributed(source, ToyFactory(), out, num_classes=K, colormap=COLORS, policy=toy_policy(TILE, OVERLAP, 5),
                               block_size=BLOCK, client=client, confidence_path=tmp_path / "ee_conf.tif")
     np.testing.assert_array_equal(_read(out), cls_ref)
     np.testing.assert_allclose(_read(tmp_path / "ee_conf.tif"), conf_ref, atol=1e-6, rtol=0)
@@ -249,7 +249,7 @@ def test_earth_engine_blocks_are_fetched_per_block_and_equal_single_process(src,
         assert d.crs.to_epsg() == 32633 and d.tags()["LULC_EE_COLLECTION"] == "COPERNICUS/S2_HARMONIZED"
     # a rerun resumes from the manifest without asking Earth Engine again
     log.write_text("")
-    again = predict_distributed(source, ToyFactory(), tmp_path / "ee2.tif", num_classes=K, colormap=COLORS, tile=TILE,
-                                overlap=OVERLAP, batch_size=5, block_size=BLOCK, client=client,
+    again = predict_distributed(source, ToyFactory(), tmp_path / "ee2.tif", num_classes=K, colormap=COLORS,
+                                policy=toy_policy(TILE, OVERLAP, 5), block_size=BLOCK, client=client,
                                 confidence_path=tmp_path / "ee2_conf.tif", blocks_dir=res.blocks_dir)
     assert sorted(again.skipped) == sorted(res.computed) and log.read_text() == ""

@@ -11,7 +11,7 @@ from core.errors import BandError, SceneNotFoundError
 from core.inference import NODATA_CLASS, predict_geotiff, predict_raster
 from core.raster import read_raster
 from core.sources.samples import get_scene, list_scenes, load_image, load_labels
-from tests.conftest import S2_BANDS9
+from tests.conftest import S2_BANDS9, toy_policy
 
 K = 3
 
@@ -70,7 +70,7 @@ def test_predict_raster_keeps_grid_and_flags_nodata():
 
     r = make_raster(height=100, width=150)
     r.data[:, 0:4, 0:6] = 0
-    out = predict_raster(r, fake_model, bands=["B8", "B4"], num_classes=K, tile=64, overlap=16)
+    out = predict_raster(r, fake_model, toy_policy(64, 16), bands=["B8", "B4"], num_classes=K)
     assert out.classes.crs == r.crs and out.classes.transform == r.transform
     assert out.classes.data.shape == (1, 100, 150) and out.classes.data.dtype == np.uint8
     assert (out.classes.data[0, :4, :6] == NODATA_CLASS).all() and (out.confidence.data[0, :4, :6] == 0).all()
@@ -82,8 +82,8 @@ def test_predict_raster_keeps_grid_and_flags_nodata():
 def test_predict_geotiff_preserves_crs_transform_and_writes_cog(small_tif, tmp_path):
     dst = tmp_path / "pred.tif"
     conf = tmp_path / "conf.tif"
-    predict_geotiff(small_tif, dst, fake_model, bands=["B8", "B4"], num_classes=K, class_ids=[10, 20, 30],
-                    colormap={10: "#ff0000", 20: "#00ff00", 30: "#0000ff"}, confidence_path=conf, tile=64, overlap=16)
+    predict_geotiff(small_tif, dst, fake_model, toy_policy(64, 16), bands=["B8", "B4"], num_classes=K, class_ids=[10, 20, 30],
+                    colormap={10: "#ff0000", 20: "#00ff00", 30: "#0000ff"}, confidence_path=conf)
     src = read_raster(small_tif)
     with rasterio.open(dst) as ds:
         assert ds.crs == src.crs and ds.transform.almost_equals(src.transform)
@@ -92,7 +92,7 @@ def test_predict_geotiff_preserves_crs_transform_and_writes_cog(small_tif, tmp_p
         cls = ds.read(1)
     assert set(np.unique(cls)) <= {10, 20, 30, NODATA_CLASS}
     assert (cls[:5, :7] == NODATA_CLASS).all()
-    mem = predict_raster(src, fake_model, bands=["B8", "B4"], num_classes=K, class_ids=[10, 20, 30], tile=64, overlap=16)
+    mem = predict_raster(src, fake_model, toy_policy(64, 16), bands=["B8", "B4"], num_classes=K, class_ids=[10, 20, 30])
     np.testing.assert_array_equal(cls, mem.classes.data[0])
     with rasterio.open(conf) as ds:
         c = ds.read(1)
@@ -101,7 +101,7 @@ def test_predict_geotiff_preserves_crs_transform_and_writes_cog(small_tif, tmp_p
 
 def test_predict_geotiff_missing_band(small_tif, tmp_path):
     with pytest.raises(BandError, match="VV"):
-        predict_geotiff(small_tif, tmp_path / "o.tif", fake_model, bands=["B4", "VV"], num_classes=K)
+        predict_geotiff(small_tif, tmp_path / "o.tif", fake_model, toy_policy(), bands=["B4", "VV"], num_classes=K)
 
 
 def test_nine_band_fixture(small_tif):

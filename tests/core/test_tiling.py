@@ -96,4 +96,4 @@ def test_grid_and_argument_errors():
         TileGrid(100, 100, 64, 40)
     with pytest.raises(ValueError, match="expected"):
         predict_tiled(lambda r, c, h, w: np.zeros((1, h, w), np.float32), lambda x: np.zeros((1, 2, 3, 3)),
-                      lambda *a: None, height=10, width=10, num_classes=K, tile=32, overlap=0)
+                      lambda *a: None, height=10, width=10, num_classes=K, tile=32, overlap=0, batch_size=8)

@@ -8,6 +8,7 @@ import pytest
 from shapely import STRtree
 from shapely.geometry import box
 
+from core.classes import NODATA_CLASS
 from core.config import REPO_ROOT
 from core.raster import GeoRaster, write_cog
 from core.sources.earth_engine import (
@@ -21,7 +22,7 @@ from core.sources.earth_engine import (
 )
 from trainer.chips import ChipFootprint, chip_splits
 from trainer.config import load_config
-from trainer.data import IGNORE, load_exported_chips
+from trainer.data import load_exported_chips
 from trainer.export import MANIFEST_FIELDS, ExportSettings, chip_grid, export_chips, plan_export
 
 SETTINGS = ExportSettings(start="2021-06-01", end="2021-08-31", bands=("B2", "B3", "B4", "B8"), size=64)
@@ -182,7 +183,7 @@ def test_loader_masks_batch_fills_and_applies_max_nodata_to_every_chip(tmp_path)
     s = scenes[0]
     assert np.isnan(s.image[:, :3]).all() and np.isnan(s.image[:, :, 0]).all() and not np.isnan(s.image[:, 3:, 1:]).any()
     assert (s.image[2][~np.isnan(s.image[2])] == -11.0).all(), "no -9999 dB left"
-    assert (s.target[:3] == IGNORE).all() and (s.target[-1] == IGNORE).all() and (s.target[3:-1, 1:] != IGNORE).all()
+    assert (s.target[:3] == NODATA_CLASS).all() and (s.target[-1] == NODATA_CLASS).all() and (s.target[3:-1, 1:] != NODATA_CLASS).all()
 
 
 def test_old_manifest_without_fill_columns_uses_the_export_fills(tmp_path):
@@ -194,7 +195,7 @@ def test_old_manifest_without_fill_columns_uses_the_export_fills(tmp_path):
                    "label": "a_label.tif", "scheme": "dynamic_world", "crs": g.crs, "nodata_fraction": ""}]).to_csv(
         tmp_path / "manifest.csv", index=False)
     (s,) = load_exported_chips(_cfg(tmp_path))[0]
-    assert np.isnan(s.image[:, :2]).all() and (s.target[:2] == IGNORE).all()
+    assert np.isnan(s.image[:, :2]).all() and (s.target[:2] == NODATA_CLASS).all()
 
 
 # --- errors -------------------------------------------------------------------------------------
