@@ -1,7 +1,7 @@
 """Calls of the Accuracy & area and Change pages into core (assessment, change, calibration, report).
 
-Pages render what these functions return; the numbers come from :mod:`core.assessment`,
-:mod:`core.change`, :mod:`core.calibration`, :mod:`core.polygons` and :mod:`core.report`.
+Pages render what these functions return; the numbers come from :mod:`core.evaluation.accuracy`,
+:mod:`core.products.change`, :mod:`core.evaluation.calibration`, :mod:`core.products.polygons` and :mod:`core.products.report`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import streamlit as st
 
 from app import services
 from app.state import Analysis
-from core.analysis import CompareResult
-from core.assessment import (
+from core.classes import get_scheme
+from core.config import REPO_ROOT, data_dir
+from core.evaluation.accuracy import (
     AreaEstimate,
     SamplingDesign,
     design_sample,
@@ -28,12 +29,11 @@ from core.assessment import (
     sample_points,
     write_points,
 )
-from core.calibration import confidence_calibration
-from core.change import ChangeResult, change_between
-from core.classes import get_scheme
-from core.config import REPO_ROOT, data_dir
-from core.inference import ClassMap
-from core.render import class_rgba
+from core.evaluation.calibration import confidence_calibration
+from core.evaluation.comparison import CompareResult
+from core.inference.streaming import ClassMap
+from core.products.change import ChangeResult, change_between
+from core.products.render import class_rgba
 from core.sources.samples import get_scene, load_image, load_labels, scene_decision, scene_grid
 
 __all__ = ["design", "points_table", "points_file", "read_uploaded_points", "demo_labels", "estimate", "area_chart",
@@ -86,7 +86,7 @@ def demo_labels(points: pd.DataFrame, result: CompareResult) -> pd.DataFrame:
 
 def estimate(analysis: Analysis, result: CompareResult, points: pd.DataFrame, reference_column: str = "reference_class") -> AreaEstimate:
     """Good-practice area and accuracy estimates (km^2) from labelled points of the analysis' map."""
-    from core.metrics import class_areas
+    from core.evaluation.metrics import class_areas
 
     mapped = class_areas(_pred_index(result), result.scheme.num_classes, analysis.prediction.classes.pixel_area_m2())
     return estimate_from_points(points, result.scheme.names, mapped, "map_class", reference_column)
@@ -226,8 +226,8 @@ def change_picture(run: ChangeRun) -> np.ndarray:
 
 def report_html(analysis: Analysis, result: CompareResult | None, reference: str | None, est: AreaEstimate | None, est_source: str,
                 change: ChangeRun | None = None) -> str:
-    """The self-contained HTML report of the current analysis (see :func:`core.report.analysis_report`)."""
-    from core.report import analysis_report, bundle_hash, render_html
+    """The self-contained HTML report of the current analysis (see :func:`core.products.report.analysis_report`)."""
+    from core.products.report import analysis_report, bundle_hash, render_html
 
     bundle = services.get_bundle(analysis.bundle_path)
     scheme = get_scheme(bundle.card.scheme_name)
@@ -267,7 +267,7 @@ def polygons_gpkg(analysis: Analysis, mmu_ha: float) -> tuple[bytes, int]:
     """The prediction as GeoPackage polygons after the minimum mapping unit; (bytes, polygon count)."""
     import tempfile
 
-    from core.polygons import class_polygons, write_polygons
+    from core.products.polygons import class_polygons, write_polygons
 
     scheme = get_scheme(services.get_bundle(analysis.bundle_path).card.scheme_name)
     layer = class_polygons(analysis.prediction.classes, scheme.ids, scheme.names, mmu_ha)

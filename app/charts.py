@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.analysis import CompareResult
+from core.evaluation.comparison import CompareResult
 
 
 def _nan_to_none(values) -> list[float | None]:

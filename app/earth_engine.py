@@ -63,7 +63,7 @@ def dry_run(state: AppState) -> dict:
     """
     from rasterio.crs import CRS
 
-    from core.raster import grid_area_km2
+    from core.io.raster import grid_area_km2
     from core.sources.earth_engine import (
         describe_request,
         dynamic_world_spec,

@@ -15,7 +15,7 @@ import folium
 import numpy as np
 from folium.plugins import Draw
 
-from core.render import to_png, warp_for_web
+from core.products.render import to_png, warp_for_web
 from core.sources.samples import SampleScene
 
 STATIC = "/app/static/vendor"

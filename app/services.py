@@ -20,14 +20,14 @@ from shapely import geometry as sg
 
 from app.state import Analysis, AppState
 from core.aoi import DEFAULT_MAX_AOI_KM2, locate_aoi, parse_bbox, parse_geojson
-from core.bands import canonical_band
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError, LulcError, NoDataError
-from core.guards import check_gsd
-from core.inference import ClassMap, predict_raster
-from core.inputs import InputDecision, decide_for_raster, parse_bands, prepare_raster, read_file_metadata
-from core.raster import GeoRaster, footprint_lonlat, grid_area_km2
-from core.run_policy import plan_run
+from core.inference.policy import plan_run
+from core.inference.streaming import ClassMap, predict_raster
+from core.inputs.bands import canonical_band
+from core.inputs.decision import InputDecision, decide_for_raster, parse_bands, prepare_raster, read_file_metadata
+from core.io.guards import check_gsd
+from core.io.raster import GeoRaster, footprint_lonlat, grid_area_km2
 from core.sources.samples import (
     SampleScene,
     get_scene,
@@ -40,7 +40,7 @@ from core.sources.samples import (
 from models.card import find_bundles, read_card
 
 if TYPE_CHECKING:  # the model stack (torch, smp) is imported on first use, not for the first page
-    from core.analysis import CompareResult
+    from core.evaluation.comparison import CompareResult
     from models.bundle import Bundle
 
 LABEL_TITLES = {"dw": "Dynamic World", "osm": "OpenStreetMap land use", "dfc": "DFC2020 reference",
@@ -58,7 +58,7 @@ def get_bundle(path: str, precision: str = "fp32") -> Bundle:
     """The model bundle at ``path``, loaded once per process and precision.
 
     fp32 (the reference, as ``python -m trainer predict`` runs it) unless the user asked for bf16
-    (:data:`core.run_policy.PRECISIONS`).
+    (:data:`core.inference.policy.PRECISIONS`).
     """
     from models.bundle import load_bundle
 
@@ -72,7 +72,7 @@ bands, offset and level; e.g. :func:`core.sources.samples.scene_decision` for th
 
 def classify(image: GeoRaster, bundle: Bundle, decide: Decide, *, mask: np.ndarray | None = None,
              progress: Callable[[int, int], None] | None = None) -> ClassMap:
-    """One model on one source image, by the run policy (:func:`core.run_policy.plan_run`).
+    """One model on one source image, by the run policy (:func:`core.inference.policy.plan_run`).
 
     Every model run of the app goes through here (Explore's prediction and its Dynamic World
     reference, the Accuracy & area and Change pages), so the app's map equals
@@ -122,7 +122,7 @@ def warm_up() -> threading.Thread:
 
     def run() -> None:
         time.sleep(WARM_UP_DELAY_S)
-        import core.analysis  # noqa: F401
+        import core.evaluation.comparison  # noqa: F401
         import models.bundle  # noqa: F401
 
     t = threading.Thread(target=run, name="lulc-warm-up", daemon=True)
@@ -219,7 +219,7 @@ def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster
     """Run the chosen bundle on the AOI image and keep the result as the session's analysis.
 
     ``image`` is what the source delivered (kept for display, bands renamed to canonical names);
-    the model sees it through ``decide`` (:mod:`core.inputs`) and the run policy
+    the model sees it through ``decide`` (:mod:`core.inputs.decision`) and the run policy
     (:func:`classify`); the prediction's ``meta`` carries the decision as ``"input_decision"``
     (see :func:`input_decision`).
     """
@@ -308,7 +308,7 @@ def compare_with(analysis: Analysis, product: str) -> CompareResult:
     Computed once per product and kept on the analysis: pages rerun on every widget change.
     """
     if product not in analysis.comparisons:
-        from core.analysis import compare
+        from core.evaluation.comparison import compare
 
         ref, scheme = analysis.references[product]
         model_scheme = read_card(analysis.bundle_path).scheme_name
@@ -319,7 +319,7 @@ def compare_with(analysis: Analysis, product: str) -> CompareResult:
 @st.cache_data(show_spinner=False, max_entries=16)
 def scene_preview(scene_id: str, root: str) -> tuple[np.ndarray, object, object]:
     """True-colour RGBA preview of a scene (decimated) with its CRS and transform."""
-    from core.render import composite
+    from core.products.render import composite
     from core.sources.samples import load_preview
 
     p = load_preview(get_scene(scene_id, root))
@@ -329,7 +329,7 @@ def scene_preview(scene_id: str, root: str) -> tuple[np.ndarray, object, object]
 def prediction_rgba(analysis: Analysis) -> np.ndarray:
     """The analysis' class map painted with its model's class colours (RGBA)."""
     from core.classes import get_scheme
-    from core.render import class_rgba
+    from core.products.render import class_rgba
 
     return class_rgba(analysis.prediction.classes.data[0], get_scheme(read_card(analysis.bundle_path).scheme_name))
 
@@ -420,8 +420,8 @@ def load_upload(name: str, data: bytes) -> GeoRaster:
     import tempfile
 
     from core.errors import LulcError, RasterReadError
-    from core.guards import check_size
-    from core.raster import raster_info, read_raster
+    from core.io.guards import check_size
+    from core.io.raster import raster_info, read_raster
 
     name = Path(name).name or "upload.tif"
     if len(data) > MAX_UPLOAD_MB * 2**20:
@@ -449,7 +449,7 @@ multispectral GeoTIFFs store B8A last (Helber et al. 2019, dataset files)."""
 
 
 def upload_decision(state: AppState, raster: GeoRaster, *, offset: str = "auto", bands: str | tuple[str, ...] | None = None) -> InputDecision:
-    """How an uploaded raster is read for the chosen model (:func:`core.inputs.decide_for_raster`).
+    """How an uploaded raster is read for the chosen model (:func:`core.inputs.decision.decide_for_raster`).
 
     Args:
         state: The session (for the chosen bundle).
@@ -465,7 +465,7 @@ def upload_decision(state: AppState, raster: GeoRaster, *, offset: str = "auto",
 
 
 def _upload_rule(raster: GeoRaster, *, offset: str = "auto", bands: str | tuple[str, ...] | None = None) -> Decide:
-    """The input rule of an uploaded raster (:func:`core.inputs.decide_for_raster`), for any model's card."""
+    """The input rule of an uploaded raster (:func:`core.inputs.decision.decide_for_raster`), for any model's card."""
     names = parse_bands(bands) if bands else None
     return lambda card: decide_for_raster(raster, card, bands=names, offset=offset, metadata=raster.meta.get("tags") or {},
                                           what=str(raster.meta.get("name", "the upload")))
@@ -504,7 +504,7 @@ def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int]
 
 def report_unexpected(exc: BaseException, where: str) -> str:
     """Write the traceback of an unexpected error to a log file; returns a short message for ``st.error``."""
-    from core.outputs import write_crash_log
+    from core.io.outputs import write_crash_log
 
     log = write_crash_log(exc, f"app: {where}")
     detail = f"the details are in {log}" if log else "no log file could be written"

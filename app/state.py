@@ -23,15 +23,15 @@ class Analysis:
         scene_id: Sample scene the AOI lies in, or ``"earth-engine"``.
         bundle_path: Model bundle used.
         window: ``rasterio.windows.Window`` of the AOI in scene pixels.
-        image: ``core.raster.GeoRaster`` of the AOI window (all scene bands).
-        prediction: ``core.inference.ClassMap`` on the same grid.
+        image: ``core.io.raster.GeoRaster`` of the AOI window (all scene bands).
+        prediction: ``core.inference.streaming.ClassMap`` on the same grid.
         aoi_mask: Bool (H, W), True inside the AOI.
         aoi_km2: AOI area in km^2.
         aoi_geojson: The AOI polygon (lon/lat) or ``None`` for a whole scene without georeference.
         seconds: Wall time of the prediction.
         references: Label product -> (uint8 ``GeoRaster`` on the image's grid, scheme name).
         source: ``"samples"``, ``"earth_engine"`` or ``"upload"``.
-        comparisons: Reference product -> ``core.analysis.CompareResult``, filled on first use.
+        comparisons: Reference product -> ``core.evaluation.comparison.CompareResult``, filled on first use.
     """
 
     scene_id: str
@@ -69,7 +69,7 @@ class AppState:
     aoi_geojson: dict | None = None
     bbox_text: str = ""
     bundle_path: str = str(DEFAULT_BUNDLE_DIR)
-    precision: str = "fp32"  # the reference; "bf16" only when the user asks (core.run_policy.PRECISIONS)
+    precision: str = "fp32"  # the reference; "bf16" only when the user asks (core.inference.policy.PRECISIONS)
     reference: str = "dw"
     composite: str = "True colour (B4, B3, B2)"
     overlay: str = "Prediction"

@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from app.state import Analysis
-from core.analysis import CompareResult
 from core.classes import ClassScheme, get_scheme
-from core.render import COMPOSITES, agreement_rgba, class_rgba, composite, confidence_rgba, panels_png, required_bands
+from core.evaluation.comparison import CompareResult
+from core.products.render import (
+    COMPOSITES,
+    agreement_rgba,
+    class_rgba,
+    composite,
+    confidence_rgba,
+    panels_png,
+    required_bands,
+)
 
 
 def composite_options(analysis: Analysis) -> list[str]:

@@ -7,8 +7,8 @@ import streamlit as st
 from app import services
 from app.navigation import page
 from app.state import Analysis, AppState
-from core.analysis import CompareResult
 from core.errors import LulcError
+from core.evaluation.comparison import CompareResult
 
 
 def require_analysis(state: AppState) -> Analysis:

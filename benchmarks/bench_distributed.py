@@ -10,9 +10,9 @@ All parts run in one invocation on one synthetic 9-band uint16 GeoTIFF of N x N 
 strip by strip to a temporary folder, deleted at the end), so the ratios compare runs measured
 on the same machine under the same load:
 
-1. ``single``: :func:`core.inference.predict_geotiff` in a fresh subprocess (the streaming path
+1. ``single``: :func:`core.inference.streaming.predict_geotiff` in a fresh subprocess (the streaming path
    of ``predict``): wall time (model load excluded), Mpx/s, peak RSS.
-2. ``dask-1`` and ``dask-2``: :func:`core.distributed.predict_distributed` on a LocalCluster of 1
+2. ``dask-1`` and ``dask-2``: :func:`core.inference.blocks.predict_distributed` on a LocalCluster of 1
    and 2 worker processes (``cores / workers`` torch threads each): wall time including cluster
    start and one model load per worker, Mpx/s, peak RSS of each worker (``getrusage`` high-water
    mark reported by its tasks), tiles computed (halo included). Overhead = wall / single wall.
@@ -48,7 +48,7 @@ from bench_inference import run_child, write_synthetic  # noqa: E402
 def bench_dask(src: Path, out: Path, args, workers: int) -> dict:
     """One distributed run on a fresh LocalCluster of ``workers`` processes."""
     from core.classes import get_scheme
-    from core.distributed import RasterSource, block_grid_summary, predict_distributed
+    from core.inference.blocks import RasterSource, block_grid_summary, predict_distributed
     from models.bundle import read_card
     from models.runtimes import ForwardFactory
 
@@ -97,7 +97,7 @@ def bench_resume(src: Path, tmp: Path, args) -> dict:
         try:
             m = json.loads(manifest.read_text())
             done = len(m["blocks"])
-            from core.distributed import plan_blocks
+            from core.inference.blocks import plan_blocks
 
             n_total = n_total or len(plan_blocks(args.size, args.size, block_size=args.block_size, tile=args.tile,
                                                  overlap=args.overlap)[1])

@@ -1,6 +1,6 @@
 """Peak memory of a full-frame pass of the Dynamic World port, per input pixel.
 
-The run policy (:mod:`core.run_policy`) runs networks that take any size over the whole input in one
+The run policy (:mod:`core.inference.policy`) runs networks that take any size over the whole input in one
 pass when the pass fits ``FULL_FRAME_MAX_BYTES``, estimated with ``FULL_FRAME_BYTES_PER_PIXEL``. This
 script measures that figure: each size runs in a fresh process (so the high-water mark is that pass's),
 and prints the growth of the peak resident set over the forward pass, divided by H x W.

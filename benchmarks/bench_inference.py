@@ -10,7 +10,7 @@ Parts (each runs on its own; a failure prints a message and the others go on):
 
 1. Matmul throughput of square n x n matrices in fp32 and bf16 (GFLOP/s = 2 n^3 / t), and
    whether oneDNN reports native bf16.
-2. Streaming tiled inference (:func:`core.inference.predict_geotiff`) of the bundle on synthetic
+2. Streaming tiled inference (:func:`core.inference.streaming.predict_geotiff`) of the bundle on synthetic
    9-band uint16 GeoTIFFs of N x N pixels, each in a separate subprocess so that peak RSS is its
    own: pixels/s, km^2/s at 10 m, wall time, peak RSS. Target: peak RSS of 16384 within 10 % of
    4096 (memory does not grow with the raster).
@@ -188,7 +188,7 @@ def worker(spec: dict) -> dict:
     fwd = TimedForward(b)
     out: dict = {"bundle": desc, "precision": b.precision, "load_s": load_s, "threads": torch.get_num_threads()}
     if spec["mode"] == "tiled":
-        from core.inference import predict_geotiff
+        from core.inference.streaming import predict_geotiff
 
         t0 = time.perf_counter()
         predict_geotiff(
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{naive['km2_per_s']:.3f} km2/s, peak RSS {naive['peak_rss_mib']:.0f} MiB"
         )
         try:
-            from core.tiling import TileGrid
+            from core.inference.tiling import TileGrid
 
             n_grid = TileGrid(n, n, args.tile, args.overlap).n_tiles
             n_plain = math.ceil(n / args.tile) ** 2

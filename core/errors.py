@@ -12,12 +12,12 @@ The family (subclasses defined elsewhere stay beside the code that raises them):
   :class:`AssessmentError`;
 - ``models.card.BundleError`` (re-exported by ``models.bundle``): a model bundle or card is
   missing, malformed or does not fit its input;
-- ``core.outputs.OutputError``: an output path would clobber an input or cannot be written;
-- ``core.guards.SizeLimitError``, ``core.guards.GsdError``: too large, or the wrong pixel size;
-- ``core.inputs.InputError``: an input needs a decision (offset, level) from the user;
+- ``core.io.outputs.OutputError``: an output path would clobber an input or cannot be written;
+- ``core.io.guards.SizeLimitError``, ``core.io.guards.GsdError``: too large, or the wrong pixel size;
+- ``core.inputs.decision.InputError``: an input needs a decision (offset, level) from the user;
 - ``core.sources.earth_engine.EarthEngineError`` and its ``CredentialsError``, ``QuotaError``,
   ``PermissionDeniedError``, ``TransientError``, ``EmptyCollectionError``;
-- ``core.distributed.BlockFailedError``, ``core.distributed.ManifestMismatchError``.
+- ``core.inference.blocks.BlockFailedError``, ``core.inference.blocks.ManifestMismatchError``.
 
 This module is a leaf: it imports nothing from the project, so that every package, ``models``
 included (which otherwise never imports ``core``), can derive from it

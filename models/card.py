@@ -230,7 +230,7 @@ class ModelCard:
 def _atomic(path: Path) -> Iterator[Path]:
     """A hidden temporary file beside ``path`` that replaces ``path`` only if the block completes.
 
-    (The same scheme as ``core.outputs.atomic_path``; ``models`` imports nothing of ``core`` but
+    (The same scheme as ``core.io.outputs.atomic_path``; ``models`` imports nothing of ``core`` but
     ``core.errors``.)
     """
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ bands, normalisation, classes (names, ids, colours), tile and GSD travel in the 
 the model without this package; the full card is under the key ``card``.
 
 :class:`OnnxForward` runs such a graph with ONNX Runtime or OpenVINO and is a
-:data:`core.tiling.ForwardFn` (softmax probabilities), like a :class:`models.bundle.Bundle`.
+:data:`core.inference.tiling.ForwardFn` (softmax probabilities), like a :class:`models.bundle.Bundle`.
 onnxruntime/openvino/onnx are imported lazily, only when used, so importing this module costs
 nothing beyond torch.
 

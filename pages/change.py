@@ -5,7 +5,7 @@ import streamlit as st
 from app import analyst, services
 from app.state import get_state
 from core.errors import LulcError
-from core.raster import cog_bytes
+from core.io.raster import cog_bytes
 
 state = get_state()
 st.title("Change")

@@ -116,7 +116,7 @@ with right:
                 a = services.run_earth_engine(state, step)
             else:
                 a = services.run_analysis(state, step)
-        except (LulcError, ValueError) as exc:  # ValueError: core.tiling refuses a card tile below 2 x the overlap (issue 16)
+        except (LulcError, ValueError) as exc:  # ValueError: core.inference.tiling refuses a card tile below 2 x the overlap (issue 16)
             bar.empty()
             st.error(str(exc))
         except Exception as exc:  # a bug: short message, traceback in a log file

@@ -7,7 +7,7 @@ import streamlit as st
 from app import charts, services, views, widgets
 from app.state import get_state
 from core.classes import get_scheme
-from core.raster import cog_bytes
+from core.io.raster import cog_bytes
 
 state = get_state()
 st.title("Export")

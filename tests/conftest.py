@@ -11,7 +11,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from core.config import DEFAULT_DATA_DIR
-from core.raster import GeoRaster, write_cog
+from core.io.raster import GeoRaster, write_cog
 
 S2_BANDS9 = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
 
@@ -46,10 +46,10 @@ def small_tif(tmp_path: Path) -> Path:
 
 
 def toy_policy(tile: int = 256, overlap: int = 32, batch_size: int = 8, height: int = 256, width: int = 256):
-    """A run policy (:func:`core.run_policy.plan_run`) for a test's toy forward function: tiled, fp32."""
+    """A run policy (:func:`core.inference.policy.plan_run`) for a test's toy forward function: tiled, fp32."""
     from types import SimpleNamespace
 
-    from core.run_policy import plan_run
+    from core.inference.policy import plan_run
 
     card = SimpleNamespace(name="toy", arch="toy", tile=tile, preprocessing="standardize", metrics={"overlap": overlap})
     return plan_run(card, height, width, batch_size=batch_size)

@@ -64,9 +64,9 @@ def test_import_direction(package):
         ("import core.errors", True),
         ("import core", True),
         ("from core import errors", True),
-        ("from core.raster import GeoRaster", True),
+        ("from core.io.raster import GeoRaster", True),
         ("from core.errors_extra import X", True),
-        ("import typing\nif typing.TYPE_CHECKING:\n    from core.bands import canonical_band", True),
+        ("import typing\nif typing.TYPE_CHECKING:\n    from core.inputs.bands import canonical_band", True),
         ("from core.errors import LulcError\nfrom core.aoi import parse_bbox", True),
     ],
 )
@@ -93,8 +93,8 @@ def test_only_the_earth_engine_source_imports_ee():
 
 
 USER_ERROR_LEFT = {("pages/explore.py", "ValueError")}
-"""(file, exception) a page still catches beside LulcError, with its reason: core.tiling raises a plain
-ValueError for a card tile below twice the app's 32 px overlap (core/tiling.py and app/services.py
+"""(file, exception) a page still catches beside LulcError, with its reason: core.inference.tiling raises a plain
+ValueError for a card tile below twice the app's 32 px overlap (core/inference/tiling.py and app/services.py
 are being rewritten elsewhere; issue 16)."""
 
 

@@ -29,10 +29,10 @@ from rasterio.crs import CRS
 
 from core.config import DEFAULT_BUNDLE_DIR, REPO_ROOT
 from core.errors import GridMismatchError, NoDataError, RasterReadError
-from core.guards import GsdError, SizeLimitError, check_gsd, check_size, gsd_m
-from core.inference import predict_geotiff
-from core.outputs import OutputError, atomic_path, atomic_write_text, check_outputs, write_crash_log
-from core.raster import GeoRaster, raster_info, write_cog
+from core.inference.streaming import predict_geotiff
+from core.io.guards import GsdError, SizeLimitError, check_gsd, check_size, gsd_m
+from core.io.outputs import OutputError, atomic_path, atomic_write_text, check_outputs, write_crash_log
+from core.io.raster import GeoRaster, raster_info, write_cog
 from tests.conftest import S2_BANDS9, make_raster, toy_policy
 
 BANDS = ("B8", "B4")
@@ -135,7 +135,7 @@ def test_a_failing_model_leaves_no_output_and_no_temporary(image, tmp_path):
 
 
 def test_a_failing_cog_write_keeps_the_previous_output(tmp_path, monkeypatch):
-    import core.raster
+    import core.io.raster
 
     out = write_cog(make_raster(40, 40), tmp_path / "chip.tif")
     before = sha(out)
@@ -143,7 +143,7 @@ def test_a_failing_cog_write_keeps_the_previous_output(tmp_path, monkeypatch):
     def broken(raster, mem, colormap):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(core.raster, "_write_to", broken)
+    monkeypatch.setattr(core.io.raster, "_write_to", broken)
     with pytest.raises(OSError, match="No space"):
         write_cog(make_raster(40, 40, seed=1), out)
     assert sha(out) == before and leftovers(tmp_path) == []
@@ -174,7 +174,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from core.inference import predict_geotiff
+    from core.inference.streaming import predict_geotiff
     from tests.conftest import toy_policy
     from tests.test_reliability import fake_forward
 
@@ -185,7 +185,7 @@ KILL_SCRIPT = textwrap.dedent(
     if sys.argv[3] == "predict":
         predict_geotiff(sys.argv[1], sys.argv[2], slow, toy_policy(64, 0, 1), bands=("B8", "B4"), num_classes=3)
     else:  # any writer: half a file, then a long pause
-        from core.outputs import atomic_path
+        from core.io.outputs import atomic_path
         with atomic_path(sys.argv[2]) as tmp:
             with open(tmp, "wb") as fh:
                 fh.write(b"II*\\x00" + b"\\x00" * 4096)
@@ -457,7 +457,7 @@ def _antimeridian_raster(height=200, width=400) -> GeoRaster:
 
 
 def test_antimeridian_overlay_is_one_continuous_picture():
-    from core.render import warp_for_web
+    from core.products.render import warp_for_web
 
     r = _antimeridian_raster()
     rgba = np.full((r.height, r.width, 4), 255, np.uint8)
@@ -562,7 +562,7 @@ def _upload(app, name: str, data: bytes) -> None:
 
 
 def _bytes(raster: GeoRaster) -> bytes:
-    from core.raster import cog_bytes
+    from core.io.raster import cog_bytes
 
     return cog_bytes(raster)
 
@@ -570,7 +570,7 @@ def _bytes(raster: GeoRaster) -> bytes:
 def test_app_geojson_file_works_with_an_uploaded_geotiff(app):
     from shapely.geometry import box, mapping
 
-    from core.raster import footprint_lonlat
+    from core.io.raster import footprint_lonlat
 
     r = make_raster(128, 128)
     _upload(app, "field.tif", _bytes(r))

@@ -18,7 +18,7 @@ import pytest
 import rasterio
 
 from core.config import REPO_ROOT
-from core.run_policy import (
+from core.inference.policy import (
     DEFAULT_BATCH_SIZE,
     FULL_FRAME_MAX_BYTES,
     RunPolicyError,
@@ -26,8 +26,8 @@ from core.run_policy import (
     input_for_file,
     plan_run,
 )
+from core.inference.tiling import predict_full_frame
 from core.sources.samples import get_scene, scene_decision
-from core.tiling import predict_full_frame
 
 BUNDLES = ("default", "dynamicworld")
 SCENES = ("newzealand-2020-10-02", "hungary-2020-08-12")  # L1C, L2A
@@ -198,15 +198,15 @@ def _project_modules():
 
 
 def test_only_the_run_policy_calls_the_tiled_predictor():
-    policy = REPO_ROOT / "core" / "run_policy.py"
-    tiling = REPO_ROOT / "core" / "tiling.py"
+    policy = REPO_ROOT / "core" / "inference" / "policy.py"
+    tiling = REPO_ROOT / "core" / "inference" / "tiling.py"
     offenders = {str(p.relative_to(REPO_ROOT)): sorted(_calls_and_imports(p) & TILED_PREDICTORS)
                  for p in _project_modules() if p not in (policy, tiling)}
     offenders = {k: v for k, v in offenders.items() if v}
-    assert not offenders, f"call the run policy (core.run_policy), not the tiled predictor: {offenders}"
+    assert not offenders, f"call the run policy (core.inference.policy), not the tiled predictor: {offenders}"
 
 
 def test_run_settings_are_decided_only_by_the_policy():
-    policy = REPO_ROOT / "core" / "run_policy.py"
+    policy = REPO_ROOT / "core" / "inference" / "policy.py"
     found = [b for p in _project_modules() if p != policy for b in _literal_run_settings(p)]
-    assert not found, f"tile/overlap/batch size literals outside core.run_policy: {found}"
+    assert not found, f"tile/overlap/batch size literals outside core.inference.policy: {found}"

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:  # a bug: short message here, the traceback in a log file
-        from core.outputs import write_crash_log
+        from core.io.outputs import write_crash_log
 
         log = write_crash_log(exc, "python -m trainer " + " ".join(sys.argv[1:] if argv is None else argv))
         where = f"the details are in {log}" if log else "no log file could be written"
@@ -236,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from pathlib import Path
 
-        from core.inputs import parse_bands
+        from core.inputs.decision import parse_bands
 
         names = parse_bands(args.bands)
         if args.aoi is not None:

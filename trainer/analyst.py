@@ -1,8 +1,8 @@
 """Analyst commands: good-practice assessment, change, polygons, calibration and the HTML report.
 
 ``python -m trainer assess | change | polygons | report`` call these functions; the numbers come
-from :mod:`core.assessment`, :mod:`core.change`, :mod:`core.polygons`, :mod:`core.calibration` and
-:mod:`core.report`. Class maps are single-band uint8 GeoTIFFs of class ids (``predict``'s output);
+from :mod:`core.evaluation.accuracy`, :mod:`core.products.change`, :mod:`core.products.polygons`, :mod:`core.evaluation.calibration` and
+:mod:`core.products.report`. Class maps are single-band uint8 GeoTIFFs of class ids (``predict``'s output);
 their classes are those of a model card (``--checkpoint``) or a named scheme (``--scheme``).
 """
 
@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from core.assessment import (
+from core.classes import ClassScheme, get_scheme
+from core.errors import GridMismatchError
+from core.evaluation.accuracy import (
     AreaEstimate,
     design_sample,
     estimate_from_points,
@@ -24,13 +26,11 @@ from core.assessment import (
     sample_points,
     write_points,
 )
-from core.calibration import CalibrationReport, calibration_report, flatten_logits
-from core.change import ChangeResult, change_between
-from core.classes import ClassScheme, get_scheme
-from core.errors import GridMismatchError
-from core.outputs import atomic_write_text, check_outputs
-from core.raster import GeoRaster, read_raster, write_cog
-from core.run_policy import model_decision, plan_run
+from core.evaluation.calibration import CalibrationReport, calibration_report, flatten_logits
+from core.inference.policy import model_decision, plan_run
+from core.io.outputs import atomic_write_text, check_outputs
+from core.io.raster import GeoRaster, read_raster, write_cog
+from core.products.change import ChangeResult, change_between
 
 __all__ = ["scheme_of", "read_class_map", "assess_sample", "assess_points", "change", "polygons", "scene_calibration",
            "print_calibration", "report", "mapped_km2", "assessment_of"]
@@ -186,7 +186,7 @@ def change(before: str, after: str, *, checkpoint: str | None = None, scheme: st
 
 def polygons(map_path: str, out: str, *, mmu_ha: float = 0.5, checkpoint: str | None = None, scheme: str | None = None) -> int:
     """Write a class map as GeoPackage polygons after removing patches below ``mmu_ha`` hectares; returns the count."""
-    from core.polygons import class_polygons, write_polygons
+    from core.products.polygons import class_polygons, write_polygons
 
     sch = scheme_of(checkpoint, scheme)
     check_outputs({"--out": out}, inputs=[map_path])
@@ -209,7 +209,7 @@ def scene_calibration(bundle, scene: str, labels: str = "dw", split: str = "auto
         ValueError: The split is not in the card (see :func:`trainer.evaluation.scene_windows`).
     """
     from core.classes import harmonize
-    from core.inference import predict_raster
+    from core.inference.streaming import predict_raster
     from core.sources.samples import get_scene, load_labels, load_model_input, scene_decision
     from trainer.evaluation import scene_windows
 
@@ -248,14 +248,14 @@ def scene_calibration(bundle, scene: str, labels: str = "dw", split: str = "auto
 
 def print_calibration(bundle, scene: str, labels: str, split: str = "auto", png: str | None = None) -> CalibrationReport:
     """Print ECE before/after the card temperature on a scene and optionally write the reliability diagram PNG."""
-    from core.report import reliability_png
+    from core.products.report import reliability_png
 
     rep = scene_calibration(bundle, scene, labels, split)
     note = "" if rep.temperature != 1.0 else " (the card has no fitted temperature: run fit to calibrate)"
     print(f"\ncalibration on {rep.pixels} labelled pixels: temperature {rep.temperature:.3f}{note}; "
           f"expected calibration error {rep.ece_before:.4f} before, {rep.ece_after:.4f} after (15 bins)")
     if png:
-        from core.outputs import atomic_write_bytes
+        from core.io.outputs import atomic_write_bytes
 
         atomic_write_bytes(png, reliability_png({"T = 1 (raw softmax)": rep.bins_before, f"T = {rep.temperature:.2f}": rep.bins_after}))
         print(f"wrote the reliability diagram to {png}")
@@ -266,7 +266,7 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
            reference_column: str = "reference_class", seed: int = 0, min_per_class: int = 30) -> Path:
     """Predict a sample scene and write a self-contained HTML report of the analysis.
 
-    Contents (:func:`core.report.analysis_report`): true-colour image, prediction, reference and
+    Contents (:func:`core.products.report.analysis_report`): true-colour image, prediction, reference and
     confidence maps with legends; agreement with the reference labels; good-practice area
     estimates with 95 % intervals from labelled points (``points``) or, for demonstration, from a
     stratified sample labelled with the reference raster (marked as such); calibration (ECE
@@ -276,11 +276,11 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
     Raises:
         SceneNotFoundError, BundleError, GridMismatchError, ValueError: With messages for the user.
     """
-    from core.analysis import compare
-    from core.inference import predict_raster
-    from core.inputs import prepare_raster
-    from core.render import class_rgba
-    from core.report import analysis_report, bundle_hash, render_html
+    from core.evaluation.comparison import compare
+    from core.inference.streaming import predict_raster
+    from core.inputs.decision import prepare_raster
+    from core.products.render import class_rgba
+    from core.products.report import analysis_report, bundle_hash, render_html
     from core.sources.samples import get_scene, load_image, load_labels, scene_decision
     from models.bundle import load_bundle
     from trainer.progress import tqdm_progress

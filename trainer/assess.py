@@ -1,7 +1,7 @@
 """Measure what a model card promises beyond held-out accuracy, and write it into the card.
 
 * ``band_agreement``: on the held-out (test) blocks, the share of pixels whose class stays the same
-  when optional bands are missing (filled with the card mean, as :mod:`core.inputs` does at
+  when optional bands are missing (filled with the card mean, as :mod:`core.inputs.decision` does at
   prediction time) compared with the all-bands prediction.
 * ``level_agreement``: agreement with Dynamic World on the held-out blocks, per processing level.
 * Leave-one-region-out (LORO): models trained without a region, scored on every scene of it
@@ -28,9 +28,9 @@ import numpy as np
 from rasterio.windows import Window
 
 from core.classes import get_crosswalk
-from core.inference import NODATA_CLASS, predict_raster
-from core.metrics import metrics_from_confusion
-from core.run_policy import model_decision, plan_run
+from core.evaluation.metrics import metrics_from_confusion
+from core.inference.policy import model_decision, plan_run
+from core.inference.streaming import NODATA_CLASS, predict_raster
 from core.sources.samples import get_scene, load_model_input, scene_decision
 from models.bundle import Bundle, load_bundle, read_card, write_card
 from trainer.evaluation import evaluate_scene
@@ -73,7 +73,7 @@ def band_agreement(bundle: Bundle, drops: Sequence[Sequence[str]] = DROPS, scene
     """Agreement of predictions without some bands with the all-bands prediction, on test blocks.
 
     A missing band is filled with the card's mean (raw units), i.e. 0 after standardisation, as
-    :mod:`core.inputs` fills a missing optional band at prediction time.
+    :mod:`core.inputs.decision` fills a missing optional band at prediction time.
 
     Args:
         bundle: The model (its card lists the test blocks).

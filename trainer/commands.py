@@ -22,11 +22,11 @@ from lightning.pytorch.loggers import CSVLogger
 from tqdm import tqdm
 
 from core.classes import get_scheme
-from core.guards import DEFAULT_MAX_PIXELS, check_gsd, check_size
-from core.inference import predict_geotiff
-from core.outputs import check_outputs
-from core.raster import raster_info
-from core.run_policy import DEFAULT_OVERLAP, DEFAULT_TILE, RunPolicy, input_for_file, plan_run
+from core.inference.policy import DEFAULT_OVERLAP, DEFAULT_TILE, RunPolicy, input_for_file, plan_run
+from core.inference.streaming import predict_geotiff
+from core.io.guards import DEFAULT_MAX_PIXELS, check_gsd, check_size
+from core.io.outputs import check_outputs
+from core.io.raster import raster_info
 from core.sources.samples import get_scene
 from models.bundle import Bundle, ModelCard, load_bundle, save_bundle, write_card
 from trainer.config import FitConfig
@@ -94,7 +94,7 @@ def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "aut
         resume: Continue from ``<output.dir>/checkpoints/last.ckpt`` if it exists (after a kill or
             a stop), otherwise start afresh.
         offset: Radiometric offset of the training images: ``"auto"`` (per image, see
-            :mod:`core.inputs`), 0 or 1000.
+            :mod:`core.inputs.decision`), 0 or 1000.
 
     Returns:
         The bundle folder (on the global-zero process; ``None`` on other DDP ranks).
@@ -199,7 +199,7 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
         split: See :func:`trainer.evaluation.scene_windows`.
         as_json: Print one JSON object instead of tables.
         precision: ``fp32``, ``bf16`` or ``auto``.
-        offset: Radiometric offset of the scene: ``"auto"``, 0 or 1000 (see :mod:`core.inputs`).
+        offset: Radiometric offset of the scene: ``"auto"``, 0 or 1000 (see :mod:`core.inputs.decision`).
 
     Returns:
         The result dict of :func:`trainer.evaluation.evaluate_scene`.
@@ -209,7 +209,7 @@ def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", a
     if as_json:
         print(json.dumps(res))
         return res
-    from core.metrics import metrics_from_confusion
+    from core.evaluation.metrics import metrics_from_confusion
 
     m = res["metrics"]
     names = list(m["per_class"])
@@ -231,7 +231,7 @@ def forward_for(bundle: Bundle, policy: RunPolicy, *, measure: bool = False, qui
 
     Args:
         bundle: The loaded bundle (PyTorch).
-        policy: From :func:`core.run_policy.plan_run`.
+        policy: From :func:`core.inference.policy.plan_run`.
         measure: With ``runtime="auto"``: measure the runtimes now if nothing is cached.
         quiet: Do not print the runtime choice.
 
@@ -258,8 +258,8 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     """Write a class-map COG (and optionally a confidence COG) for a GeoTIFF.
 
     How the input is read (band names and aliases, scale, +1000 offset, level, filled optional
-    bands) is decided once by :func:`core.run_policy.input_for_file`, how the model runs by
-    :func:`core.run_policy.plan_run` (the same policy as the app's); both are printed, and the
+    bands) is decided once by :func:`core.inference.policy.input_for_file`, how the model runs by
+    :func:`core.inference.policy.plan_run` (the same policy as the app's); both are printed, and the
     input decision is written into the outputs' tags (``LULC_INPUT_*``).
 
     Args:
@@ -268,12 +268,12 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
             ``bands`` does.
         dst: Output COG of class ids with the input's CRS/transform and the classes' colour table.
         confidence: Optional output COG of float32 confidence.
-        tile: Tile side in pixels (multiple of 32); default the card's (see :mod:`core.run_policy`).
+        tile: Tile side in pixels (multiple of 32); default the card's (see :mod:`core.inference.policy`).
         overlap: Overlap between neighbouring tiles in pixels (<= tile / 2); default the card's.
-        batch_size: Tiles per forward call; default :data:`core.run_policy.DEFAULT_BATCH_SIZE`.
+        batch_size: Tiles per forward call; default :data:`core.inference.policy.DEFAULT_BATCH_SIZE`.
         precision: ``fp32`` (default, the reference) or ``bf16``.
         max_pixels: Refuse inputs with more pixels (H x W), read from the header before any work.
-        offset: ``"auto"``, 0 or 1000: the radiometric offset of the input (see :mod:`core.inputs`).
+        offset: ``"auto"``, 0 or 1000: the radiometric offset of the input (see :mod:`core.inputs.decision`).
         bands: Names of the input's bands in file order (``--bands``), overriding its descriptions.
         progress: Called with (tiles done, tiles total) instead of a tile progress bar.
         quiet: Do not print the decision and the output paths.
@@ -286,9 +286,9 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
 
     Raises:
         OutputError, SizeLimitError, GsdError: Checked before the model runs (see
-            :mod:`core.outputs`, :mod:`core.guards`).
+            :mod:`core.io.outputs`, :mod:`core.io.guards`).
         BandError, InputError: The input cannot be read as the model's input (see
-            :func:`core.inputs.decide`).
+            :func:`core.inputs.decision.decide`).
     """
     check_outputs({"--output": dst, "--confidence": confidence}, [src])
     info = raster_info(src)

@@ -15,9 +15,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.classes import NODATA_CLASS, ClassScheme
-from core.guards import check_same_grid
-from core.inputs import decide, prepare_raster
-from core.raster import raster_info, read_raster
+from core.inputs.decision import decide, prepare_raster
+from core.io.guards import check_same_grid
+from core.io.raster import raster_info, read_raster
 from core.sources.samples import get_scene, load_labels, load_model_input, scene_decision
 from core.splits import Block, block_splits, chip_windows
 from trainer.config import FitConfig
@@ -36,7 +36,7 @@ class SceneData:
         target: uint8 (H, W) class indices 0..K-1, 255 = no label (or no image data).
         blocks: Its split blocks.
         level: Sentinel-2 processing level of the image (``"L1C"``, ``"L2A"``, ``"unknown"``).
-        input: How the image was read (:meth:`core.inputs.InputDecision.summary`).
+        input: How the image was read (:meth:`core.inputs.decision.InputDecision.summary`).
         soft: uint8 (K, H, W) soft targets (Dynamic World probabilities x 255, ``labels_dw_probs.tif``),
             all 0 where there are none; ``None`` when soft targets are off or the scene has none.
     """
@@ -52,7 +52,7 @@ class SceneData:
 
 @dataclass(frozen=True)
 class _TrainingBands:
-    """The card-like view of a training config for :func:`core.inputs.decide` (all bands required)."""
+    """The card-like view of a training config for :func:`core.inputs.decision.decide` (all bands required)."""
 
     bands: list[str]
     mean: list[float]
@@ -69,7 +69,7 @@ def _training_card(cfg: FitConfig) -> _TrainingBands:
 def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[list[SceneData], ClassScheme]:
     """Load every configured scene and cut it into split blocks.
 
-    Every image goes through :mod:`core.inputs` (band aliases, scale, +1000 offset, level), as
+    Every image goes through :mod:`core.inputs.decision` (band aliases, scale, +1000 offset, level), as
     inputs at prediction time do.
 
     Args:
@@ -138,7 +138,7 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
     """Chips written by ``export-chips`` (or downloaded batch exports), one SceneData each.
 
     Image bands are read by name from ``<id>.tif`` (and ``<id>_s1.tif`` when a batch export wrote
-    radar separately); labels from ``<id>_label.tif``. Each image goes through :mod:`core.inputs`;
+    radar separately); labels from ``<id>_label.tif``. Each image goes through :mod:`core.inputs.decision`;
     its level is the manifest's ``level`` column where present (Earth Engine collection), and the
     Earth Engine ``*_HARMONIZED`` collections carry no offset.
 
@@ -160,7 +160,7 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
 
     from core.classes import get_scheme
     from core.errors import BandError
-    from core.raster import read_raster, stack_bands
+    from core.io.raster import read_raster, stack_bands
     from trainer.chips import ChipFootprint, chip_splits, manifest_fill
     from trainer.export import read_manifest
 

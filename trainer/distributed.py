@@ -2,7 +2,7 @@
 
 ``predict --engine dask`` cuts the output into blocks and predicts them as Dask tasks on a
 ``LocalCluster`` (one worker process per core by default) or on an existing cluster
-(``--scheduler tcp://host:8786``); see :mod:`core.distributed`. Rerunning the same command
+(``--scheduler tcp://host:8786``); see :mod:`core.inference.blocks`. Rerunning the same command
 resumes: only blocks missing from the manifest are predicted.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.classes import get_scheme
-from core.distributed import RasterSource, block_grid_summary, predict_distributed
-from core.outputs import check_outputs
-from core.run_policy import input_for_file, model_decision, plan_run
+from core.inference.blocks import RasterSource, block_grid_summary, predict_distributed
+from core.inference.policy import input_for_file, model_decision, plan_run
+from core.io.outputs import check_outputs
 from models.bundle import read_card
 from models.runtimes import ForwardFactory, bundle_checksum, export_onnx, onnx_path_for
 from trainer.progress import tqdm_progress
@@ -65,14 +65,14 @@ def earth_engine_source(card, aoi: str, start: str, end: str, *, adapter_factory
         cache_dir: Download cache folder (shared by the workers).
 
     Returns:
-        :class:`core.distributed.EarthEngineSource`.
+        :class:`core.inference.blocks.EarthEngineSource`.
 
     Raises:
         AOIError: Bad AOI. EarthEngineError: Credentials, dates, quota, empty collection.
         BandError: The model needs Sentinel-1 bands (this mode fetches Sentinel-2 only).
     """
-    from core.distributed import EarthEngineSource
     from core.errors import BandError
+    from core.inference.blocks import EarthEngineSource
     from core.sources.earth_engine import (
         LiveEarthEngine,
         PixelGrid,
@@ -136,7 +136,7 @@ def predict_dask(
         cache_dir: Earth Engine download cache (default none).
         dst: Output class map: a COG, or a ``.vrt`` mosaic of the block COGs.
         confidence: Optional confidence map (COG or ``.vrt``).
-        tile: Tile side in pixels (multiple of 32); default the run policy's (:func:`core.run_policy.plan_run`).
+        tile: Tile side in pixels (multiple of 32); default the run policy's (:func:`core.inference.policy.plan_run`).
         overlap: Overlap between tiles in pixels (<= tile / 2); default the run policy's.
         batch_size: Tiles per forward call; default the run policy's.
         precision: ``fp32`` (default, the reference) or ``bf16`` (torch runtime).
@@ -146,7 +146,7 @@ def predict_dask(
         block_size: Block side in pixels (rounded to a multiple of ``tile - overlap``).
         blocks_dir: Folder of block files and manifest (default ``<dst>.blocks``).
         retries: Extra attempts per failing block.
-        offset: ``"auto"``, 0 or 1000 (see :mod:`core.inputs`).
+        offset: ``"auto"``, 0 or 1000 (see :mod:`core.inputs.decision`).
         bands: Names of the input's bands in file order, overriding its descriptions.
 
     Returns:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from core.evaluation import Comparison
-from core.inference import NODATA_CLASS, predict_raster
-from core.run_policy import model_decision, plan_run
+from core.evaluation.comparison import Comparison
+from core.inference.policy import model_decision, plan_run
+from core.inference.streaming import NODATA_CLASS, predict_raster
 from core.sources.samples import SampleScene, check_label_grid, get_scene, load_labels, load_model_input, scene_decision
 from core.splits import Block
 from models.bundle import Bundle
@@ -68,7 +68,7 @@ def evaluate_scene(
         scene: Scene id or scene.
         labels: Reference label product (``"dw"``, ``"osm"``, ``"dfc"``, ``"water"``).
         split: See :func:`scene_windows`.
-        tile: Inference tile side (default: the run policy's, :func:`core.run_policy.plan_run`).
+        tile: Inference tile side (default: the run policy's, :func:`core.inference.policy.plan_run`).
         overlap: Tile overlap in pixels (default: the run policy's).
         baseline: Another label product scored against ``labels`` on exactly the same pixels
             (e.g. Dynamic World vs OSM), so the model's agreement can be read beside it; ignored
@@ -79,7 +79,7 @@ def evaluate_scene(
     Returns:
         ``{"scene", "labels", "windows", "metrics", "crosswalk", "input", "input_warnings", "baseline"?}``:
         ``input`` is the input decision in words; ``metrics`` is
-        :meth:`core.metrics.SegmentationMetrics.to_dict`; ``baseline`` the same for the other
+        :meth:`core.evaluation.metrics.SegmentationMetrics.to_dict`; ``baseline`` the same for the other
         label product as if it were the prediction.
 
     Raises:
@@ -155,7 +155,7 @@ def evaluate_arrays(bundle: Bundle, scenes: Sequence, labels: str, scheme_name: 
     from affine import Affine
 
     from core.classes import get_scheme
-    from core.raster import GeoRaster
+    from core.io.raster import GeoRaster
 
     scheme = get_scheme(scheme_name)
     cmp = Comparison(bundle.card.scheme_name, scheme_name)

@@ -37,7 +37,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from core.classes import get_scheme
-from core.raster import GeoRaster, write_cog
+from core.io.raster import GeoRaster, write_cog
 from core.sources.earth_engine import (
     EarthEngineAdapter,
     EarthEngineError,

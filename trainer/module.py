@@ -6,11 +6,11 @@ World's per-class probabilities), on pixels that have them (Hinton et al. 2015, 
 knowledge in a neural network", temperature 1).
 Band dropout (``optim.band_dropout``): a training chip loses, with that probability, a random
 non-empty subset of ``data.optional_bands``; a dropped band is 0 after normalisation, its training
-mean, exactly how prediction fills a missing optional band (:mod:`core.inputs`).
+mean, exactly how prediction fills a missing optional band (:mod:`core.inputs.decision`).
 Augmentation (kornia, on the batch): horizontal/vertical flips, 90-degree rotations and Gaussian
 noise on the normalised bands; all geometric transforms are exact permutations of pixels, so they
 are safe for any number of bands, and the noise leaves band ratios' expectation unchanged.
-Validation metrics come from one confusion matrix per epoch (:mod:`core.metrics`).
+Validation metrics come from one confusion matrix per epoch (:mod:`core.evaluation.metrics`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from segmentation_models_pytorch.losses import DiceLoss
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from core.classes import NODATA_CLASS
-from core.metrics import metrics_from_confusion
+from core.evaluation.metrics import metrics_from_confusion
 from models.registry import create_model
 from trainer.config import FitConfig
 

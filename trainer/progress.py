@@ -16,7 +16,7 @@ def tqdm_progress(bar: tqdm) -> Callable[[int, int], None]:
         bar: The bar; its total is set from the callback's ``total``.
 
     Returns:
-        The callback, for :meth:`core.run_policy.RunPolicy.run` and the Dask engine.
+        The callback, for :meth:`core.inference.policy.RunPolicy.run` and the Dask engine.
     """
 
     def progress(done: int, total: int) -> None:

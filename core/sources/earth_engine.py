@@ -15,7 +15,7 @@ Two layers:
 :func:`download` splits a grid into tiles under Earth Engine's request limits (48 MB of
 uncompressed pixels and 32768 pixels per side per ``computePixels`` request; Earth Engine REST
 reference, ``projects.image.computePixels``), fetches them in parallel with retries and
-exponential backoff, reassembles one :class:`core.raster.GeoRaster`, and caches it on disk keyed by
+exponential backoff, reassembles one :class:`core.io.raster.GeoRaster`, and caches it on disk keyed by
 the request, so a repeated request costs nothing.
 
 Collections (Earth Engine data catalog): ``COPERNICUS/S2_HARMONIZED`` (L1C) and
@@ -46,7 +46,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from core.errors import LulcError
-from core.raster import GeoRaster, read_raster, stack_bands, write_cog
+from core.io.raster import GeoRaster, read_raster, stack_bands, write_cog
 
 __all__ = [
     "EarthEngineError", "CredentialsError", "QuotaError", "PermissionDeniedError", "TransientError", "EmptyCollectionError",
@@ -305,7 +305,7 @@ def model_level(card) -> str:
 
 
 def input_decision(raster: GeoRaster, card, level: str, what: str = "the Earth Engine image"):
-    """How Earth Engine Sentinel-2 pixels become model input (:func:`core.inputs.decide_for_raster`).
+    """How Earth Engine Sentinel-2 pixels become model input (:func:`core.inputs.decision.decide_for_raster`).
 
     The ``*_HARMONIZED`` collections carry no +1000 offset, and the level is the collection's.
 
@@ -317,9 +317,9 @@ def input_decision(raster: GeoRaster, card, level: str, what: str = "the Earth E
         what: How to call the input in messages.
 
     Raises:
-        BandError, InputError: See :func:`core.inputs.decide`.
+        BandError, InputError: See :func:`core.inputs.decision.decide`.
     """
-    from core.inputs import decide_for_raster
+    from core.inputs.decision import decide_for_raster
 
     return decide_for_raster(raster, card, level=level, level_reason=f"Earth Engine {level} collection",
                              metadata={"RADIOMETRIC_OFFSET": "none (Earth Engine *_HARMONIZED collection)"}, what=what)

@@ -19,13 +19,13 @@ from pathlib import Path
 from affine import Affine
 from rasterio.windows import Window
 
-from core.bands import SENTINEL1, check_band_names
 from core.classes import ClassScheme, get_scheme
 from core.config import data_dir
 from core.errors import SceneNotFoundError
-from core.guards import check_same_grid
-from core.inputs import InputDecision, ModelInputs, decide, prepare_raster
-from core.raster import GeoRaster, raster_info, read_raster, stack_bands
+from core.inputs.bands import SENTINEL1, check_band_names
+from core.inputs.decision import InputDecision, ModelInputs, decide, prepare_raster
+from core.io.guards import check_same_grid
+from core.io.raster import GeoRaster, raster_info, read_raster, stack_bands
 
 __all__ = ["LABEL_PRODUCTS", "SampleScene", "list_scenes", "get_scene", "scene_grid", "load_image", "load_preview", "load_labels", "check_label_grid",
            "scene_decision", "scene_level_of_file", "load_model_input"]
@@ -136,7 +136,7 @@ def scene_level_of_file(path: str | Path) -> tuple[str, str] | None:
     """(level, reason) for a file that is a sample scene's ``image_s2.tif`` (level from its scene.json).
 
     Returns ``None`` for any other file, or when scene.json names no level, so that the file's own
-    metadata decides (:func:`core.inputs.decide`).
+    metadata decides (:func:`core.inputs.decision.decide`).
     """
     p = Path(path)
     if p.name != "image_s2.tif" or not (p.parent / "scene.json").exists():
@@ -149,7 +149,7 @@ def scene_level_of_file(path: str | Path) -> tuple[str, str] | None:
 
 
 def scene_metadata(scene: SampleScene) -> dict[str, str]:
-    """Radiometric metadata of a scene's ``image_s2.tif`` from ``scene.json``, as tags for :func:`core.inputs.decide`."""
+    """Radiometric metadata of a scene's ``image_s2.tif`` from ``scene.json``, as tags for :func:`core.inputs.decision.decide`."""
     pl = scene.info.get("processing_level") or {}
     out: dict[str, str] = {}
     text = str(pl.get("s2", ""))
@@ -174,13 +174,13 @@ def _scene_sample(scene: SampleScene) -> tuple[tuple[str, ...], object, float | 
 
 
 def scene_decision(scene: SampleScene | str, card: ModelInputs, *, offset: int | str | None = None) -> InputDecision:
-    """How to read a sample scene for a model (:func:`core.inputs.decide`; level from scene.json).
+    """How to read a sample scene for a model (:func:`core.inputs.decision.decide`; level from scene.json).
 
     The decision applies to :func:`load_image` of all the scene's bands (``scene.bands``), which is
     what :func:`load_model_input` reads.
 
     Raises:
-        BandError, InputError: See :func:`core.inputs.decide`.
+        BandError, InputError: See :func:`core.inputs.decision.decide`.
     """
     sc = get_scene(scene) if isinstance(scene, str) else scene
     names, sample, nodata = _scene_sample(sc)
@@ -300,7 +300,7 @@ def check_label_grid(scene: SampleScene, product: str) -> None:
 
     Raises:
         SceneNotFoundError: The scene has no such product.
-        GridMismatchError: CRS, transform or shape differ (see :func:`core.guards.check_same_grid`).
+        GridMismatchError: CRS, transform or shape differ (see :func:`core.io.guards.check_same_grid`).
     """
     fname = LABEL_PRODUCTS[_check_product(scene, product)][0]
     check_same_grid(raster_info(scene.path / "image_s2.tif"), raster_info(scene.path / fname),
@@ -346,7 +346,7 @@ def load_preview(scene: SampleScene | str, bands: tuple[str, ...] = ("B4", "B3",
     """
     from rasterio.enums import Resampling
 
-    from core.raster import _open
+    from core.io.raster import _open
 
     sc = get_scene(scene) if isinstance(scene, str) else scene
     check_band_names(sc.s2_bands, list(bands), what="the preview")

@@ -12,9 +12,9 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from app import charts, maps, training
-from core.analysis import compare
-from core.inference import ClassMap
-from core.raster import GeoRaster
+from core.evaluation.comparison import compare
+from core.inference.streaming import ClassMap
+from core.io.raster import GeoRaster
 from core.sources.samples import list_scenes
 
 
@@ -81,7 +81,7 @@ def test_map_serves_leaflet_locally_and_draws_overlays(data_dir):
 
 
 def test_overlay_is_warped_to_web_mercator():
-    from core.render import warp_for_web
+    from core.products.render import warp_for_web
 
     rgba = np.full((100, 100, 4), 255, np.uint8)
     out, (s, w, n, e) = warp_for_web(rgba, CRS.from_epsg(32633), Affine(10, 0, 330000, 0, -10, 5822040))

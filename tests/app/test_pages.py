@@ -186,7 +186,7 @@ def test_earth_engine_aoi_anywhere_gets_imagery_prediction_and_labels(app, monke
 def _upload_bytes(bands, crs="EPSG:32633", size=(120, 160)) -> bytes:
     from rasterio.windows import Window
 
-    from core.raster import cog_bytes
+    from core.io.raster import cog_bytes
     from core.sources.samples import load_image
 
     img = load_image("brandenburg-2017-02-16", bands, Window(300, 200, size[1], size[0]))

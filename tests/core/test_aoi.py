@@ -87,7 +87,7 @@ def test_aoi_edges_of_constant_latitude_follow_the_parallel():
 
 
 def test_pixel_areas_are_geodesic_in_web_mercator():
-    from core.raster import grid_area_km2, pixel_area_m2
+    from core.io.raster import grid_area_km2, pixel_area_m2
 
     t = Affine(10, 0, 1400000, 0, -10, 6890000)  # Web Mercator near 52.5 N: 10 m map pixels are ~6 m on the ground
     area = pixel_area_m2(CRS.from_epsg(3857), t, 2, 2)

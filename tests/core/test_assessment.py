@@ -1,4 +1,4 @@
-"""Good-practice accuracy assessment and area estimation (core.assessment) against Olofsson et al. (2014)."""
+"""Good-practice accuracy assessment and area estimation (core.evaluation.accuracy) against Olofsson et al. (2014)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from affine import Affine
 from rasterio.crs import CRS
 
-from core.assessment import (
+from core.evaluation.accuracy import (
     allocate,
     design_sample,
     estimate,

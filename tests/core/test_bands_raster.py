@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from core.bands import SENTINEL2_L1C, SENTINEL2_L2A, band_spec, check_band_names, harmonize_s2_dn
 from core.errors import BandError, RasterReadError
-from core.raster import cog_bytes, read_raster, write_cog
+from core.inputs.bands import SENTINEL2_L1C, SENTINEL2_L2A, band_spec, check_band_names, harmonize_s2_dn
+from core.io.raster import cog_bytes, read_raster, write_cog
 from tests.conftest import make_raster
 
 
@@ -106,7 +106,7 @@ def test_require_crs(tmp_path):
 
 def test_class_map_cog_has_colour_table(tmp_path):
     from core.classes import DYNAMIC_WORLD
-    from core.raster import GeoRaster
+    from core.io.raster import GeoRaster
 
     base = make_raster(height=40, width=40)
     lab = GeoRaster(np.zeros((1, 40, 40), np.uint8), base.crs, base.transform, 255, ("class",))
@@ -130,7 +130,7 @@ def test_pixel_area_geographic_grid():
     from affine import Affine
     from rasterio.crs import CRS
 
-    from core.raster import pixel_area_m2
+    from core.io.raster import pixel_area_m2
 
     # 8.983e-5 deg pixels at 38 N (the Sen1Floods11 grid): about 7.9 m x 10 m
     a = pixel_area_m2(CRS.from_epsg(4326), Affine(8.983152841195215e-05, 0, -0.78, 0, -8.983152841195215e-05, 38.13), 2, 2)
@@ -141,7 +141,7 @@ def test_stack_bands_mixes_sources_by_name_and_checks_the_grid():
     from dataclasses import replace
 
     from core.errors import GridMismatchError
-    from core.raster import stack_bands
+    from core.io.raster import stack_bands
 
     s2 = make_raster(height=8, width=8, bands=["B4", "B8"])
     s2.data[:, 0, 0] = 0

@@ -1,11 +1,11 @@
-"""Calibrated confidence (core.calibration): temperature scaling of an over-confident model."""
+"""Calibrated confidence (core.evaluation.calibration): temperature scaling of an over-confident model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.calibration import (
+from core.evaluation.calibration import (
     apply_temperature,
     calibration_report,
     expected_calibration_error,
@@ -67,7 +67,7 @@ def test_calibration_flatten_logits_leaves_out_unlabelled_pixels():
 def test_calibration_from_a_confidence_map_equals_the_probability_version():
     logits, labels = _overconfident(5000, seed=3)
     p = apply_temperature(logits, 1.0)
-    from core.calibration import confidence_calibration
+    from core.evaluation.calibration import confidence_calibration
 
     ece, bins = confidence_calibration(p.max(1), p.argmax(1) == labels)
     assert ece == pytest.approx(expected_calibration_error(p, labels), abs=1e-5)

@@ -1,4 +1,4 @@
-"""Change between two dates (core.change) on the Hungary time series of the sample pack."""
+"""Change between two dates (core.products.change) on the Hungary time series of the sample pack."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 from affine import Affine
 from rasterio.crs import CRS
 
-from core.change import change_between, transition_matrix
 from core.classes import get_scheme
 from core.errors import GridMismatchError
-from core.raster import GeoRaster, read_raster, write_cog
+from core.io.raster import GeoRaster, read_raster, write_cog
+from core.products.change import change_between, transition_matrix
 from core.sources.samples import load_labels
 
 DW = get_scheme("dynamic_world")

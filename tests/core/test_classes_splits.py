@@ -16,7 +16,7 @@ from core.classes import (
     harmonize,
 )
 from core.errors import SchemeError
-from core.evaluation import Comparison
+from core.evaluation.comparison import Comparison
 from core.splits import block_splits, chip_windows
 
 

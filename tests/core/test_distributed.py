@@ -18,7 +18,7 @@ import rasterio
 
 pytest.importorskip("distributed")
 
-from core.distributed import (  # noqa: E402
+from core.inference.blocks import (  # noqa: E402
     MANIFEST_NAME,
     BlockFailedError,
     ManifestMismatchError,
@@ -26,9 +26,9 @@ from core.distributed import (  # noqa: E402
     plan_blocks,
     predict_distributed,
 )
-from core.inference import predict_geotiff  # noqa: E402
-from core.raster import write_cog  # noqa: E402
-from core.tiling import TileGrid  # noqa: E402
+from core.inference.streaming import predict_geotiff  # noqa: E402
+from core.inference.tiling import TileGrid  # noqa: E402
+from core.io.raster import write_cog  # noqa: E402
 from tests.conftest import S2_BANDS9, make_raster, toy_policy  # noqa: E402
 
 TILE, OVERLAP, BLOCK = 64, 16, 96  # stride 48: blocks of 2 x 2 strides
@@ -228,7 +228,7 @@ class FakeEarthEngineFactory:
 
 def test_earth_engine_blocks_are_fetched_per_block_and_equal_single_process(src, tmp_path, client):
     """--aoi mode: every worker fetches only its block and halo; the mosaic equals the single-process map."""
-    from core.distributed import EarthEngineSource
+    from core.inference.blocks import EarthEngineSource
     from core.sources.earth_engine import PixelGrid, sentinel2_spec
 
     cls_ref, conf_ref = _single(src, tmp_path)

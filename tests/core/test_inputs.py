@@ -17,9 +17,9 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from core.bands import canonical_band
 from core.errors import BandError
-from core.inputs import InputError, decide, decide_for_file, parse_bands
+from core.inputs.bands import canonical_band
+from core.inputs.decision import InputError, decide, decide_for_file, parse_bands
 from core.sources.samples import get_scene, list_scenes, scene_decision
 from models.bundle import load_bundle, read_card
 from trainer import commands

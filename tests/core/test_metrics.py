@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassCohenKappa, MulticlassF1Score, MulticlassJaccardIndex
 
-from core.metrics import ConfusionAccumulator, class_areas, metrics_from_confusion
+from core.evaluation.metrics import ConfusionAccumulator, class_areas, metrics_from_confusion
 
 # rows = reference, columns = prediction
 M = np.array([[50, 2, 3], [5, 30, 5], [0, 5, 100]])
@@ -90,7 +90,7 @@ def test_table_lists_every_class():
 
 def test_miou_against_a_crosswalked_reference_averages_only_what_it_can_express():
     from core.classes import get_scheme
-    from core.evaluation import Comparison
+    from core.evaluation.comparison import Comparison
 
     cmp = Comparison("dynamic_world", "osm")
     dw, osm = get_scheme("dynamic_world"), get_scheme("osm")
@@ -111,9 +111,9 @@ def test_miou_against_a_crosswalked_reference_averages_only_what_it_can_express(
 def test_exported_excluded_share_is_the_aoi_polygons():
     from affine import Affine
 
-    from core.analysis import compare
-    from core.inference import ClassMap
-    from core.raster import GeoRaster
+    from core.evaluation.comparison import compare
+    from core.inference.streaming import ClassMap
+    from core.io.raster import GeoRaster
 
     g = {"crs": None, "transform": Affine(10, 0, 0, 0, -10, 0)}
     pred = np.zeros((1, 10, 10), np.uint8)

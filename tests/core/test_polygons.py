@@ -1,4 +1,4 @@
-"""Polygon export with a minimum mapping unit (core.polygons)."""
+"""Polygon export with a minimum mapping unit (core.products.polygons)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from affine import Affine
 from rasterio.crs import CRS
 
-from core.polygons import class_polygons, mmu_pixels, sieve_classes, write_polygons
-from core.raster import GeoRaster
+from core.io.raster import GeoRaster
+from core.products.polygons import class_polygons, mmu_pixels, sieve_classes, write_polygons
 from core.sources.samples import load_labels
 
 UTM = CRS.from_epsg(32633)

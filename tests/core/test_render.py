@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from core.render import agreement_rgba, composite, confidence_rgba, panels_png, to_png
+from core.products.render import agreement_rgba, composite, confidence_rgba, panels_png, to_png
 from tests.conftest import make_raster
 
 
@@ -21,7 +21,7 @@ def test_composite_stretches_and_hides_nodata():
 
 
 def test_radar_composite_third_channel_is_the_vv_vh_ratio():
-    from core.render import COMPOSITES
+    from core.products.render import COMPOSITES
 
     r = make_raster(height=20, width=30, bands=["VV", "VH"])
     vv = np.linspace(-20, -5, 600, dtype=np.float32).reshape(20, 30)

@@ -8,8 +8,8 @@ import rasterio
 from rasterio.windows import Window
 
 from core.errors import BandError, SceneNotFoundError
-from core.inference import NODATA_CLASS, predict_geotiff, predict_raster
-from core.raster import read_raster
+from core.inference.streaming import NODATA_CLASS, predict_geotiff, predict_raster
+from core.io.raster import read_raster
 from core.sources.samples import get_scene, list_scenes, load_image, load_labels
 from tests.conftest import S2_BANDS9, toy_policy
 

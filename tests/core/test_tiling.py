@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.tiling import TileGrid, blend_window, predict_tiled
+from core.inference.tiling import TileGrid, blend_window, predict_tiled
 
 K = 4
 

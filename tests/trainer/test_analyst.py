@@ -70,7 +70,7 @@ def test_report_cli_writes_self_contained_html_with_provenance(tmp_path, capsys)
     for text in ("Area and accuracy estimates with 95 % confidence intervals", "Olofsson", "DEMONSTRATION", "From-to change matrix",
                  "Expected calibration error", "Bundle SHA-256", "slovenia-2015-07-31", "processing_baseline", "lulc-explorer"):
         assert text in html, text
-    from core.report import bundle_hash
+    from core.products.report import bundle_hash
 
     assert bundle_hash(DEFAULT_BUNDLE_DIR) in html
     assert main(["report", "--checkpoint", str(DEFAULT_BUNDLE_DIR), "--scene", "slovenia-2015-08-30", "--out", str(tmp_path / "r.pdf")]) == 2

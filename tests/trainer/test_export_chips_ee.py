@@ -10,7 +10,7 @@ from shapely.geometry import box
 
 from core.classes import NODATA_CLASS
 from core.config import REPO_ROOT
-from core.raster import GeoRaster, write_cog
+from core.io.raster import GeoRaster, write_cog
 from core.sources.earth_engine import (
     FLOAT_SENTINEL,
     CollectionSpec,

@@ -17,7 +17,7 @@ import rasterio
 from rasterio.windows import Window
 
 from core.config import REPO_ROOT
-from core.raster import write_cog
+from core.io.raster import write_cog
 from core.sources.samples import load_image
 from trainer.config import load_config
 

@@ -144,7 +144,7 @@ def predict_tiled(
 ) -> TileGrid:
     """Run ``forward`` over a raster tile by tile and blend the overlaps.
 
-    Callers go through the run policy (:meth:`core.run_policy.RunPolicy.run`), which decides
+    Callers go through the run policy (:meth:`core.inference.policy.RunPolicy.run`), which decides
     ``tile``, ``overlap`` and ``batch_size``; nothing else calls this (``tests/test_run_policy.py``).
 
     Args:

@@ -1,8 +1,8 @@
 """Class maps from a model: in memory for the app, window by window for GeoTIFFs of any size.
 
-Both paths run the model as a :class:`core.run_policy.RunPolicy` says (tiles or one full-frame
+Both paths run the model as a :class:`core.inference.policy.RunPolicy` says (tiles or one full-frame
 pass, overlap, batch size, nodata handling, input decision); they differ only in where pixels are
-read from and where finished regions go. The model is a :data:`core.tiling.ForwardFn` (the ``models``
+read from and where finished regions go. The model is a :data:`core.inference.tiling.ForwardFn` (the ``models``
 package's bundles provide one), so this module never imports torch.
 """
 
@@ -23,10 +23,10 @@ from rasterio.windows import Window
 
 from core.classes import NODATA_CLASS
 from core.errors import BandError, NoDataError, RasterReadError
-from core.outputs import PARTIAL_MARK, atomic_path, check_outputs
-from core.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
-from core.run_policy import RunPolicy
-from core.tiling import ForwardFn, ProgressFn
+from core.inference.policy import RunPolicy
+from core.inference.tiling import ForwardFn, ProgressFn
+from core.io.outputs import PARTIAL_MARK, atomic_path, check_outputs
+from core.io.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
 
 __all__ = ["ClassMap", "predict_raster", "predict_geotiff", "NODATA_CLASS"]
 
@@ -74,10 +74,10 @@ def predict_raster(
 
     Args:
         raster: Model input (C, H, W) float32 in the model's band order, as
-            :func:`core.inputs.prepare_raster` makes it with ``policy.decision``; a pixel where any
+            :func:`core.inputs.decision.prepare_raster` makes it with ``policy.decision``; a pixel where any
             used band equals ``nodata`` (or is NaN) gets no prediction.
-        forward: Network callable on raw band values (see :data:`core.tiling.ForwardFn`).
-        policy: How the model runs (:func:`core.run_policy.plan_run`).
+        forward: Network callable on raw band values (see :data:`core.inference.tiling.ForwardFn`).
+        policy: How the model runs (:func:`core.inference.policy.plan_run`).
         bands: Band names the network expects, in its order; selected by name.
         num_classes: K.
         class_ids: Class id of each output channel (default 0..K-1).
@@ -141,7 +141,7 @@ def predict_geotiff(
     """Predict a GeoTIFF of any size window by window and write a Cloud-Optimized GeoTIFF.
 
     When tiled, only one batch of tiles and a carry of ``overlap`` rows are held in memory (a
-    full-frame pass holds the frame, bounded by :data:`core.run_policy.FULL_FRAME_MAX_BYTES`); the class map is
+    full-frame pass holds the frame, bounded by :data:`core.inference.policy.FULL_FRAME_MAX_BYTES`); the class map is
     first written window by window to a tiled GeoTIFF in a temporary folder and then copied to a COG
     (GDAL's COG driver cannot write windows).
 
@@ -150,8 +150,8 @@ def predict_geotiff(
         dst_path: Output COG of uint8 class ids (nodata 255) with the input's CRS and transform
             and ``colormap`` as its colour table.
         forward: Network callable on raw band values.
-        policy: How the model runs (:func:`core.run_policy.plan_run`); its ``decision`` says how to
-            read the input (:func:`core.run_policy.input_for_file`): band mapping, scale, offset,
+        policy: How the model runs (:func:`core.inference.policy.plan_run`); its ``decision`` says how to
+            read the input (:func:`core.inference.policy.input_for_file`): band mapping, scale, offset,
             filled bands; applied to every window and written into the outputs' tags. A decision
             of ``None``: bands read by exact name, raw values.
         bands: Band names the network expects, in its order.
@@ -168,7 +168,7 @@ def predict_geotiff(
     Returns:
         ``dst_path``.
 
-    Outputs are safe (:mod:`core.outputs`): paths equal to the input or to each other, or that
+    Outputs are safe (:mod:`core.io.outputs`): paths equal to the input or to each other, or that
     cannot be written, are refused before anything is read; the intermediate GeoTIFFs live in a
     hidden temporary folder beside ``dst_path``; the COGs are written to temporary files there and
     renamed into place only when complete, so an error or interruption leaves no file at either

@@ -30,7 +30,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from core.errors import BandError, GridMismatchError, RasterReadError
-from core.outputs import atomic_write_bytes
+from core.io.outputs import atomic_write_bytes
 
 __all__ = [
     "GeoRaster",
@@ -472,7 +472,7 @@ def write_cog(
 
     Returns:
         The path written. The file appears there only when complete (written beside it and
-        renamed into place, see :func:`core.outputs.atomic_path`); an existing file is replaced.
+        renamed into place, see :func:`core.io.outputs.atomic_path`); an existing file is replaced.
 
     Raises:
         OutputError: The folder cannot be created or written.

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from core.classes import ClassScheme, colorize
-from core.raster import GeoRaster
+from core.io.raster import GeoRaster
 
 __all__ = ["COMPOSITES", "DERIVED_BANDS", "required_bands", "composite", "class_rgba", "agreement_rgba", "confidence_rgba", "to_png", "panels_png", "warp_for_web"]
 

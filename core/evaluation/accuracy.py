@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import AssessmentError
-from core.outputs import atomic_path
+from core.io.outputs import atomic_path
 
 __all__ = [
     "Z95",

@@ -21,8 +21,8 @@ import rasterio.features
 import shapely
 from shapely.geometry import shape
 
-from core.outputs import atomic_path
-from core.raster import GeoRaster
+from core.io.outputs import atomic_path
+from core.io.raster import GeoRaster
 
 __all__ = ["mmu_pixels", "sieve_classes", "class_polygons", "PolygonLayer", "write_polygons"]
 

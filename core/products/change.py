@@ -9,7 +9,7 @@ out and counted.
 The change map codes each pixel ``from * K + to`` (uint8 when K <= 15, else uint16), so a GIS can
 decode it; unchanged pixels keep their code ``k * K + k`` and the no-data value is the dtype's
 maximum. Areas here are map (pixel-counted) areas; for publishable change areas, sample the change
-map as strata and use :mod:`core.assessment` (Olofsson et al. 2014 treat change classes exactly so).
+map as strata and use :mod:`core.evaluation.accuracy` (Olofsson et al. 2014 treat change classes exactly so).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import GridMismatchError
-from core.raster import GeoRaster
+from core.io.raster import GeoRaster
 
 __all__ = ["ChangeResult", "transition_matrix", "change_between", "change_code_dtype"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.render import to_png
+from core.products.render import to_png
 
 __all__ = ["bundle_hash", "software_version", "MapFigure", "Report", "render_html", "area_chart_png", "reliability_png",
            "transition_chart_png"]
@@ -182,7 +182,7 @@ def reliability_png(bins: Mapping[str, pd.DataFrame], title: str = "Reliability 
     """Reliability diagram: accuracy against confidence per bin, one line per labelled set of bins (PNG).
 
     Args:
-        bins: Label -> output of :func:`core.calibration.reliability_bins`.
+        bins: Label -> output of :func:`core.evaluation.calibration.reliability_bins`.
         title: Chart title.
     """
     plt = _pyplot()
@@ -200,7 +200,7 @@ def reliability_png(bins: Mapping[str, pd.DataFrame], title: str = "Reliability 
 
 
 def transition_chart_png(net: pd.DataFrame, colors: Sequence[str] | None = None) -> bytes:
-    """Bar chart of per-class net change (km²) from :meth:`core.change.ChangeResult.net_change` (PNG)."""
+    """Bar chart of per-class net change (km²) from :meth:`core.products.change.ChangeResult.net_change` (PNG)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.2))
     ax.bar(net["class"], net["net_km2"], color=list(colors) if colors else "#4477aa")
@@ -232,23 +232,23 @@ def analysis_report(
     Args:
         title: Report title.
         image: ``GeoRaster`` of the imagery (for a true-colour picture when it has B4, B3, B2).
-        prediction: ``core.inference.ClassMap``.
+        prediction: ``core.inference.streaming.ClassMap``.
         scheme: The model's ``ClassScheme``.
-        comparison: ``core.analysis.CompareResult`` against the reference labels, or ``None``.
+        comparison: ``core.evaluation.comparison.CompareResult`` against the reference labels, or ``None``.
         reference: Reference label ``GeoRaster`` (ids of ``reference_scheme``), or ``None``.
         reference_scheme: Its ``ClassScheme``.
         reference_name: Name of the reference product for captions.
-        estimate: ``core.assessment.AreaEstimate`` (areas in km^2), or ``None``.
+        estimate: ``core.evaluation.accuracy.AreaEstimate`` (areas in km^2), or ``None``.
         estimate_source: Where the reference sample came from (said in the report).
-        calibration: ``core.calibration.CalibrationReport``, or ``None``.
-        change: ``core.change.ChangeResult``, or ``None``.
+        calibration: ``core.evaluation.calibration.CalibrationReport``, or ``None``.
+        change: ``core.products.change.ChangeResult``, or ``None``.
         change_rgba: Picture of the change map (H, W, 4), with ``change``.
         provenance: (key, value) entries: sources and dates, bundle and hash, levels and offsets.
 
     Returns:
         The report, ready for :func:`render_html`.
     """
-    from core.render import class_rgba, composite, confidence_rgba
+    from core.products.render import class_rgba, composite, confidence_rgba
 
     rep = Report(title)
     cm = prediction.classes

@@ -9,7 +9,7 @@ into output GeoTIFFs (:meth:`InputDecision.to_tags`).
 What is decided, in this order:
 
 1. **Band names.** File band descriptions (or ``--bands`` names given by the user) are mapped to
-   canonical names with :func:`core.bands.canonical_band` (``b02`` = ``B02`` = ``B2``, ``B08A`` =
+   canonical names with :func:`core.inputs.bands.canonical_band` (``b02`` = ``B02`` = ``B2``, ``B08A`` =
    ``B8A``, ``swir16`` = ``B11`` ...). A model band that is missing is filled with the card's band
    mean when the card lists it as optional (the model was trained with band dropout; 0 after
    standardisation), and refused otherwise, naming the missing bands and the spellings tried.
@@ -42,7 +42,7 @@ What is decided, in this order:
    card's measured ``level_agreement`` for that level, or says that none was measured. It is never
    refused for its level: the Dynamic World port (trained on L1C) agrees better with independent
    land cover on the pack's L2A scenes than the U-Net trained on both, so a refusal would leave the
-   user a worse model (one rule for every entry point, :mod:`core.run_policy`).
+   user a worse model (one rule for every entry point, :mod:`core.inference.policy`).
 
 Sentinel-1 bands (``VV``, ``VH``, dB) pass through unchanged: scale and offset apply to Sentinel-2
 bands only.
@@ -61,8 +61,8 @@ from typing import Protocol
 
 import numpy as np
 
-from core.bands import S2_BASELINE_OFFSET_DN, SENTINEL1, band_aliases, canonical_band
 from core.errors import BandError, LulcError
+from core.inputs.bands import S2_BASELINE_OFFSET_DN, SENTINEL1, band_aliases, canonical_band
 
 __all__ = [
     "InputError",
@@ -607,7 +607,7 @@ def read_file_metadata(path: str | Path) -> dict[str, str]:
     Raises:
         RasterReadError: Missing or unreadable file.
     """
-    from core.raster import _open
+    from core.io.raster import _open
 
     with _open(path) as ds:
         return file_metadata(ds)
@@ -634,7 +634,7 @@ def decide_for_file(
     """
     from rasterio.errors import NotGeoreferencedWarning
 
-    from core.raster import _open
+    from core.io.raster import _open
 
     with _open(path) as ds, warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -654,7 +654,7 @@ def decide_for_raster(
     metadata: Mapping[str, str] | None = None,
     what: str | None = None,
 ) -> InputDecision:
-    """:func:`decide` for an in-memory :class:`core.raster.GeoRaster` (names from ``band_names``).
+    """:func:`decide` for an in-memory :class:`core.io.raster.GeoRaster` (names from ``band_names``).
 
     Metadata is the raster's ``meta`` (string values) merged with ``metadata``.
     """
@@ -672,7 +672,7 @@ def prepare_raster(raster, decision: InputDecision):
     """Apply a decision to a whole in-memory raster.
 
     Returns:
-        float32 :class:`core.raster.GeoRaster` (len(decision.bands), H, W) in the model's band
+        float32 :class:`core.io.raster.GeoRaster` (len(decision.bands), H, W) in the model's band
         order, nodata NaN, ``meta["input_decision"]`` = the decision.
     """
     data = decision.apply(raster.data)

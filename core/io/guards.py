@@ -47,7 +47,7 @@ def check_size(info: Mapping[str, object], *, max_pixels: int, name: str, hint: 
     """Refuse a raster whose header says it is larger than ``max_pixels``.
 
     Args:
-        info: Header of :func:`core.raster.raster_info` (``height``, ``width``, ``count``, ``dtype``).
+        info: Header of :func:`core.io.raster.raster_info` (``height``, ``width``, ``count``, ``dtype``).
         max_pixels: Limit on height x width.
         name: File name for the message (the user's, never a server path).
         hint: How to get under the limit.
@@ -132,7 +132,7 @@ def check_gsd(crs, transform: Affine, height: int, width: int, model_gsd_m: floa
 
 
 def check_same_grid(a: Mapping[str, object], b: Mapping[str, object], *, what: str, names: tuple[str, str]) -> None:
-    """Refuse two rasters (headers of :func:`core.raster.raster_info`) that are not on one grid.
+    """Refuse two rasters (headers of :func:`core.io.raster.raster_info`) that are not on one grid.
 
     Compares CRS, transform (to 1e-6 of a pixel) and shape, and says which differs and by how much.
 

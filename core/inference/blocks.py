@@ -5,9 +5,9 @@ The output grid is cut into square blocks whose side is a multiple of the tile s
 
 1. reads its window of the input plus a halo (``s`` pixels above/left, ``overlap`` pixels
    below/right, clipped at the raster's edges),
-2. predicts it with the same run policy as the single-process path (:meth:`core.run_policy.RunPolicy.run`:
+2. predicts it with the same run policy as the single-process path (:meth:`core.inference.policy.RunPolicy.run`:
    tiled, overlap-blended inference, or one full-frame pass of the whole input as one block), and
-3. writes its own Cloud-Optimized GeoTIFF(s) atomically (:func:`core.outputs.atomic_path`).
+3. writes its own Cloud-Optimized GeoTIFF(s) atomically (:func:`core.io.outputs.atomic_path`).
 
 Why this halo gives exactly the single-process result, seams included: a block's read window
 starts on a multiple of ``s``, so its local tile grid is a subset of the global tile grid; every
@@ -52,12 +52,12 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from core.errors import BandError, LulcError
-from core.inference import NODATA_CLASS, _class_lut
-from core.inputs import InputDecision
-from core.outputs import atomic_path, atomic_write_text, check_outputs
-from core.raster import _colormap_arg, _open, nodata_to_nan
-from core.run_policy import RunPolicy
-from core.tiling import ForwardFn, TileGrid
+from core.inference.policy import RunPolicy
+from core.inference.streaming import NODATA_CLASS, _class_lut
+from core.inference.tiling import ForwardFn, TileGrid
+from core.inputs.decision import InputDecision
+from core.io.outputs import atomic_path, atomic_write_text, check_outputs
+from core.io.raster import _colormap_arg, _open, nodata_to_nan
 
 __all__ = [
     "Block",
@@ -125,7 +125,7 @@ def plan_blocks(height: int, width: int, *, block_size: int, tile: int, overlap:
                 full_frame: bool = False) -> tuple[int, list[Block]]:
     """Cut an H x W output grid into blocks aligned with the tile grid.
 
-    With ``full_frame`` (the run policy's one-pass rule, :mod:`core.run_policy`) the whole grid is
+    With ``full_frame`` (the run policy's one-pass rule, :mod:`core.inference.policy`) the whole grid is
     one block, so that the map equals the single-process one.
 
     Args:
@@ -169,7 +169,7 @@ class RasterSource:
         path: GeoTIFF or VRT (several GeoTIFFs on one grid can be joined in a VRT, e.g. with
             ``gdalbuildvrt -separate``).
         bands: Band names the model expects, in its order.
-        decision: How to read the input (:func:`core.inputs.decide_for_file`: band aliases, scale,
+        decision: How to read the input (:func:`core.inputs.decision.decide_for_file`: band aliases, scale,
             +1000 offset, filled optional bands), decided once on the client and applied to every
             window, exactly as the single-process path does. ``None``: bands read by exact name
             (band descriptions), raw values, ``nodata`` -> NaN.
@@ -267,7 +267,7 @@ class EarthEngineSource:
         adapter_factory: Zero-argument picklable callable returning the Earth Engine adapter
             (e.g. the class :class:`core.sources.earth_engine.LiveEarthEngine`); called once per
             worker process, so every worker needs the credentials too.
-        decision: How the fetched bands become model input (:func:`core.inputs.decide`); ``None``:
+        decision: How the fetched bands become model input (:func:`core.inputs.decision.decide`); ``None``:
             bands by exact name, ``spec.nodata`` -> NaN.
         cache_dir: Download cache folder shared by the workers (``None``: no cache).
         retries: Retries of a request after a transient error.
@@ -390,7 +390,7 @@ def predict_block(
         out_dir: Blocks folder; ``<key>.tif`` (uint8 class ids, nodata 255, colour table) and,
             with ``confidence``, ``<key>_conf.tif`` (float32 probability of the chosen class)
             are written there atomically, with the block's georeferencing.
-        policy: How the model runs (:func:`core.run_policy.plan_run` for the whole input).
+        policy: How the model runs (:func:`core.inference.policy.plan_run` for the whole input).
         num_classes: K.
         class_ids: Class id of each output channel (default 0..K-1).
         colormap: Class id -> ``#rrggbb``.
@@ -629,7 +629,7 @@ def predict_distributed(
             rerun with the same folder and settings resumes.
         model_id: Identity of the model (e.g. weights checksum + runtime) stored in the manifest,
             so that a resume with another model is refused.
-        policy: How the model runs (:func:`core.run_policy.plan_run` for the whole input): tile,
+        policy: How the model runs (:func:`core.inference.policy.plan_run` for the whole input): tile,
             overlap, batch size; a full-frame policy makes one block of the whole input.
         block_size: Wanted block side in pixels (rounded to a multiple of ``tile - overlap``).
         workers: Worker processes of the local cluster (default: CPU cores).

@@ -3,8 +3,8 @@
 Every entry point (the app's Explore, Accuracy & area and Change pages, ``python -m trainer predict``
 single/batch/``--engine dask``/``--aoi``, ``evaluate``, ``assess``, ``report``, ``change``, the card
 assessment tool) asks :func:`plan_run` for a :class:`RunPolicy` and hands it to the tiled predictor
-(:func:`core.inference.predict_raster`, :func:`core.inference.predict_geotiff`,
-:func:`core.distributed.predict_block`), which call :meth:`RunPolicy.run` and nothing else. So one
+(:func:`core.inference.streaming.predict_raster`, :func:`core.inference.streaming.predict_geotiff`,
+:func:`core.inference.blocks.predict_block`), which call :meth:`RunPolicy.run` and nothing else. So one
 model on one input gives one map, whichever entry point runs it.
 
 What is decided, from the model's card and the input's header (H, W) only:
@@ -26,10 +26,10 @@ What is decided, from the model's card and the input's header (H, W) only:
   other runtimes only when the user asks for them (``--precision bf16``, ``--runtime``; the app's
   precision control). ``--runtime auto`` chooses only runtimes whose labels reproduce PyTorch fp32
   (:func:`models.runtimes.choose_runtime`).
-- **Input decision and level rule**: :mod:`core.inputs` (band mapping, scale, offset, level);
+- **Input decision and level rule**: :mod:`core.inputs.decision` (band mapping, scale, offset, level);
   :func:`input_for_file` also reads the processing level of a sample-pack image from its scene.json,
   so the CLI and the app see the same level for the same file. A level the model was not trained on
-  runs with a warning that names the domain shift (:func:`core.inputs.decide`), never a refusal that
+  runs with a warning that names the domain shift (:func:`core.inputs.decision.decide`), never a refusal that
   one entry point makes and another does not.
 """
 
@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Protocol
 
 from core.errors import RunPolicyError
-from core.inputs import InputDecision, decide_for_file
-from core.tiling import ForwardFn, ProgressFn, ReadFn, TileGrid, WriteFn, predict_full_frame, predict_tiled
+from core.inference.tiling import ForwardFn, ProgressFn, ReadFn, TileGrid, WriteFn, predict_full_frame, predict_tiled
+from core.inputs.decision import InputDecision, decide_for_file
 
 __all__ = [
     "DEFAULT_TILE",
@@ -108,7 +108,7 @@ class RunPolicy:
         precision: ``"fp32"`` or ``"bf16"``.
         runtime: ``"torch"``, ``"onnxruntime"``, ``"openvino"`` or ``"auto"`` (resolved by the caller
             that loads the network, after every input check).
-        decision: How the input's pixels are read (:class:`core.inputs.InputDecision`), with the
+        decision: How the input's pixels are read (:class:`core.inputs.decision.InputDecision`), with the
             model's nodata handling applied; ``None`` when the caller feeds model input directly
             (exported chips).
         reasons: Why tile/overlap/full frame were chosen, in words.
@@ -159,9 +159,9 @@ class RunPolicy:
         """Run ``forward`` over an input by this policy: the only caller of the tiled predictor.
 
         Args:
-            read: See :data:`core.tiling.ReadFn` (NaN marks nodata).
-            forward: See :data:`core.tiling.ForwardFn`.
-            write: See :data:`core.tiling.WriteFn`.
+            read: See :data:`core.inference.tiling.ReadFn` (NaN marks nodata).
+            forward: See :data:`core.inference.tiling.ForwardFn`.
+            write: See :data:`core.inference.tiling.WriteFn`.
             num_classes: K.
             height: Rows of what ``read`` covers (default :attr:`height`; a Dask block's region).
             width: Columns (default :attr:`width`).
@@ -229,7 +229,7 @@ def plan_run(
         card: The model's card (``arch``, ``tile``, ``preprocessing``, ``metrics.overlap``).
         height: Input rows H in pixels.
         width: Input columns W in pixels.
-        decision: The input decision (:mod:`core.inputs`); the model's nodata rule is applied to it.
+        decision: The input decision (:mod:`core.inputs.decision`); the model's nodata rule is applied to it.
         tile: User override of the tile side (pixels, a multiple of 32); a user tile also turns
             off the full-frame pass.
         overlap: User override of the overlap (pixels, at most tile / 2; the card's overlap is
@@ -242,7 +242,7 @@ def plan_run(
         The policy.
 
     Raises:
-        RunPolicyError: Unknown precision or runtime, or a tile/overlap that :class:`core.tiling.TileGrid`
+        RunPolicyError: Unknown precision or runtime, or a tile/overlap that :class:`core.inference.tiling.TileGrid`
             refuses.
     """
     if precision not in PRECISIONS:
@@ -275,7 +275,7 @@ def plan_run(
 
 
 def input_for_file(path: str | Path, card, *, bands: Sequence[str] | None = None, offset: int | str | None = None) -> InputDecision:
-    """The input decision for a GeoTIFF (:func:`core.inputs.decide_for_file`), with the sample pack's level.
+    """The input decision for a GeoTIFF (:func:`core.inputs.decision.decide_for_file`), with the sample pack's level.
 
     A file that is a sample-pack scene's image (``<scene>/image_s2.tif`` beside its ``scene.json``)
     gets the scene's processing level from scene.json, as the app does for the same scene; any other
@@ -283,7 +283,7 @@ def input_for_file(path: str | Path, card, *, bands: Sequence[str] | None = None
 
     Raises:
         RasterReadError: Missing or unreadable file.
-        BandError, InputError: See :func:`core.inputs.decide`.
+        BandError, InputError: See :func:`core.inputs.decision.decide`.
     """
     from core.sources.samples import scene_level_of_file
 
