@@ -22,7 +22,7 @@ from app.state import Analysis, AppState
 from core.aoi import DEFAULT_MAX_AOI_KM2, locate_aoi, parse_bbox, parse_geojson
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError, LulcError, NoDataError
-from core.inference.policy import plan_run
+from core.inference.policy import RunPolicy, plan_run
 from core.inference.streaming import ClassMap, predict_raster
 from core.inputs.bands import canonical_band
 from core.inputs.decision import InputDecision, decide_for_raster, parse_bands, prepare_raster, read_file_metadata
@@ -474,6 +474,11 @@ def _upload_rule(raster: GeoRaster, *, offset: str = "auto", bands: str | tuple[
 def input_decision(analysis: Analysis) -> InputDecision | None:
     """The input decision of an analysis' run (shown beside the run)."""
     return analysis.prediction.classes.meta.get("input_decision")
+
+
+def run_policy(analysis: Analysis) -> RunPolicy | None:
+    """How the model ran for an analysis (:class:`core.inference.policy.RunPolicy`; shown beside the run)."""
+    return analysis.prediction.classes.meta.get("run_policy")
 
 
 def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int], None] | None = None, *,

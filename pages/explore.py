@@ -84,6 +84,10 @@ with right:
     if state.bundle_path not in bundles:
         state.bundle_path = bundles[0]
     state.bundle_path = st.selectbox("Model", bundles, index=bundles.index(state.bundle_path), format_func=services.bundle_label, key="bundle")
+    bf16 = st.toggle("bf16 precision", value=state.precision == "bf16", key="bf16",
+                     help="Faster on CPUs with native bf16 (AVX-512 BF16, AMX), but some labels differ from the fp32 reference "
+                     "that `python -m trainer predict` makes by default. Off: fp32.")
+    state.precision = "bf16" if bf16 else "fp32"
     georeferenced = scene is None or scene.georeferenced
     modes = ["Draw on map", "GeoJSON", "Bounding box"] + ([] if use_ee else ["Whole scene"]) if georeferenced else ["Whole scene"]
     if state.aoi_mode not in modes:
@@ -116,7 +120,7 @@ with right:
                 a = services.run_earth_engine(state, step)
             else:
                 a = services.run_analysis(state, step)
-        except (LulcError, ValueError) as exc:  # ValueError: core.inference.tiling refuses a card tile below 2 x the overlap (issue 16)
+        except LulcError as exc:
             bar.empty()
             st.error(str(exc))
         except Exception as exc:  # a bug: short message, traceback in a log file
@@ -135,10 +139,13 @@ with right:
             st.error(str(exc))
     if state.analysis is not None:
         decision = services.input_decision(state.analysis)
+        policy = services.run_policy(state.analysis)
         if decision is not None:
             st.caption(f"Input of {state.analysis.scene_id}: {decision.summary()}")
-            for w in decision.warnings:
-                st.warning(w)
+        if policy is not None:
+            st.caption(f"Run: {policy.summary()}")
+        for w in (policy.warnings if policy is not None else decision.warnings if decision is not None else ()):
+            st.warning(w)
         st.page_link(page("compare"), label="Compare prediction and labels", icon=":material/compare:")
         st.page_link(page("metrics"), label="Metrics", icon=":material/bar_chart:")
 

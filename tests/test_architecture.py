@@ -92,10 +92,9 @@ def test_only_the_earth_engine_source_imports_ee():
             assert f.relative_to(ROOT).as_posix() == "core/sources/earth_engine.py", f
 
 
-USER_ERROR_LEFT = {("pages/explore.py", "ValueError")}
-"""(file, exception) a page still catches beside LulcError, with its reason: core.inference.tiling raises a plain
-ValueError for a card tile below twice the app's 32 px overlap (core/inference/tiling.py and app/services.py
-are being rewritten elsewhere; issue 16)."""
+USER_ERROR_LEFT: set[tuple[str, str]] = set()
+"""(file, exception) a page may still catch beside LulcError, with its reason: none (the run policy turns a tile
+the card cannot run with into a RunPolicyError, a LulcError)."""
 
 
 def test_pages_catch_one_user_error_type():
