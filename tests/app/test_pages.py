@@ -235,3 +235,19 @@ def test_bad_uploads_get_clear_messages(app, payload, message):
         app.button(key="run").click().run()
     assert app.error and message in app.error[0].value, [e.value for e in app.error]
     assert not app.exception
+
+
+def test_precision_is_fp32_unless_the_user_asks_for_bf16(app):
+    """The run policy's precision: fp32 (as `python -m trainer predict`) by default; bf16 only from the toggle, with a warning."""
+    run_scene(app, "hungary-2020-08-12")
+    state = app.session_state[KEY]
+    policy = state.analysis.prediction.classes.meta["run_policy"]
+    assert policy.precision == "fp32"
+    assert any(c.value.startswith("Run: ") and "torch fp32" in c.value for c in app.caption)
+    fp32 = state.analysis.prediction.classes.data[0].copy()
+    app.toggle(key="bf16").set_value(True).run()
+    app.button(key="run").click().run()
+    policy = app.session_state[KEY].analysis.prediction.classes.meta["run_policy"]
+    assert policy.precision == "bf16"
+    assert any("precision bf16" in w.value for w in app.warning)
+    assert app.session_state[KEY].analysis.prediction.classes.data[0].shape == fp32.shape
