@@ -25,7 +25,8 @@ from core.errors import AOIError, LulcError, NoDataError
 from core.inference.policy import RunPolicy, plan_run
 from core.inference.streaming import ClassMap, predict_raster
 from core.inputs.bands import canonical_band
-from core.inputs.decision import InputDecision, decide_for_raster, parse_bands, prepare_raster, read_file_metadata
+from core.inputs.decision import InputDecision, decide_for_raster, parse_bands, prepare_raster
+from core.inputs.evidence import read_file_metadata
 from core.io.guards import check_gsd
 from core.io.raster import GeoRaster, footprint_lonlat, grid_area_km2
 from core.sources.samples import (

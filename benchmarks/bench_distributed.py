@@ -48,7 +48,8 @@ from bench_inference import run_child, write_synthetic  # noqa: E402
 def bench_dask(src: Path, out: Path, args, workers: int) -> dict:
     """One distributed run on a fresh LocalCluster of ``workers`` processes."""
     from core.classes import get_scheme
-    from core.inference.blocks import RasterSource, block_grid_summary, predict_distributed
+    from core.inference.block_sources import RasterSource
+    from core.inference.blocks import block_grid_summary, predict_distributed
     from models.bundle import read_card
     from models.runtimes import ForwardFactory
 

@@ -89,7 +89,7 @@ def test_only_the_earth_engine_source_imports_ee():
         if ".venv" in f.parts or f.name == "test_architecture.py" or "tests" in f.parts:
             continue
         if {"ee", "geemap"} & imported_modules(f):
-            assert f.relative_to(ROOT).as_posix() == "core/sources/earth_engine.py", f
+            assert f.relative_to(ROOT).as_posix() == "core/sources/earth_engine/client.py", f
 
 
 USER_ERROR_LEFT: set[tuple[str, str]] = set()

@@ -189,76 +189,110 @@ def predict_geotiff(
             warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         decision = policy.decision
-        if decision is not None:
-            if list(decision.bands) != list(bands):
-                raise BandError(f"the input decision is for bands {', '.join(decision.bands)}, not {', '.join(bands)}")
-            indexes = decision.read_indexes
-        else:
-            names = [d or f"band_{i + 1}" for i, d in enumerate(src.descriptions)]
-            missing = [b for b in bands if b not in names]
-            if missing:
-                raise BandError(f"{src_path} lacks band(s) {', '.join(missing)}; it has {', '.join(names)}")
-            indexes = [names.index(b) + 1 for b in bands]
+        read = _window_reader(src, src_path, _band_indexes(src, src_path, bands, decision), decision)
         lut = _class_lut(num_classes, class_ids)
-        base = {
-            "driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE",
-            "height": src.height, "width": src.width, "count": 1, "crs": src.crs, "transform": src.transform,
-            "BIGTIFF": "IF_SAFER",
-        }
         cls_tmp = Path(tmp) / "classes.tif"
-        conf_tmp = Path(tmp) / "confidence.tif"
-        with rasterio.open(cls_tmp, "w", dtype="uint8", nodata=NODATA_CLASS, **base) as cls_ds, (
-            rasterio.open(conf_tmp, "w", dtype="float32", nodata=0.0, **base) if conf_path else contextlib.nullcontext()
-        ) as conf_ds:
-            n_valid = 0
-
-            def read(r: int, c: int, h: int, w: int) -> np.ndarray:
-                try:
-                    arr = src.read(indexes, window=Window(c, r, w, h))
-                except RasterioIOError as exc:  # intact header, damaged tiles
-                    cause = f": {exc.__cause__}" if exc.__cause__ else ""
-                    raise RasterReadError(
-                        f"{Path(src_path).name} is damaged: its pixels at rows {r}-{r + h}, columns {c}-{c + w} cannot be "
-                        f"decoded ({exc}{cause}); nothing was written. Re-download or re-export the file"
-                    ) from None
-                return decision.apply(arr) if decision is not None else nodata_to_nan(arr, src.nodata)
-
-            def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
-                nonlocal n_valid
-                n_valid += int(valid.sum())
-                h, w = valid.shape
-                win = Window(c, r, w, h)
-                cls = np.where(valid, lut[probs.argmax(axis=0)], NODATA_CLASS).astype(np.uint8)
-                cls_ds.write(cls, 1, window=win)
-                if conf_ds is not None:
-                    conf_ds.write(np.where(valid, probs.max(axis=0), 0).astype(np.float32), 1, window=win)
-
-            policy.run(read, forward, write, num_classes=num_classes, height=src.height, width=src.width, progress=progress)
-            cls_ds.descriptions = ("class",)
-            if decision is not None:
-                cls_ds.update_tags(**decision.to_tags())
-            if conf_ds is not None:
-                conf_ds.descriptions = ("confidence",)
-                if decision is not None:
-                    conf_ds.update_tags(**decision.to_tags())
-            cmap = _colormap_arg(colormap)
-            if cmap:
-                cls_ds.write_colormap(1, cmap)
+        conf_tmp = Path(tmp) / "confidence.tif" if conf_path else None
+        tags = decision.to_tags() if decision is not None else None
+        n_valid = _predict_to_tiffs(src, read, forward, policy, num_classes=num_classes, lut=lut, cls_path=cls_tmp,
+                                    conf_path=conf_tmp, tags=tags, colormap=colormap, progress=progress)
         if n_valid == 0:
             raise NoDataError(
                 f"{Path(src_path).name} has no pixel with data in all of the bands {', '.join(bands)} "
                 f"(nodata {src.nodata}); nothing was written. Check the file's nodata value and bands."
             )
-        # both COGs complete beside their paths before either is renamed into place
-        with atomic_path(dst_path) as cls_part, (atomic_path(conf_path) if conf_path else contextlib.nullcontext()) as conf_part:
-            rasterio.shutil.copy(
-                cls_tmp, cls_part, driver="COG", compress="DEFLATE", blocksize=256,
-                overview_resampling="nearest", BIGTIFF="IF_SAFER",
-            )
-            if conf_part is not None:
-                rasterio.shutil.copy(
-                    conf_tmp, conf_part, driver="COG", compress="DEFLATE", blocksize=256,
-                    overview_resampling="average", BIGTIFF="IF_SAFER",
-                )
+        _finish_cogs(cls_tmp, dst_path, conf_tmp, conf_path)
     return dst_path
 
+
+def _band_indexes(src, src_path: str | Path, bands: Sequence[str], decision) -> list[int]:
+    """1-based indexes of the input bands to read: the decision's, else ``bands`` by exact description.
+
+    Raises:
+        BandError: The decision is for other bands, or (without one) the input lacks some of ``bands``.
+    """
+    if decision is not None:
+        if list(decision.bands) != list(bands):
+            raise BandError(f"the input decision is for bands {', '.join(decision.bands)}, not {', '.join(bands)}")
+        return decision.read_indexes
+    names = [d or f"band_{i + 1}" for i, d in enumerate(src.descriptions)]
+    missing = [b for b in bands if b not in names]
+    if missing:
+        raise BandError(f"{src_path} lacks band(s) {', '.join(missing)}; it has {', '.join(names)}")
+    return [names.index(b) + 1 for b in bands]
+
+
+def _window_reader(src, src_path: str | Path, indexes: list[int], decision):
+    """``read(r, c, h, w)`` -> float32 (C, h, w) model input of the open dataset ``src``, NaN = nodata.
+
+    A damaged tile of an intact file raises :class:`RasterReadError` naming the rows and columns.
+    """
+
+    def read(r: int, c: int, h: int, w: int) -> np.ndarray:
+        try:
+            arr = src.read(indexes, window=Window(c, r, w, h))
+        except RasterioIOError as exc:  # intact header, damaged tiles
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            raise RasterReadError(
+                f"{Path(src_path).name} is damaged: its pixels at rows {r}-{r + h}, columns {c}-{c + w} cannot be "
+                f"decoded ({exc}{cause}); nothing was written. Re-download or re-export the file"
+            ) from None
+        return decision.apply(arr) if decision is not None else nodata_to_nan(arr, src.nodata)
+
+    return read
+
+
+def _predict_to_tiffs(src, read, forward: ForwardFn, policy: RunPolicy, *, num_classes: int, lut: np.ndarray, cls_path: Path,
+                      conf_path: Path | None, tags: Mapping[str, str] | None, colormap: Mapping[int, str] | None,
+                      progress: ProgressFn | None) -> int:
+    """Run the policy over ``src``, writing tiled GeoTIFFs (classes, optional confidence) window by window.
+
+    Returns:
+        The number of valid pixels predicted (0: the input has no data).
+    """
+    base = {
+        "driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE",
+        "height": src.height, "width": src.width, "count": 1, "crs": src.crs, "transform": src.transform,
+        "BIGTIFF": "IF_SAFER",
+    }
+    with rasterio.open(cls_path, "w", dtype="uint8", nodata=NODATA_CLASS, **base) as cls_ds, (
+        rasterio.open(conf_path, "w", dtype="float32", nodata=0.0, **base) if conf_path else contextlib.nullcontext()
+    ) as conf_ds:
+        n_valid = 0
+
+        def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
+            nonlocal n_valid
+            n_valid += int(valid.sum())
+            h, w = valid.shape
+            win = Window(c, r, w, h)
+            cls = np.where(valid, lut[probs.argmax(axis=0)], NODATA_CLASS).astype(np.uint8)
+            cls_ds.write(cls, 1, window=win)
+            if conf_ds is not None:
+                conf_ds.write(np.where(valid, probs.max(axis=0), 0).astype(np.float32), 1, window=win)
+
+        policy.run(read, forward, write, num_classes=num_classes, height=src.height, width=src.width, progress=progress)
+        cls_ds.descriptions = ("class",)
+        if tags is not None:
+            cls_ds.update_tags(**tags)
+        if conf_ds is not None:
+            conf_ds.descriptions = ("confidence",)
+            if tags is not None:
+                conf_ds.update_tags(**tags)
+        cmap = _colormap_arg(colormap)
+        if cmap:
+            cls_ds.write_colormap(1, cmap)
+    return n_valid
+
+
+def _finish_cogs(cls_tmp: Path, dst_path: Path, conf_tmp: Path | None, conf_path: Path | None) -> None:
+    """Copy the tiled GeoTIFFs to COGs; both are complete beside their paths before either is renamed into place."""
+    with atomic_path(dst_path) as cls_part, (atomic_path(conf_path) if conf_path else contextlib.nullcontext()) as conf_part:
+        rasterio.shutil.copy(
+            cls_tmp, cls_part, driver="COG", compress="DEFLATE", blocksize=256,
+            overview_resampling="nearest", BIGTIFF="IF_SAFER",
+        )
+        if conf_part is not None:
+            rasterio.shutil.copy(
+                conf_tmp, conf_part, driver="COG", compress="DEFLATE", blocksize=256,
+                overview_resampling="average", BIGTIFF="IF_SAFER",
+            )

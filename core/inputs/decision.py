@@ -25,7 +25,8 @@ What is decided, in this order:
    error that names ``--offset``.
 
    Pixel test (on a sample of at most ~262,000 valid pixels, in DN after scaling; thresholds set
-   on the 16 scenes of the sample pack, with and without a +1000 offset added):
+   on the 16 scenes of the sample pack, with and without a +1000 offset added; they are named in
+   :mod:`core.inputs.evidence`, which holds the metadata and pixel evidence):
 
    - *no offset* when at least 1 % of the valid pixels of some band lie below 800 DN (reflectance
      0.08: vegetation in blue/red, water in NIR/SWIR, the L1C cirrus band B10 near 0; with the
@@ -51,11 +52,9 @@ bands only.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +62,13 @@ import numpy as np
 
 from core.errors import BandError, LulcError
 from core.inputs.bands import S2_BASELINE_OFFSET_DN, SENTINEL1, band_aliases, canonical_band
+from core.inputs.evidence import (
+    OFFSET_SINCE,
+    file_metadata,
+    level_from_metadata,
+    offset_from_metadata,
+    offset_from_pixels,
+)
 
 __all__ = [
     "InputError",
@@ -72,19 +78,13 @@ __all__ = [
     "decide_for_file",
     "decide_for_raster",
     "prepare_raster",
-    "file_metadata",
-    "read_file_metadata",
     "parse_offset",
     "parse_bands",
     "LEVELS",
-    "OFFSET_SINCE",
 ]
 
 LEVELS = ("L1C", "L2A")
 """Sentinel-2 processing levels: top-of-atmosphere (L1C) and surface (L2A) reflectance."""
-
-OFFSET_SINCE = date(2022, 1, 25)
-"""First acquisition day processed with baseline 04.00 (+1000 DN offset) by ESA's ground segment."""
 
 _S1 = {b.name for b in SENTINEL1}
 _SAMPLE_PIXELS = 512 * 512
@@ -275,109 +275,6 @@ def parse_bands(text: str | Sequence[str] | None) -> list[str] | None:
     return [canonical_band(n) for n in names]
 
 
-# --- metadata evidence -------------------------------------------------------------------------
-
-_BASELINE_IN_ID = re.compile(r"_N(\d{4})_")
-_DATE = re.compile(r"(20\d\d)-?(\d\d)-?(\d\d)")
-_DATE_KEYS = ("SENSING", "ACQUISITION", "DATATAKE", "DATE_ACQUIRED", "PRODUCT_START_TIME", "S2_DATE", "DATE")
-
-
-def _baseline(text: str) -> float | None:
-    text = str(text).strip().upper().lstrip("N")
-    try:
-        return float(text) / 100 if text.isdigit() and len(text) == 4 else float(text)
-    except ValueError:
-        return None
-
-
-def _offset_from_metadata(meta: Mapping[str, str]) -> tuple[int | None, str, date | None]:
-    """(offset or None, reason, acquisition date or None) from tags/metadata."""
-    acq: date | None = None
-    for key, value in meta.items():
-        k = key.upper()
-        if "ADD_OFFSET" in k:
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                continue
-            return int(round(-v)) if v <= 0 else 0, f"metadata {key}={value}", None
-    for key, value in meta.items():
-        k = key.upper()
-        if k.endswith("PROCESSING_BASELINE") or k == "BASELINE":
-            b = _baseline(value)
-            if b is not None:
-                off = S2_BASELINE_OFFSET_DN if b >= 4.0 else 0
-                return off, f"metadata {key}={value} ({'>=' if off else '<'} 04.00)", None
-        if k == "RADIOMETRIC_OFFSET" and str(value).lower().startswith("none"):
-            return 0, f"metadata {key}={value}", None
-    for value in meta.values():
-        m = _BASELINE_IN_ID.search(str(value))
-        if m:
-            b = _baseline(m.group(1))
-            off = S2_BASELINE_OFFSET_DN if b >= 4.0 else 0
-            return off, f"product id {value} (baseline N{m.group(1)} {'>=' if off else '<'} 04.00)", None
-    for key, value in meta.items():
-        k = key.upper()
-        if k.startswith("TIFFTAG") or not any(d in k for d in _DATE_KEYS):
-            continue
-        m = _DATE.search(str(value))
-        if m:
-            try:
-                acq = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            except ValueError:
-                continue
-            break
-    return None, "", acq
-
-
-def _level_from_metadata(meta: Mapping[str, str]) -> tuple[str | None, str]:
-    for key, value in meta.items():
-        k, v = key.upper(), str(value).upper()
-        if k in ("PROCESSING_LEVEL", "LEVEL", "PRODUCT_TYPE", "PRODUCTTYPE") or k.endswith("PROCESSING_LEVEL"):
-            if "2A" in v:
-                return "L2A", f"metadata {key}={value}"
-            if "1C" in v:
-                return "L1C", f"metadata {key}={value}"
-    for value in meta.values():
-        v = str(value).upper()
-        if "MSIL2A" in v:
-            return "L2A", f"product id {value}"
-        if "MSIL1C" in v:
-            return "L1C", f"product id {value}"
-    for key in meta:
-        if "BOA_ADD_OFFSET" in key.upper():
-            return "L2A", f"metadata {key} (surface reflectance offset)"
-        if "RADIO_ADD_OFFSET" in key.upper():
-            return "L1C", f"metadata {key} (top-of-atmosphere offset)"
-    return None, ""
-
-
-def _offset_from_pixels(dn: Mapping[str, np.ndarray]) -> tuple[int | None, str]:
-    """The documented pixel test (module docstring) on valid DN values per Sentinel-2 band."""
-    if not dn:
-        return None, "no Sentinel-2 band to test"
-    below800 = {b: float((v < 800).mean()) for b, v in dn.items()}
-    worst = max(below800, key=below800.get)
-    if below800[worst] >= 0.01:
-        return 0, f"{below800[worst]:.0%} of valid {worst} pixels lie below 800 DN, impossible with the +1000 offset"
-    if "B10" in dn:
-        med = float(np.median(dn["B10"]))
-        if 1000 <= med < 1300:
-            return S2_BASELINE_OFFSET_DN, f"cirrus band B10 has median {med:.0f} DN (near 0 without the offset, near 1000 with it)"
-    below900 = max(float((v < 900).mean()) for v in dn.values())
-    p1 = {b: float(np.percentile(v, 1)) for b, v in dn.items()}
-    darkest = min(p1, key=p1.get)
-    if below900 < 0.001 and 1000 <= p1[darkest] < 1400:
-        return S2_BASELINE_OFFSET_DN, (
-            f"no band has valid pixels below 900 DN and the darkest 1% of {darkest} lie at "
-            f"{p1[darkest]:.0f} DN, just above the +1000 offset"
-        )
-    return None, (
-        f"the darkest 1% of {darkest} lie at {p1[darkest]:.0f} DN and {below800[worst]:.2%} of {worst} below 800 DN, "
-        "which fits neither a +1000 offset nor none with confidence"
-    )
-
-
 # --- the decision -------------------------------------------------------------------------------
 
 
@@ -449,6 +346,25 @@ def decide(
     """
     meta = {str(k): str(v) for k, v in (metadata or {}).items() if v is not None}
     shown, where = _resolve_names(file_names, bands)
+    source, fill, missing, warn = _model_bands(card, file_names, bands, shown, where, what)
+    scale, scale_reason, valid = _scale(sample, where, nodata, what)
+    off, off_reason = _offset(offset, sample, where, valid, scale, meta, what)
+    lev, lev_reason = _level(level, level_reason, meta)
+    warn += _level_warnings(card, lev, lev_reason, what)
+    return InputDecision(
+        bands=tuple(card.bands), file_bands=shown, source=source, fill=fill, file_count=len(file_names),
+        nodata=nodata, scale=scale, scale_reason=scale_reason, offset_dn=int(off), offset_reason=off_reason,
+        level=lev, level_reason=lev_reason, missing_optional=tuple(missing), warnings=tuple(warn),
+    )
+
+
+def _model_bands(card: ModelInputs, file_names: Sequence[str | None], bands: Sequence[str] | None, shown: tuple[str, ...],
+                 where: Mapping[str, int], what: str) -> tuple[tuple[int | None, ...], tuple[float | None, ...], list[str], list[str]]:
+    """Step 1, band names: (source index per model band, fill per model band, missing optional bands, warnings).
+
+    Raises:
+        BandError: A required band is missing, or the missing optional bands are a case the card did not measure.
+    """
     missing = [b for b in card.bands if b not in where]
     optional = set(getattr(card, "optional_bands", []) or [])
     required_missing = [b for b in missing if b not in optional]
@@ -480,17 +396,26 @@ def decide(
             f"{what} lacks optional band(s) {', '.join(missing)}; filled as in training (band dropout)"
             + (f"; measured agreement with all bands on held-out blocks: {agreement}" if agreement is not None else "")
         )
+    return source, fill, missing, warn
 
-    # --- scale ---
+
+def _scale(sample: np.ndarray, where: Mapping[str, int], nodata: float | None, what: str) -> tuple[float, str, np.ndarray | None]:
+    """Step 2, scale: (multiplier to DN, reason, valid-pixel mask of the sample or ``None`` without Sentinel-2 pixels).
+
+    Raises:
+        InputError: 8-bit data, no valid pixel, float values neither 0-1 nor DN, or a median above 20000 DN.
+    """
     s2_idx = sorted(i for n, i in where.items() if n not in _S1)  # every Sentinel-2 band of the input
     x = sample[s2_idx].astype(np.float64) if s2_idx else np.empty((0, 0))
+    valid = None
     if x.size:
         bad = np.isnan(x).any(axis=0)
         if nodata is not None and not math.isnan(nodata):
             bad |= (sample[s2_idx] == nodata).any(axis=0)
         else:
             bad |= (x == 0).all(axis=0)
-        vals = x[:, ~bad]
+        valid = ~bad
+        vals = x[:, valid]
     else:
         vals = x
     dtype = sample.dtype
@@ -517,61 +442,70 @@ def decide(
                 f"{what} has median value {med * scale:.0f} in its Sentinel-2 bands, above 20000: not Sentinel-2 "
                 "reflectance x 1e4 (DN); check the scaling of the export"
             )
-    # --- offset ---
+    return scale, scale_reason, valid
+
+
+def _offset(offset: int | str | None, sample: np.ndarray, where: Mapping[str, int], valid: np.ndarray | None, scale: float,
+            meta: Mapping[str, str], what: str) -> tuple[int, str]:
+    """Step 3, radiometric offset: (0 or 1000 DN, reason); user, then metadata, then date and pixel test.
+
+    Raises:
+        InputError: A bad ``offset`` value, or no evidence decides (names ``--offset``).
+    """
     forced = parse_offset(offset)
-    if not s2_idx:
-        off, off_reason = 0, "no Sentinel-2 band"
-    elif forced is not None:
-        off, off_reason = forced, "set by the user (--offset)"
-    else:
-        off, off_reason, acq = _offset_from_metadata(meta)
-        if off is None:
-            names_idx = {n: i for n, i in where.items() if n not in _S1}
-            dn = {}
-            for n, i in names_idx.items():
-                v = sample[i].astype(np.float64)
-                ok = ~bad if x.size else np.ones(v.shape, bool)
-                dn[n] = v[ok] * scale
-            pix, pix_reason = _offset_from_pixels(dn)
-            if acq is not None and acq >= OFFSET_SINCE:
-                off = S2_BASELINE_OFFSET_DN if pix != 0 else 0
-                off_reason = f"acquired {acq} (baseline >= 04.00 since {OFFSET_SINCE})" if pix != 0 else (
-                    f"acquired {acq}, but {pix_reason}")
-            elif pix is not None:
-                off, off_reason = pix, ("pixel test: " + pix_reason
-                                        + (f" (acquired {acq}, before {OFFSET_SINCE})" if acq is not None else ""))
-            elif acq is not None:
-                off, off_reason = 0, f"acquired {acq}, before baseline 04.00 ({OFFSET_SINCE}); pixel test inconclusive"
-            else:
-                raise InputError(
-                    f"cannot tell whether {what} carries the +1000 DN offset of processing baseline 04.00: {pix_reason}, "
-                    "and it has no metadata saying so; pass --offset 0 (products before 2022-01-25) or --offset 1000 "
-                    "(baseline 04.00 or later), or choose the offset in the app"
-                )
-    # --- level ---
+    if not any(n not in _S1 for n in where):
+        return 0, "no Sentinel-2 band"
+    if forced is not None:
+        return forced, "set by the user (--offset)"
+    off, off_reason, acq = offset_from_metadata(meta)
+    if off is not None:
+        return off, off_reason
+    dn = {}
+    for n, i in where.items():
+        if n in _S1:
+            continue
+        v = sample[i].astype(np.float64)
+        ok = valid if valid is not None else np.ones(v.shape, bool)
+        dn[n] = v[ok] * scale
+    pix, pix_reason = offset_from_pixels(dn)
+    if acq is not None and acq >= OFFSET_SINCE:
+        if pix != 0:
+            return S2_BASELINE_OFFSET_DN, f"acquired {acq} (baseline >= 04.00 since {OFFSET_SINCE})"
+        return 0, f"acquired {acq}, but {pix_reason}"
+    if pix is not None:
+        return pix, "pixel test: " + pix_reason + (f" (acquired {acq}, before {OFFSET_SINCE})" if acq is not None else "")
+    if acq is not None:
+        return 0, f"acquired {acq}, before baseline 04.00 ({OFFSET_SINCE}); pixel test inconclusive"
+    raise InputError(
+        f"cannot tell whether {what} carries the +1000 DN offset of processing baseline 04.00: {pix_reason}, "
+        "and it has no metadata saying so; pass --offset 0 (products before 2022-01-25) or --offset 1000 "
+        "(baseline 04.00 or later), or choose the offset in the app"
+    )
+
+
+def _level(level: str | None, level_reason: str, meta: Mapping[str, str]) -> tuple[str, str]:
+    """Step 4, processing level: (``"L1C"``, ``"L2A"`` or ``"unknown"``, reason); given by the source, else metadata."""
     if level in LEVELS:
-        lev, lev_reason = level, level_reason or "given by the source"
-    else:
-        found, why = _level_from_metadata(meta)
-        if found:
-            lev, lev_reason = found, why
-        else:
-            lev, lev_reason = "unknown", level_reason or "no metadata names the processing level"
+        return level, level_reason or "given by the source"
+    found, why = level_from_metadata(meta)
+    if found:
+        return found, why
+    return "unknown", level_reason or "no metadata names the processing level"
+
+
+def _level_warnings(card: ModelInputs, lev: str, lev_reason: str, what: str) -> list[str]:
+    """The warning of a level outside the card's ``levels`` (quoting its measured agreement), or of an unknown level."""
     card_levels = [str(v) for v in (getattr(card, "levels", []) or [])]
     if lev in LEVELS and card_levels and lev not in card_levels:
         measured = (getattr(card, "level_agreement", {}) or {}).get(lev)
         shift = (f"{what} is {lev} ({lev_reason}) but model {card.name!r} was trained on {', '.join(card_levels)}: "
                  f"a domain shift ({', '.join(card_levels)} -> {lev}"
                  + (", top-of-atmosphere -> surface reflectance)" if lev == "L2A" else ", surface -> top-of-atmosphere reflectance)"))
-        warn.append(f"{shift}; its card measured on {lev} input: {_fmt_agreement(measured)}" if measured else
-                    f"{shift}; its card has no measured agreement on {lev} input, so check the map against a reference")
-    elif lev == "unknown" and card_levels:
-        warn.append(f"the processing level of {what} is unknown; model {card.name!r} was trained on {', '.join(card_levels)}")
-    return InputDecision(
-        bands=tuple(card.bands), file_bands=shown, source=source, fill=fill, file_count=len(file_names),
-        nodata=nodata, scale=scale, scale_reason=scale_reason, offset_dn=int(off), offset_reason=off_reason,
-        level=lev, level_reason=lev_reason, missing_optional=tuple(missing), warnings=tuple(warn),
-    )
+        return [f"{shift}; its card measured on {lev} input: {_fmt_agreement(measured)}" if measured else
+                f"{shift}; its card has no measured agreement on {lev} input, so check the map against a reference"]
+    if lev == "unknown" and card_levels:
+        return [f"the processing level of {what} is unknown; model {card.name!r} was trained on {', '.join(card_levels)}"]
+    return []
 
 
 def _fmt_agreement(measured: object) -> str:
@@ -585,32 +519,6 @@ def _sample_read(ds, max_pixels: int = _SAMPLE_PIXELS) -> np.ndarray:
     factor = max(1.0, math.sqrt(ds.height * ds.width / max_pixels))
     h, w = max(1, int(ds.height / factor)), max(1, int(ds.width / factor))
     return ds.read(out_shape=(ds.count, h, w))
-
-
-def file_metadata(ds) -> dict[str, str]:
-    """Dataset tags, band tags (``b<i>:KEY``) and the IMAGERY domain of an open rasterio dataset."""
-    meta: dict[str, str] = {}
-    for ns in (None, "IMAGERY"):
-        try:
-            meta.update(ds.tags(ns=ns) if ns else ds.tags())
-        except Exception:  # noqa: BLE001 - a domain that the driver does not know
-            continue
-    for i in range(1, ds.count + 1):
-        for k, v in ds.tags(i).items():
-            meta.setdefault(k, v)
-    return meta
-
-
-def read_file_metadata(path: str | Path) -> dict[str, str]:
-    """:func:`file_metadata` of a GeoTIFF on disk (tags only, no pixels).
-
-    Raises:
-        RasterReadError: Missing or unreadable file.
-    """
-    from core.io.raster import _open
-
-    with _open(path) as ds:
-        return file_metadata(ds)
 
 
 def decide_for_file(

@@ -18,11 +18,11 @@ import rasterio
 
 pytest.importorskip("distributed")
 
+from core.inference.block_sources import RasterSource  # noqa: E402
 from core.inference.blocks import (  # noqa: E402
     MANIFEST_NAME,
     BlockFailedError,
     ManifestMismatchError,
-    RasterSource,
     plan_blocks,
     predict_distributed,
 )
@@ -228,7 +228,7 @@ class FakeEarthEngineFactory:
 
 def test_earth_engine_blocks_are_fetched_per_block_and_equal_single_process(src, tmp_path, client):
     """--aoi mode: every worker fetches only its block and halo; the mosaic equals the single-process map."""
-    from core.inference.blocks import EarthEngineSource
+    from core.inference.block_sources import EarthEngineSource
     from core.sources.earth_engine import PixelGrid, sentinel2_spec
 
     cls_ref, conf_ref = _single(src, tmp_path)

@@ -20,7 +20,7 @@ from core.sources.earth_engine import (
     TransientError,
     classify_error,
 )
-from trainer.chips import ChipFootprint, chip_splits
+from core.splits import ChipFootprint, chip_splits
 from trainer.config import load_config
 from trainer.data import load_exported_chips
 from trainer.export import MANIFEST_FIELDS, ExportSettings, chip_grid, export_chips, plan_export
