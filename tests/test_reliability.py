@@ -198,7 +198,7 @@ KILL_SCRIPT = textwrap.dedent(
 def _start_writer(image: Path, out: Path, mode: str, *, sigterm: bool = False) -> subprocess.Popen:
     code = KILL_SCRIPT
     if sigterm:  # as the command line does: SIGTERM becomes SystemExit, so cleanup runs
-        code = "import signal, trainer.__main__ as m\nsignal.signal(signal.SIGTERM, m._on_sigterm)\n" + code
+        code = "import signal, trainer.cli.options as m\nsignal.signal(signal.SIGTERM, m._on_sigterm)\n" + code
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen([sys.executable, "-c", code, str(image), str(out), mode], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -247,7 +247,7 @@ def test_sigterm_while_writing_removes_the_temporary_files(tmp_path):
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    from trainer.__main__ import main
+    from trainer.cli import main
 
     try:
         rc = main(list(argv))
@@ -320,14 +320,14 @@ def test_cli_config_errors_name_the_problem(tmp_path, capsys):
 
 
 def test_cli_unexpected_errors_go_to_a_log_file(image, tmp_path, capsys, monkeypatch):
-    import trainer.commands
+    import trainer.predict
 
     monkeypatch.setenv("LULC_LOG_DIR", str(tmp_path / "logs"))
 
     def bug(*a, **k):
         return {}["missing"]
 
-    monkeypatch.setattr(trainer.commands, "predict", bug)
+    monkeypatch.setattr(trainer.predict, "predict", bug)
     rc, err = run_cli(capsys, "predict", "--checkpoint", "m", "--input", str(image), "--output", str(tmp_path / "o.tif"))
     assert rc == 1 and "unexpected KeyError" in err and "Traceback" not in err
     (log,) = (tmp_path / "logs").iterdir()
@@ -431,7 +431,7 @@ def shifted_scene(tmp_path, data_dir) -> Path:
 
 
 def test_labels_on_another_grid_are_refused_before_inference(shifted_scene, monkeypatch):
-    import trainer.evaluation as te
+    import trainer.scene_scores as te
     from core.sources.samples import get_scene, load_labels
     from models.bundle import load_bundle
 

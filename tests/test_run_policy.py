@@ -45,8 +45,7 @@ def maps(tmp_path_factory, data_dir) -> dict:
     pytest.importorskip("distributed")
     from app import analyst, services
     from app.state import AppState
-    from trainer import commands
-    from trainer.distributed import predict_dask
+    from trainer.predict import predict, predict_dask
 
     tmp = tmp_path_factory.mktemp("one-map")
     out = {}
@@ -58,7 +57,7 @@ def maps(tmp_path_factory, data_dir) -> dict:
             state = AppState(scene_id=sid, aoi_mode="Whole scene", bundle_path=bundle_dir)
             app_map = services.run_analysis(state).prediction.classes
             cli = tmp / f"{name}_{sid}.tif"
-            commands.predict(bundle_dir, str(src), str(cli), quiet=True)
+            predict(bundle_dir, str(src), str(cli), quiet=True)
             dask = tmp / f"{name}_{sid}_dask.tif"
             predict_dask(bundle_dir, str(src), str(dask), workers=1)
             scene_map = analyst.predict_scene(sid, bundle_dir, str(data_dir)).classes

@@ -22,8 +22,8 @@ from core.inputs.bands import canonical_band
 from core.inputs.decision import InputError, decide, decide_for_file, parse_bands
 from core.sources.samples import get_scene, list_scenes, scene_decision
 from models.bundle import load_bundle, read_card
-from trainer import commands
-from trainer.__main__ import main
+from trainer.cli import main
+from trainer.predict import predict
 
 DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
 CROP = Window(512, 128, 128, 128)  # Brandenburg: fields, forest, lake
@@ -61,7 +61,7 @@ def write(path: Path, prof: dict, arr: np.ndarray, names=None, tags=None, nodata
 
 
 def classes(bundle, src: Path, out: Path, **kw) -> np.ndarray:
-    commands.predict(bundle, str(src), str(out), tile=128, overlap=0, quiet=True, progress=lambda d, t: None, **kw)
+    predict(bundle, str(src), str(out), tile=128, overlap=0, quiet=True, progress=lambda d, t: None, **kw)
     with rasterio.open(out) as ds:
         return ds.read(1)
 

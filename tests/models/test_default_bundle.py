@@ -19,8 +19,8 @@ from rasterio.windows import Window
 from core.config import DEFAULT_BUNDLE_DIR
 from core.sources.samples import get_scene, list_scenes, scene_grid
 from models.bundle import load_bundle
-from trainer.assess import REGIONS, band_agreement
-from trainer.evaluation import evaluate_scene
+from trainer.card_assessment import REGIONS, band_agreement
+from trainer.scene_scores import evaluate_scene
 
 CARD = json.loads((DEFAULT_BUNDLE_DIR / "card.json").read_text())
 INDEPENDENT = ("osm", "water", "lulc")
@@ -140,7 +140,7 @@ def test_predict_runs_on_a_10_band_l2a_file_without_b5_and_b12(tmp_path):
 
 def test_fit_wrote_a_temperature_that_calibrates_held_out_pixels(bundle):
     """``fit`` fits the softmax temperature on the validation split; it must also help on test blocks."""
-    from trainer.analyst import scene_calibration
+    from trainer.calibration import scene_calibration
 
     cal = CARD["metrics"]["calibration"]
     assert CARD["temperature"] == pytest.approx(cal["temperature"]) and cal["split"] == "val"

@@ -115,7 +115,7 @@ def test_tiles_with_even_origins_match_the_whole_image_inside():
 @needs_data
 def test_predict_cli_path_reproduces_labels_next_to_partly_empty_pixels(tmp_path):
     """Hungary's edge row/column lack the 20 m bands only; the original saw the 10 m bands there."""
-    from trainer.commands import predict
+    from trainer.predict import predict
 
     scene = "hungary-2020-08-12"
     out = predict(str(BUNDLE), str(DATA / scene / "image_s2.tif"), str(tmp_path / "p.tif"), quiet=True)

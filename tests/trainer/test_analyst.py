@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from core.config import DEFAULT_BUNDLE_DIR, data_dir
-from trainer.__main__ import main
+from trainer.cli import main
 
 SAMPLES = data_dir() / "samples"
 SPRING = str(SAMPLES / "hungary-2020-04-24" / "labels_dw.tif")
@@ -91,7 +91,7 @@ def test_fit_calibration_temperature_from_a_validation_loader():
     import numpy as np
     import torch
 
-    from trainer.analyst import validation_calibration
+    from trainer.calibration import validation_calibration
 
     rng = np.random.default_rng(0)
     z = rng.normal(0, 1.5, size=(6, 5, 16, 16)).astype(np.float32)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.config import REPO_ROOT
-from trainer.__main__ import main
+from trainer.cli import main
 from trainer.config import FitConfig, load_config
 
 SMOKE = Path(__file__).with_name("smoke.yaml")

@@ -17,8 +17,7 @@ from core.config import DEFAULT_BUNDLE_DIR  # noqa: E402
 from core.errors import AOIError  # noqa: E402
 from core.sources.samples import get_scene  # noqa: E402
 from tests.core.test_distributed import FakeEarthEngineFactory  # noqa: E402
-from trainer import commands  # noqa: E402
-from trainer.distributed import parse_aoi_bounds, predict_dask  # noqa: E402
+from trainer.predict import parse_aoi_bounds, predict, predict_dask  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AOI = "12.55,52.47,12.58,52.49"  # inside the Brandenburg scene (UTM 33N)
@@ -44,7 +43,7 @@ def test_aoi_blocks_from_earth_engine_equal_single_process_predict(tmp_path):
     with rasterio.open(tmp_path / "aoi.tif", "w", **prof) as d:
         d.write(arr)
         d.descriptions = tuple(card_bands)
-    commands.predict(str(DEFAULT_BUNDLE_DIR), str(tmp_path / "aoi.tif"), str(tmp_path / "stream.tif"), tile=64, overlap=16, quiet=True)
+    predict(str(DEFAULT_BUNDLE_DIR), str(tmp_path / "aoi.tif"), str(tmp_path / "stream.tif"), tile=64, overlap=16, quiet=True)
     with rasterio.open(tmp_path / "stream.tif") as d:
         np.testing.assert_array_equal(d.read(1), ee_cls)
 

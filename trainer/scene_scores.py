@@ -1,12 +1,15 @@
-"""Evaluate a bundle on sample scenes: the held-out blocks of training scenes, or whole scenes.
+"""Scores of a bundle on sample scenes: the held-out blocks of training scenes, or whole scenes.
 
-Used by ``fit`` (to write the card's metrics) and by ``evaluate`` (to reproduce them), so both go
-through exactly the same code: read the window's bands by name, tiled inference, harmonise with the
-reference scheme, accumulate one confusion matrix.
+Used by ``fit`` (to write the card's metrics) and by ``evaluate`` (:func:`evaluate`, to reproduce
+them), so both go through exactly the same code: read the window's bands by name, tiled inference,
+harmonise with the reference scheme, accumulate one confusion matrix. (The metrics themselves are
+:mod:`core.evaluation`'s.)
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,10 +19,10 @@ from core.evaluation.comparison import Comparison
 from core.inference.policy import model_decision, plan_run
 from core.inference.streaming import NODATA_CLASS, predict_raster
 from core.sources.samples import SampleScene, check_label_grid, get_scene, load_labels, load_model_input, scene_decision
-from core.splits import Block
-from models.bundle import Bundle
+from core.splits import SplitBlock
+from models.bundle import Bundle, load_bundle
 
-__all__ = ["scene_windows", "evaluate_scene"]
+__all__ = ["scene_windows", "evaluate_scene", "evaluate", "summarize", "evaluate_arrays"]
 
 
 def scene_windows(bundle: Bundle, scene: SampleScene, split: str = "auto") -> tuple[list[Window], str]:
@@ -37,7 +40,7 @@ def scene_windows(bundle: Bundle, scene: SampleScene, split: str = "auto") -> tu
     Raises:
         ValueError: A split was asked for that the card does not list for this scene.
     """
-    blocks = [Block(**b) for b in bundle.card.training.get("blocks", []) if b["scene"] == scene.id]
+    blocks = [SplitBlock(**b) for b in bundle.card.training.get("blocks", []) if b["scene"] == scene.id]
     if split == "all" or (split == "auto" and not blocks):
         return [Window(0, 0, scene.width, scene.height)], "whole scene"
     want = "test" if split == "auto" else split
@@ -166,3 +169,41 @@ def evaluate_arrays(bundle: Bundle, scenes: Sequence, labels: str, scheme_name: 
         cmp.add(pred.classes.data[0], scheme.from_index(s.target))
     return {"scene": "exported chips", "labels": labels, "windows": f"{len(scenes)} test chip(s)",
             "metrics": cmp.metrics().to_dict(), "crosswalk": None}
+
+
+def evaluate(checkpoint: str, scene: str, labels: str, *, split: str = "auto", as_json: bool = False, precision: str = "fp32",
+             offset: str | int | None = "auto") -> dict:
+    """Print per-class IoU, mIoU and OA of a bundle on a scene (a table, or one JSON object).
+
+    Args:
+        checkpoint: Bundle folder.
+        scene: Sample scene id or folder.
+        labels: Reference label product.
+        split: See :func:`scene_windows`.
+        as_json: Print one JSON object instead of tables.
+        precision: ``fp32``, ``bf16`` or ``auto``.
+        offset: Radiometric offset of the scene: ``"auto"``, 0 or 1000 (see :mod:`core.inputs.decision`).
+
+    Returns:
+        The result dict of :func:`evaluate_scene`.
+    """
+    bundle = load_bundle(checkpoint, precision=precision)
+    res = evaluate_scene(bundle, scene, labels, split=split, offset=offset)
+    if as_json:
+        print(json.dumps(res))
+        return res
+    from core.evaluation.metrics import metrics_from_confusion
+
+    m = res["metrics"]
+    names = list(m["per_class"])
+    print(f"{res['scene']}: {bundle.card.name} vs {labels} labels on {res['windows']}"
+          + (f" (crosswalk {res['crosswalk']})" if res["crosswalk"] else ""))
+    print(f"input: {res['input']}")
+    for w in res.get("input_warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    print(metrics_from_confusion(m["confusion_matrix"], names, excluded_fraction=m["excluded_fraction"] or 0).table())
+    if "baseline" in res:
+        b = res["baseline"]["metrics"]
+        print(f"\n{res['baseline']['labels']} labels vs {labels} on the same pixels:")
+        print(metrics_from_confusion(b["confusion_matrix"], list(b["per_class"])).table())
+    return res

@@ -13,14 +13,11 @@
 The Dynamic World model's labels are the pack's ``labels_dw.tif``, which the local port
 (``models/dynamicworld``) reproduces exactly (tests/models/test_dynamicworld.py).
 
-Run: ``python -m trainer.assess models/default --loro runs/loro-*/bundle``.
+Run: ``python -m trainer card-check models/default --loro runs/loro-*/bundle`` (:mod:`trainer.cli.card_check`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,9 +30,9 @@ from core.inference.policy import model_decision, plan_run
 from core.inference.streaming import NODATA_CLASS, predict_raster
 from core.sources.samples import get_scene, load_model_input, scene_decision
 from models.bundle import Bundle, load_bundle, read_card, write_card
-from trainer.evaluation import evaluate_scene
+from trainer.scene_scores import evaluate_scene
 
-__all__ = ["DROPS", "REGIONS", "band_agreement", "level_agreement", "loro_row", "independent_table", "assess", "card_tables"]
+__all__ = ["DROPS", "REGIONS", "band_agreement", "level_agreement", "loro_row", "independent_table", "assess_card", "card_tables"]
 
 DROPS: tuple[tuple[str, ...], ...] = (("B5",), ("B6",), ("B7",), ("B11",), ("B12",), ("B5", "B12"))
 """Missing-band cases measured (each optional band alone, and the pair B5 + B12)."""
@@ -208,7 +205,7 @@ def _crosswalk_table() -> list[list[str]]:
     return [list(p) for p in get_crosswalk("slovenia_lulc", "dynamic_world").table()]
 
 
-def assess(bundle_dir: str | Path, loro_dirs: Sequence[str | Path] = ()) -> dict:
+def assess_card(bundle_dir: str | Path, loro_dirs: Sequence[str | Path] = ()) -> dict:
     """Measure band/level agreement, LORO and the independent-reference table; write them into the card.
 
     Args:
@@ -285,24 +282,3 @@ def card_tables(bundle_dir: str | Path) -> str:
                    f"{r['model']['oa']:.3f} | {r['dynamic_world']['miou']:.3f} | {r['dynamic_world']['oa']:.3f} |")
     return "\n".join(out)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m trainer.assess BUNDLE [--loro DIR ...]`` or ``BUNDLE --markdown``."""
-    ap = argparse.ArgumentParser(prog="python -m trainer.assess", description=__doc__.splitlines()[0])
-    ap.add_argument("bundle")
-    ap.add_argument("--loro", nargs="*", default=[])
-    ap.add_argument("--markdown", action="store_true", help="print the card's assessment as Markdown tables, measure nothing")
-    a = ap.parse_args(argv)
-    try:
-        if a.markdown:
-            print(card_tables(a.bundle))
-            return 0
-        print(json.dumps(assess(a.bundle, a.loro), indent=1))
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
