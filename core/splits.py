@@ -59,10 +59,6 @@ class SplitBlock:
         return asdict(self)
 
 
-Block = SplitBlock
-"""Old name of :class:`SplitBlock`, kept only while ``trainer/data.py`` and ``trainer/evaluation.py`` import it."""
-
-
 def block_splits(
     scene: str,
     height: int,

@@ -6,6 +6,7 @@ Scenes are small enough to hold in memory; chips are views into them. The same b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from core.inputs.decision import decide, prepare_raster
 from core.io.guards import check_same_grid
 from core.io.raster import raster_info, read_raster
 from core.sources.samples import get_scene, load_labels, load_model_input, scene_decision
-from core.splits import Block, block_splits, chip_windows
+from core.splits import ChipFootprint, SplitBlock, block_splits, chip_splits, chip_windows
 from trainer.config import FitConfig
 
 __all__ = ["SceneData", "load_scenes", "band_statistics", "class_weights", "ChipDataset", "LulcDataModule"]
@@ -44,7 +45,7 @@ class SceneData:
     id: str
     image: np.ndarray
     target: np.ndarray
-    blocks: list[Block]
+    blocks: list[SplitBlock]
     level: str = "unknown"
     input: str = ""
     soft: np.ndarray | None = None
@@ -124,14 +125,14 @@ def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[lis
     return out, scheme
 
 
-def _cell_split(lon: float, lat: float, cell_deg: float, val: float, test: float, seed: int) -> str:
-    """Split of the cell holding a point: a stable hash of (cell, seed) mapped to [0, 1)."""
-    import hashlib
-    import math
-
-    key = f"{math.floor(lon / cell_deg)}:{math.floor(lat / cell_deg)}:{seed}".encode()
-    u = int(hashlib.sha256(key).hexdigest()[:8], 16) / 2**32
-    return "test" if u < test else "val" if u < test + val else "train"
+def manifest_fill(value, default: float | None) -> float | None:
+    """A fill value from a manifest cell read as text: empty (an older manifest) gives ``default``, ``"nan"`` NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    text = str(value).strip()
+    if not text or text in ("<NA>", "None"):
+        return default
+    return float(text)
 
 
 def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[list[SceneData], ClassScheme]:
@@ -148,7 +149,7 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
     become NaN / unlabelled, never training data. Every chip, downloaded or batch-exported, with
     more nodata than its manifest ``max_nodata`` (default 0.1) is left out.
 
-    Splits: :func:`trainer.chips.chip_splits` groups overlapping or touching chips so that no
+    Splits: :func:`core.splits.chip_splits` groups overlapping or touching chips so that no
     validation or test pixel lies under a training chip (chips in the buffer between splits are
     left out).
 
@@ -161,7 +162,6 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
     from core.classes import get_scheme
     from core.errors import BandError
     from core.io.raster import read_raster, stack_bands
-    from trainer.chips import ChipFootprint, chip_splits, manifest_fill
     from trainer.export import read_manifest
 
     def filled(raster, value, default):
@@ -208,7 +208,7 @@ def load_exported_chips(cfg: FitConfig, *, offset: int | str | None = None) -> t
             continue
         h, w = target.shape
         footprints.append(ChipFootprint(r.id, str(first.crs), first.transform, w, h))
-        out.append(SceneData(f"chip:{r.id}", image, target, [Block(f"chip:{r.id}", 0, 0, h, w, "")], decision.level, decision.summary()))
+        out.append(SceneData(f"chip:{r.id}", image, target, [SplitBlock(f"chip:{r.id}", 0, 0, h, w, "")], decision.level, decision.summary()))
     splits = chip_splits(footprints, cell_deg=cfg.data.chips_cell_deg, val=cfg.data.val_fraction, test=cfg.data.test_fraction,
                          seed=cfg.seed)
     out = [replace(s, blocks=[replace(s.blocks[0], split=splits[s.id[5:]])]) for s in out if splits[s.id[5:]] is not None]
@@ -368,7 +368,7 @@ class LulcDataModule(L.LightningDataModule):
         return sorted({s.level for s in self.scenes})
 
     @property
-    def blocks(self) -> list[Block]:
+    def blocks(self) -> list[SplitBlock]:
         """All split blocks of all scenes."""
         return [b for s in self.scenes for b in s.blocks]
 

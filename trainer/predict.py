@@ -314,7 +314,7 @@ def earth_engine_source(card, aoi: str, start: str, end: str, *, adapter_factory
         BandError: The model needs Sentinel-1 bands (this mode fetches Sentinel-2 only).
     """
     from core.errors import BandError
-    from core.inference.blocks import EarthEngineSource
+    from core.inference.block_sources import EarthEngineSource
     from core.sources.earth_engine import (
         LiveEarthEngine,
         PixelGrid,
@@ -348,7 +348,7 @@ def _block_source(card, src: str | None, aoi: str | None, start: str | None, end
         print(f"Earth Engine {source.spec.title} {start}..{end}, {source.grid.width} x {source.grid.height} px on "
               f"{source.grid.crs} (10 m): {source.decision.summary()}")
         return source
-    from core.inference.blocks import RasterSource
+    from core.inference.block_sources import RasterSource
 
     decision = model_decision(card, input_for_file(src, card, bands=bands, offset=offset))
     source = RasterSource(str(src), tuple(card.bands), decision)
