@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from shapely import geometry as sg
 
 from app.state import Analysis, AppState
-from core.aoi import DEFAULT_MAX_AOI_KM2, locate_aoi, parse_bbox, parse_geojson
+from core.aoi import DEFAULT_MAX_AOI_KM2, geodesic_area_km2, locate_aoi, parse_bbox, parse_geojson
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError, LulcError, NoDataError
 from core.inference.policy import RunPolicy, plan_run
@@ -192,25 +192,106 @@ def bundle_label(path: str) -> str:
         return f"{rel} (unreadable card)"
 
 
+def aoi_origin(state: AppState) -> str:
+    """What the user did to give the AOI, for messages: "the bounding box you typed", "the area you drew", ..."""
+    if state.aoi_mode == "Bounding box":
+        return "the bounding box you typed"
+    if state.aoi_mode == "GeoJSON":
+        return "the GeoJSON you pasted or uploaded"
+    if state.aoi_mode == "Draw on map":
+        return "the area you drew"
+    return "the whole scene"
+
+
+_ACTION = {"Bounding box": "type", "GeoJSON": "paste", "Draw on map": "draw"}
+
+
+def _user_aoi(state: AppState):
+    """The user's AOI polygon (lon/lat), refused above the AOI limit by its own area (never clipped to fit).
+
+    Raises:
+        AOIError: Not parseable, invalid, or larger than :data:`MAX_AOI_KM2`; the message says what the user gave.
+    """
+    what = aoi_origin(state)
+    try:
+        geom = _aoi_geometry(state)
+    except AOIError as exc:
+        raise (exc if str(exc).startswith("no AOI") else AOIError(f"{what}: {exc}")) from None
+    km2 = geodesic_area_km2(geom)
+    if km2 > MAX_AOI_KM2:
+        raise AOIError(f"{what} covers {km2:,.0f} km²; the limit is {MAX_AOI_KM2:.0f} km²: "
+                       f"{_ACTION.get(state.aoi_mode, 'give')} a smaller area (nothing was run)")
+    return geom
+
+
+def _place_message(state: AppState, exc: AOIError) -> str:
+    msg = str(exc).replace("draw it over", f"{_ACTION.get(state.aoi_mode, 'place')} it over").replace("draw a", f"{_ACTION.get(state.aoi_mode, 'give')} a")
+    return msg if msg.startswith(aoi_origin(state)) else f"{aoi_origin(state)}: {msg}"
+
+
+@dataclass(frozen=True)
+class AoiPreview:
+    """The user's AOI as soon as it parses: its polygon, area, and whether it fits the data and the limit."""
+
+    geojson: dict | None
+    km2: float | None
+    note: str
+    ok: bool
+
+
+def preview_aoi(state: AppState, crs=None, transform=None, height: int = 0, width: int = 0) -> AoiPreview | None:
+    """Parse the AOI the user gave and place it on the grid (when given), for the map before *Run model*.
+
+    Returns ``None`` for "Whole scene" and for a mode with nothing entered yet.
+    """
+    if state.aoi_mode == "Whole scene" or (state.aoi_mode == "Bounding box" and not state.bbox_text.strip()) or (
+            state.aoi_mode != "Bounding box" and not state.aoi_geojson):
+        return None
+    what = aoi_origin(state)
+    try:
+        geom = _aoi_geometry(state)
+    except AOIError as exc:
+        return AoiPreview(None, None, f"{what}: {exc}", False)
+    geo = sg.mapping(geom)
+    km2 = geodesic_area_km2(geom)
+    if km2 > MAX_AOI_KM2:
+        return AoiPreview(geo, km2, f"{what} covers {km2:,.0f} km²; the limit is {MAX_AOI_KM2:.0f} km²: "
+                                    f"{_ACTION.get(state.aoi_mode, 'give')} a smaller area", False)
+    if transform is None:
+        return AoiPreview(geo, km2, f"AOI ({what}): {km2:,.2f} km², within the {MAX_AOI_KM2:.0f} km² limit", True)
+    try:
+        placed = locate_aoi(geom, crs, transform, height, width, max_area_km2=MAX_AOI_KM2)
+    except AOIError as exc:
+        return AoiPreview(geo, km2, _place_message(state, exc), False)
+    inside = placed.area_km2
+    fit = "inside the data" if inside >= 0.995 * km2 else f"{inside:,.2f} km² of it inside the data (only that part is run)"
+    return AoiPreview(geo, km2, f"AOI ({what}): {km2:,.2f} km², {fit}, within the {MAX_AOI_KM2:.0f} km² limit", True)
+
+
 def place_aoi(state: AppState, crs, transform, height: int, width: int) -> tuple[Window, np.ndarray, float, dict | None]:
     """The user's AOI on a grid: pixel window, mask (h, w), area in km^2 and lon/lat GeoJSON.
 
     "Whole scene" takes the whole grid (refused above the AOI limit); otherwise the drawn, pasted
-    or typed AOI is placed with :func:`core.aoi.locate_aoi`.
+    or typed AOI is refused above the limit by its own area (never clipped silently to fit) and
+    placed with :func:`core.aoi.locate_aoi`.
 
     Raises:
-        AOIError: No AOI, invalid geometry, outside the grid or too large.
+        AOIError: No AOI, invalid geometry, outside the grid or too large; the message says what the user gave.
     """
     if state.aoi_mode == "Whole scene":
         km2 = grid_area_km2(crs, transform, height, width)
         if km2 > MAX_AOI_KM2:
-            raise AOIError(f"the data covers {km2:.0f} km^2, above the {MAX_AOI_KM2:.0f} km^2 limit; give an AOI inside it")
+            raise AOIError(f"the data covers {km2:,.0f} km², above the {MAX_AOI_KM2:.0f} km² limit; give an AOI inside it")
         footprint = footprint_lonlat(crs, transform, height, width)
         if footprint and footprint[0] > footprint[2]:  # crosses the antimeridian: count east past 180
             footprint = (footprint[0], footprint[1], footprint[2] + 360.0, footprint[3])
         geo = sg.mapping(sg.box(*footprint)) if footprint else None
         return Window(0, 0, width, height), np.ones((height, width), bool), km2, geo
-    aoi = locate_aoi(_aoi_geometry(state), crs, transform, height, width, max_area_km2=MAX_AOI_KM2)
+    geom = _user_aoi(state)
+    try:
+        aoi = locate_aoi(geom, crs, transform, height, width, max_area_km2=MAX_AOI_KM2)
+    except AOIError as exc:
+        raise AOIError(_place_message(state, exc)) from None
     return aoi.window, aoi.mask, aoi.area_km2, sg.mapping(aoi.geometry)
 
 
@@ -270,6 +351,12 @@ def _aoi_geometry(state: AppState):
     if not state.aoi_geojson:
         raise AOIError("no AOI yet: draw a rectangle or polygon on the map, or paste or upload GeoJSON")
     return parse_geojson(state.aoi_geojson)
+
+
+def selection_of(state: AppState, source: str, item: str | None) -> tuple:
+    """What a result must have been made from to be shown as current: source, scene or file, AOI, model, precision."""
+    aoi = {"Bounding box": state.bbox_text.replace(" ", ""), "Whole scene": ""}.get(state.aoi_mode, str(state.aoi_geojson or ""))
+    return (source, item or "", state.aoi_mode, aoi, str(state.bundle_path), state.precision)
 
 
 def run_analysis(state: AppState, progress: Callable[[int, int], None] | None = None) -> Analysis:
@@ -388,7 +475,7 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
     bundle = get_bundle(state.bundle_path, state.precision)
     if state.aoi_mode == "Whole scene":
         raise AOIError("Earth Engine needs an AOI: draw one, paste GeoJSON or type a bounding box")
-    grid = utm_grid(_aoi_geometry(state).bounds)
+    grid = utm_grid(_user_aoi(state).bounds)
     window, mask, km2, geo = place_aoi(state, CRS.from_user_input(grid.crs), grid.affine, grid.height, grid.width)
     adapter = earth_engine_adapter()
     t0 = time.perf_counter()
@@ -516,3 +603,34 @@ def report_unexpected(exc: BaseException, where: str) -> str:
     detail = f"the details are in {log}" if log else "no log file could be written"
     return (f"Something unexpected went wrong ({type(exc).__name__}); {detail}. "
             "Nothing was changed; try again or pick another input, and please report it with that file.")
+
+
+def upload_preview(raster: GeoRaster, max_side: int = 1024) -> np.ndarray:
+    """True-colour RGBA of an uploaded raster (decimated to ``max_side``), for the map before *Run model*.
+
+    Raises:
+        BandError: The file names no B2, B3 and B4 (its bands are not Sentinel-2 spellings).
+    """
+    from core.errors import BandError
+    from core.products.render import composite
+
+    names = tuple(canonical_band(str(n)) or str(n) for n in raster.band_names)
+    if len(set(names)) != len(names) or not {"B2", "B3", "B4"} <= set(names):
+        raise BandError("no B2, B3 and B4 among the file's band names")
+    step = max(1, -(-max(raster.height, raster.width) // max_side))
+    small = GeoRaster(raster.data[:, ::step, ::step], raster.crs, raster.transform @ raster.transform.scale(step, step),
+                      raster.nodata, names)
+    return composite(small, ("B4", "B3", "B2"))
+
+
+def footprint_geojson(raster: GeoRaster) -> dict | None:
+    """The lon/lat footprint of a raster as a GeoJSON polygon (``None`` without a CRS)."""
+    fp = footprint_lonlat(raster.crs, raster.transform, raster.height, raster.width)
+    return sg.mapping(sg.box(*fp)) if fp and fp[0] < fp[2] else None
+
+
+def upload_area_note(raster: GeoRaster) -> str:
+    """The area an uploaded raster covers, and whether it fits the AOI limit as a whole."""
+    km2 = grid_area_km2(raster.crs, raster.transform, raster.height, raster.width)
+    fits = "fits the limit as a whole" if km2 <= MAX_AOI_KM2 else f"above the {MAX_AOI_KM2:.0f} km² limit: give an AOI inside it"
+    return f"{km2:,.2f} km² ({fits})"

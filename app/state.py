@@ -32,6 +32,9 @@ class Analysis:
         references: Label product -> (uint8 ``GeoRaster`` on the image's grid, scheme name).
         source: ``"samples"``, ``"earth_engine"`` or ``"upload"``.
         comparisons: Reference product -> ``core.evaluation.comparison.CompareResult``, filled on first use.
+        selection: The Explore selection it was made from (``app.services.selection_of``); a result whose
+            selection differs from the current one is shown only as "the last run".
+        finished: Local time the run ended (``HH:MM:SS``).
     """
 
     scene_id: str
@@ -46,6 +49,13 @@ class Analysis:
     references: dict = field(default_factory=dict)
     source: str = "samples"
     comparisons: dict = field(default_factory=dict)
+    selection: tuple = ()
+    finished: str = ""
+
+    def describe(self) -> str:
+        """One line naming the run: scene or file, AOI area, model folder and time."""
+        when = f" · at {self.finished}" if self.finished else ""
+        return f"{self.scene_id} · AOI {self.aoi_km2:,.2f} km² · model {Path(self.bundle_path).name}{when}"
 
 
 @dataclass
@@ -75,6 +85,7 @@ class AppState:
     overlay: str = "Prediction"
     opacity: float = 0.7
     analysis: Analysis | None = None
+    selection: tuple = ()  # the Explore page's current selection (app.services.selection_of)
     job: TrainingJob | None = None
     ee_start: str = "2021-06-01"
     ee_end: str = "2021-08-31"  # inclusive last date (summer 2021)

@@ -39,7 +39,8 @@ with right:
             except Exception as exc:  # a bug, not the user's file: short message, traceback in a log
                 st.error(services.report_unexpected(exc, f"reading upload {file.name}"))
             else:
-                st.caption(f"{file.name}: {upload.height} × {upload.width} px · {upload.crs} · bands {', '.join(upload.band_names)}")
+                st.caption(f"{file.name}: {upload.height:,} × {upload.width:,} px · {upload.crs} · "
+                           f"{services.upload_area_note(upload)} · bands {', '.join(str(b) for b in upload.band_names)}")
         up_order = st.selectbox("Band order", [*services.BAND_ORDER_PRESETS, "Custom"], key="upload_band_order",
                                 help="For files without band descriptions (or with wrong ones): the bands in file order")
         up_bands = services.BAND_ORDER_PRESETS.get(up_order)
@@ -108,6 +109,18 @@ with right:
     elif state.aoi_mode == "Draw on map":
         st.caption("Draw a rectangle or polygon on the map (toolbar at its left).")
     st.caption(f"AOI limit: {services.MAX_AOI_KM2:.0f} km².")
+    if upload is not None:
+        grid = (upload.crs, upload.transform, upload.height, upload.width)
+    elif scene is not None and scene.georeferenced:
+        grid = (*services.scene_grid(scene), scene.height, scene.width)
+    else:
+        grid = ()
+    preview = services.preview_aoi(state, *grid) if georeferenced else None
+    if preview is not None:
+        (st.caption if preview.ok else st.warning)(preview.note)
+    item = upload.meta.get("name") if upload is not None else (f"{state.ee_start}..{state.ee_end}" if use_ee else state.scene_id)
+    selection = services.selection_of(state, source if source != "Earth Engine" or use_ee else "Sample pack", item)
+    state.selection = selection
     waiting = source == "Upload GeoTIFF" and upload is None
     why = "Upload a readable GeoTIFF above first." if waiting else None
     if st.button("Run model", type="primary", width="stretch", key="run", disabled=waiting, help=why):
@@ -122,11 +135,14 @@ with right:
                 a = services.run_analysis(state, step)
         except LulcError as exc:
             bar.empty()
+            state.analysis = None  # the error replaces the result it belongs to
             st.error(str(exc))
         except Exception as exc:  # a bug: short message, traceback in a log file
             bar.empty()
+            state.analysis = None
             st.error(services.report_unexpected(exc, "Run model"))
         else:
+            a.selection, a.finished = selection, dt.datetime.now().strftime("%H:%M:%S")
             bar.progress(1.0, text=f"Done: {a.aoi_km2:.2f} km² in {a.seconds:.1f} s")
             st.success(f"Predicted {a.aoi_km2:.2f} km² of {a.scene_id}. See Compare and Metrics.")
     if waiting:
@@ -137,7 +153,8 @@ with right:
             st.json(earth_engine.dry_run(state), expanded=1)
         except LulcError as exc:
             st.error(str(exc))
-    if state.analysis is not None:
+    current = state.analysis is not None and state.analysis.selection == selection
+    if current:
         decision = services.input_decision(state.analysis)
         policy = services.run_policy(state.analysis)
         if decision is not None:
@@ -148,6 +165,9 @@ with right:
             st.warning(w)
         st.page_link(page("compare"), label="Compare prediction and labels", icon=":material/compare:")
         st.page_link(page("metrics"), label="Metrics", icon=":material/bar_chart:")
+    elif state.analysis is not None:
+        st.info(f"Last run: {state.analysis.describe()}. It was made from another selection, so it is not on the map; "
+                "Compare, Metrics and Export still show it. Press Run model for the selection above.")
 
 with left:
     basemap = st.selectbox("Basemap", ["None (offline)", *maps.BASEMAPS], help="Basemap tiles need internet", key="basemap")
@@ -155,16 +175,28 @@ with left:
     if scene is not None and scene.georeferenced:
         rgba, crs, transform = services.scene_preview(scene.id, str(data_dir()))
         overlays.append(("Sentinel-2 true colour", rgba, crs, transform, 1.0))
-    a = state.analysis
-    if a is not None and a.image.crs is not None and (a.scene_id == state.scene_id or a.source != "samples"):
+    if upload is not None and upload.crs is not None:
+        try:
+            overlays.append((f"Upload {upload.meta.get('name')} (true colour)", services.upload_preview(upload), upload.crs,
+                             upload.transform, 1.0))
+        except LulcError:
+            pass  # no B2/B3/B4 to paint: the footprint is still outlined
+    a = state.analysis if current else None
+    if a is not None and a.image.crs is not None:
         overlays.append(("Prediction", services.prediction_rgba(a), a.image.crs, a.image.transform, 0.8))
+    if preview is not None and preview.geojson is not None:
+        aoi_geo = preview.geojson
+    elif upload is not None and upload.crs is not None:
+        aoi_geo = services.footprint_geojson(upload)
+    else:
+        aoi_geo = a.aoi_geojson if a else None
     ee_tiles = []
     if use_ee and ee_layers_on:
         try:
             ee_tiles = earth_engine.map_layers(state)
         except LulcError as exc:
             st.warning(f"No Earth Engine layers: {exc}")
-    fmap = maps.build_map(scenes, selected=scene.id if scene is not None else None, overlays=overlays, aoi_geojson=a.aoi_geojson if a else None,
+    fmap = maps.build_map(scenes, selected=scene.id if scene is not None else None, overlays=overlays, aoi_geojson=aoi_geo,
                           basemap=None if basemap.startswith("None") else basemap, draw=georeferenced, tile_layers=ee_tiles)
     out = st_folium(fmap, key="explore_map", height=560, use_container_width=True, returned_objects=["last_active_drawing"])
     drawing = (out or {}).get("last_active_drawing")
@@ -174,4 +206,4 @@ with left:
             if state.aoi_mode != "Draw on map":
                 state.draw_pending = True
                 st.rerun()
-        st.caption("AOI drawn; press Run model.")
+        st.caption("AOI drawn (area and fit beside the map); press Run model.")

@@ -92,7 +92,7 @@ def test_invalid_aoi_gets_a_clear_message(app, mode, value, message):
 def test_aoi_above_the_size_limit(app, monkeypatch):
     monkeypatch.setattr(services, "MAX_AOI_KM2", 10.0)
     run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=BRANDENBURG_5KM)
-    assert app.error and "limit is 10 km^2" in app.error[0].value
+    assert app.error and "limit is 10 km²" in app.error[0].value and "you typed" in app.error[0].value
 
 
 def test_bundle_whose_bands_do_not_match_the_scene(app, tmp_path, monkeypatch):

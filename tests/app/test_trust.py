@@ -1,0 +1,62 @@
+"""Issue 19: what is shown belongs to the current selection; AOIs are shown and refused in words; cards in words."""
+
+from __future__ import annotations
+
+import re
+
+from app.state import KEY
+from tests.app.conftest import goto, run_scene
+
+SMALL = "12.56, 52.465, 12.633, 52.51"
+
+
+def _texts(at, kinds=("markdown", "caption", "success", "info", "warning", "error")):
+    return [(k, str(e.value)) for k in kinds for e in getattr(at, k)]
+
+
+def test_a_scene_switch_leaves_no_caption_of_the_old_run(app):
+    run_scene(app, "newzealand-2020-10-02")
+    assert any("newzealand" in v for k, v in _texts(app) if k in ("success", "caption"))
+    app.selectbox(key="scene").set_value("hungary-2020-08-12").run()
+    stale = [v for k, v in _texts(app) if "newzealand" in v and re.search(r"Input of|Predicted|Done", v)]
+    assert not stale
+    assert any(v.startswith("Last run: newzealand") for k, v in _texts(app) if k == "info")
+    assert not app.get("page_link") or all("Compare" not in str(p.proto) for p in app.get("page_link"))
+
+
+def test_an_error_replaces_the_result(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=SMALL)
+    assert app.session_state[KEY].analysis is not None
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox="0.1, 0.1, 0.2, 0.2")
+    assert app.error and "the bounding box you typed" in app.error[0].value and "type it over" in app.error[0].value
+    assert app.session_state[KEY].analysis is None
+    assert not any("Input of" in v for _, v in _texts(app))
+
+
+def test_an_oversized_box_is_refused_with_its_area_and_never_clipped(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox="11.9, 52.1, 13.3, 52.9")
+    msg = app.error[0].value
+    assert re.search(r"covers [\d,]{5,} km²; the limit is 150 km²", msg) and "you typed" in msg
+    assert not app.success and app.session_state[KEY].analysis is None
+
+
+def test_a_typed_box_is_drawn_with_its_area_before_run(app):
+    app.radio(key="aoi_mode").set_value("Bounding box").run()
+    app.text_input(key="bbox").set_value(SMALL).run()
+    notes = [c.value for c in app.caption if c.value.startswith("AOI (the bounding box you typed)")]
+    assert notes and "km²" in notes[0] and "inside the data" in notes[0]
+    html = str(app.get("component_instance")[0].proto)
+    assert "12.633" in html  # the box is on the map
+    app.text_input(key="bbox").set_value("11.9, 52.1, 13.3, 52.9").run()
+    assert any("the limit is 150 km²" in w.value for w in app.warning)
+
+
+def test_models_page_in_words(app):
+    goto(app, "models")
+    for k, v in _texts(app, ("markdown", "caption", "text")):
+        assert not re.search(r"\{'|\bNone\b|\d\.\d{7,}", v), (k, v)
+    for df in app.dataframe:
+        assert not re.search(r"\bNone\b|\d\.\d{4,}", df.value.to_string())
+    body = " ".join(m.value for m in app.markdown)
+    assert "Optional bands" in body and "agreement without it" in body and "Processing levels seen in training: L1C, L2A" in body
+    assert "Chips of 64 px: 528 train" in body and "with none encoder" not in body
