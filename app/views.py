@@ -56,3 +56,84 @@ def legend_html(scheme: ClassScheme) -> str:
         for c in scheme.classes
     )
     return f'<div style="font-size:0.85em">{chips}</div>'
+
+
+def fmt_num(v, digits: int = 3) -> str:
+    """A number for a table or a sentence: ``digits`` decimals for fractions, thousands separators for counts, "–" for none."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def _words(items) -> str:
+    items = [str(i) for i in items]
+    return ", ".join(items) if items else "none"
+
+
+def card_facts(card) -> list[str]:
+    """The card of a model bundle as sentences (markdown), nothing as a Python repr or ``None``."""
+    out = []
+    enc = "" if card.encoder in (None, "", "none") else f" with a **{card.encoder}** encoder"
+    created = f" · created {card.created[:10]}" if card.created else ""
+    out.append(f"**{card.arch}**{enc} · tile {card.tile} px · GSD {card.gsd_m:g} m{created}")
+    out.append("Bands (in model order): " + ", ".join(f"`{b}`" for b in card.bands))
+    opt = list(card.optional_bands or [])
+    if opt:
+        agree = card.band_agreement or {}
+        parts = [f"`{b}` (agreement without it {agree[b]:.1%})" if isinstance(agree.get(b), (int, float)) else f"`{b}` (no agreement measured)"
+                 for b in opt]
+        combos = [f"`{k}` {v:.1%}" for k, v in agree.items() if "+" in k and isinstance(v, (int, float))]
+        out.append("Optional bands (the model runs without them): " + ", ".join(parts)
+                   + (f"; without several at once: {', '.join(combos)}" if combos else "")
+                   + ". Agreement: share of held-out pixels labelled as with all bands.")
+    else:
+        out.append("Optional bands: none (every band above is required).")
+    levels = list(card.levels or [])
+    out.append(f"Processing levels seen in training: {_words(levels)}" if levels else "Processing levels seen in training: not recorded")
+    t = card.training or {}
+    if t:
+        sentence = []
+        if t.get("source"):
+            sentence.append(f"Source: {t['source']}.")
+        if t.get("data"):
+            data = list(t["data"])
+            sentence.append(f"Trained on {len(data)} scene(s): {_words(data)}" + (f", with {t['labels']} labels" if t.get("labels") else "") + ".")
+        chips = t.get("chips")
+        if isinstance(chips, dict) and chips:
+            size = f" of {t['chip_size']} px" if t.get("chip_size") else ""
+            sentence.append("Chips" + size + ": " + ", ".join(f"{fmt_num(v)} {k}" for k, v in chips.items()) + ".")
+        if t.get("epochs_run") is not None:
+            sentence.append(f"Epochs run: {fmt_num(t['epochs_run'])}.")
+        if isinstance(t.get("best_val_miou"), (int, float)):
+            sentence.append(f"Best validation mIoU: {t['best_val_miou']:.3f}.")
+        if t.get("weights"):
+            sentence.append(f"Weights: {t['weights']}.")
+        if sentence:
+            out.append(" ".join(sentence))
+    return out
+
+
+def card_tables(card) -> dict[str, list[dict]]:
+    """Tables of a card's measured figures (3 decimals, "–" where not measured): held-out scenes and levels."""
+    tables = {}
+    rows = []
+    for r in (card.metrics or {}).get("held_out", []):
+        m = r.get("metrics", {})
+        b = r.get("baseline", {}).get("metrics", {})
+        rows.append({"scene": str(r.get("scene", "–")), "reference": str(r.get("labels", "–")), "evaluated on": str(r.get("windows", "–")),
+                     "mIoU": fmt_num(m.get("miou")), "OA": fmt_num(m.get("overall_accuracy")),
+                     "baseline (labels) mIoU": fmt_num(b.get("miou")), "baseline OA": fmt_num(b.get("overall_accuracy"))})
+    if rows:
+        tables["Held-out scenes"] = rows
+    levels = [{"level": k, "mIoU": fmt_num(v.get("miou")), "OA": fmt_num(v.get("oa")), "pixels": fmt_num(v.get("pixels")),
+               "scenes": fmt_num(len(v.get("scenes", []))), "reference": str(v.get("reference", "–"))}
+              for k, v in (getattr(card, "level_agreement", None) or {}).items() if isinstance(v, dict)]
+    if levels:
+        tables["Agreement by processing level"] = levels
+    return tables

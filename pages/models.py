@@ -1,4 +1,4 @@
-"""Models: the available bundles and their cards (bands, classes, training data, metrics)."""
+"""Models: the available bundles and their cards (bands, classes, training data, metrics), in words."""
 
 import streamlit as st
 
@@ -10,29 +10,23 @@ from models.card import read_card
 st.title("Models")
 for rel, why in services.skipped_bundles():
     st.warning(f"{rel} is left out of the model lists: {why}")
-for path in services.bundle_paths():
+paths = services.bundle_paths()
+for path in paths:
     try:
         card = read_card(path)
         scheme = get_scheme(card.scheme_name)  # a card may name a scheme this version does not know
     except LulcError as exc:
         st.error(f"{path}: {exc}")
         continue
-    with st.expander(services.bundle_label(path), expanded=path == services.bundle_paths()[0]):
-        st.write(f"**{card.arch}** with **{card.encoder}** encoder · tile {card.tile} px · GSD {card.gsd_m:g} m · created {card.created}")
-        st.write("Bands: " + ", ".join(f"`{b}`" for b in card.bands))
+    with st.expander(services.bundle_label(path), expanded=path == paths[0]):
+        for line in views.card_facts(card):
+            st.markdown(line)
+        st.markdown(f"Classes ({scheme.title}):")
         st.html(views.legend_html(scheme))
-        t = card.training
-        if t:
-            st.write(f"Trained on {', '.join(t.get('data', []))} with {t.get('labels')} labels; chips {t.get('chips')}; "
-                     f"epochs {t.get('epochs_run')}; best validation mIoU {t.get('best_val_miou')}")
-        rows = [
-            {"scene": r["scene"], "reference": r["labels"], "evaluated on": r["windows"], "mIoU": r["metrics"]["miou"],
-             "OA": r["metrics"]["overall_accuracy"],
-             "baseline (labels) mIoU": r.get("baseline", {}).get("metrics", {}).get("miou"),
-             "baseline OA": r.get("baseline", {}).get("metrics", {}).get("overall_accuracy")}
-            for r in card.metrics.get("held_out", [])
-        ]
-        if rows:
+        for title, rows in views.card_tables(card).items():
+            st.markdown(f"**{title}**")
             st.dataframe(rows, hide_index=True, width="stretch")
         if card.notes:
             st.caption(card.notes)
+        if card.license:
+            st.caption(f"Licence: {card.license}")
