@@ -17,7 +17,7 @@ import streamlit as st
 
 from app import services
 from app.state import Analysis
-from core.classes import get_scheme
+from core.classes import get_scheme, scheme_of
 from core.config import REPO_ROOT, data_dir
 from core.evaluation.accuracy import (
     AreaEstimate,
@@ -181,7 +181,7 @@ def run_change(before: str, after: str, maps: str, bundle_path: str, progress: C
             maps_by_date.append(load_labels(get_scene(sid, root), "dw")[0])
     if progress:
         progress(1.0, "Comparing…")
-    scheme = get_scheme(services.get_bundle(bundle_path).card.scheme_name if maps == "model" else "dynamic_world")
+    scheme = scheme_of(services.get_bundle(bundle_path).card) if maps == "model" else get_scheme("dynamic_world")
     res = change_between(maps_by_date[0], maps_by_date[1], scheme.ids, scheme.names, scheme.colors,
                          (get_scene(before, root).date or before, get_scene(after, root).date or after))
     return ChangeRun(before, after, maps, bundle_path, res, maps_by_date[1])
@@ -219,7 +219,7 @@ def net_change_chart(res: ChangeResult) -> go.Figure:
 
 def change_picture(run: ChangeRun) -> np.ndarray:
     """RGBA picture: the new class where the class changed, transparent elsewhere."""
-    scheme = get_scheme(services.get_bundle(run.bundle_path).card.scheme_name if run.maps == "model" else "dynamic_world")
+    scheme = scheme_of(services.get_bundle(run.bundle_path).card) if run.maps == "model" else get_scheme("dynamic_world")
     data = run.after_map.data[0]
     return class_rgba(np.where(run.result.changed, data, 255).astype(np.uint8), scheme)
 
@@ -230,7 +230,7 @@ def report_html(analysis: Analysis, result: CompareResult | None, reference: str
     from core.products.report import analysis_report, bundle_hash, render_html
 
     bundle = services.get_bundle(analysis.bundle_path)
-    scheme = get_scheme(bundle.card.scheme_name)
+    scheme = scheme_of(bundle.card)
     ref = ref_scheme = None
     if reference:
         ref_raster, ref_scheme_name = analysis.references[reference]
@@ -269,7 +269,7 @@ def polygons_gpkg(analysis: Analysis, mmu_ha: float) -> tuple[bytes, int]:
 
     from core.products.polygons import class_polygons, write_polygons
 
-    scheme = get_scheme(services.get_bundle(analysis.bundle_path).card.scheme_name)
+    scheme = scheme_of(services.get_bundle(analysis.bundle_path).card)
     layer = class_polygons(analysis.prediction.classes, scheme.ids, scheme.names, mmu_ha)
     with tempfile.TemporaryDirectory() as tmp:
         return write_polygons(layer, Path(tmp) / "lulc.gpkg").read_bytes(), len(layer)

@@ -47,7 +47,7 @@ from bench_inference import run_child, write_synthetic  # noqa: E402
 
 def bench_dask(src: Path, out: Path, args, workers: int) -> dict:
     """One distributed run on a fresh LocalCluster of ``workers`` processes."""
-    from core.classes import get_scheme
+    from core.classes import scheme_of
     from core.inference.block_sources import RasterSource
     from core.inference.blocks import block_grid_summary, predict_distributed
     from models.bundle import read_card
@@ -59,7 +59,7 @@ def bench_dask(src: Path, out: Path, args, workers: int) -> dict:
     t0 = time.perf_counter()
     res = predict_distributed(
         RasterSource(str(src), tuple(card.bands)), factory, out, num_classes=card.num_classes,
-        class_ids=[int(c["id"]) for c in card.classes["classes"]], colormap=get_scheme(card.scheme_name).colormap(),
+        class_ids=[int(c["id"]) for c in card.classes["classes"]], colormap=scheme_of(card).colormap(),
         tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, block_size=args.block_size, workers=workers,
     )
     wall = time.perf_counter() - t0

@@ -31,6 +31,9 @@ __all__ = [
     "SCHEMES",
     "CROSSWALKS",
     "get_scheme",
+    "register_scheme",
+    "scheme_from_dict",
+    "scheme_of",
     "get_crosswalk",
     "common_scheme",
     "harmonize",
@@ -244,6 +247,69 @@ def get_scheme(name: str) -> ClassScheme:
         return SCHEMES[name]
     except KeyError:
         raise SchemeError(f"unknown class scheme {name!r}; known: {', '.join(SCHEMES)}") from None
+
+
+BUILTIN_SCHEMES = frozenset(SCHEMES)
+"""Names of the schemes shipped with the project (a user's scheme may not take one of these names)."""
+
+
+def scheme_from_dict(d: Mapping[str, object]) -> ClassScheme:
+    """A scheme from its JSON form (:meth:`ClassScheme.to_dict`, as stored in a model card).
+
+    Raises:
+        SchemeError: A malformed dict (missing name or classes).
+    """
+    try:
+        classes = tuple(LandCoverClass(int(c["id"]), str(c["name"]), str(c["color"])) for c in d["classes"])  # type: ignore[union-attr]
+        name = str(d["name"])
+    except (KeyError, TypeError, ValueError):
+        raise SchemeError("a class scheme needs a name and classes [{id, name, color}, ...]") from None
+    ignore = d.get("ignore_index", NODATA_CLASS)
+    return ClassScheme(name, str(d.get("title") or name), classes, None if ignore is None else int(ignore))  # type: ignore[arg-type]
+
+
+def register_scheme(scheme: ClassScheme) -> ClassScheme:
+    """Make a user's scheme (from a class file or a card) known to :func:`get_scheme` by its name.
+
+    Registering the same scheme again is a no-op; a built-in scheme's name with other classes, or a name
+    already registered with other classes, is refused.
+
+    Raises:
+        SchemeError: The name is taken by a different scheme.
+    """
+    known = SCHEMES.get(scheme.name)
+    if known is not None and (known.classes, known.ignore_index) != (scheme.classes, scheme.ignore_index):
+        kind = "a built-in scheme" if scheme.name in BUILTIN_SCHEMES else "another scheme with other classes"
+        raise SchemeError(f"class scheme name {scheme.name!r} is already {kind}; give your class file another name")
+    SCHEMES.setdefault(scheme.name, scheme)
+    return SCHEMES[scheme.name]
+
+
+def scheme_of(card: object) -> ClassScheme:
+    """The class scheme of a model card.
+
+    A built-in one by name, else the scheme embedded in the card (its ``classes`` dict), registered so that
+    :func:`get_scheme` finds it by name afterwards.
+
+    Args:
+        card: A :class:`models.card.ModelCard` (anything with a ``classes`` dict).
+
+    Raises:
+        SchemeError: The card's classes are malformed, or name a built-in scheme with other classes.
+    """
+    d = getattr(card, "classes", None)
+    if not isinstance(d, Mapping):
+        raise SchemeError("the model card has no classes")
+    name = str(d.get("name", ""))
+    if name in BUILTIN_SCHEMES:
+        return SCHEMES[name]
+    embedded = scheme_from_dict(d)
+    known = SCHEMES.get(embedded.name)
+    if known is not None and known.classes != embedded.classes:
+        # two bundles trained on different files of one name: the latest card wins for lookups by name
+        SCHEMES[embedded.name] = embedded
+        return embedded
+    return register_scheme(embedded)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.classes import get_scheme
+from core.classes import scheme_of
 from core.evaluation.calibration import CalibrationReport, calibration_report, flatten_logits
 from core.inference.policy import model_decision, plan_run
 
@@ -33,7 +33,7 @@ def scene_calibration(bundle, scene: str, labels: str = "dw", split: str = "auto
     sc = get_scene(scene)
     decision = model_decision(bundle.card, scene_decision(sc, bundle.card))
     windows, _ = scene_windows(bundle, sc, split)
-    model_scheme = get_scheme(bundle.card.scheme_name)
+    model_scheme = scheme_of(bundle.card)
     xs, ys = [], []
     t = float(getattr(bundle.card, "temperature", 1.0) or 1.0)
     for win in windows:
@@ -46,7 +46,7 @@ def scene_calibration(bundle, scene: str, labels: str = "dw", split: str = "auto
         probs = np.nan_to_num(probs, nan=1.0 / bundle.num_classes)  # no-data pixels: their reference is dropped below
         pred_ids = model_scheme.from_index(probs.argmax(0).astype(np.uint8))
         _, r, _, _ = harmonize(pred_ids, model_scheme.name, ref.data[0], ref_scheme.name)
-        if get_scheme(bundle.card.scheme_name).name != ref_scheme.name:
+        if scheme_of(bundle.card).name != ref_scheme.name:
             from core.classes import common_scheme
 
             common, _ = common_scheme(model_scheme.name, ref_scheme.name)

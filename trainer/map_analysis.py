@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.classes import ClassScheme, get_scheme
+from core.classes import scheme_of as card_scheme
 from core.evaluation.accuracy import (
     AreaEstimate,
     design_sample,
@@ -37,7 +38,7 @@ def scheme_of(checkpoint: str | None, scheme: str | None) -> ClassScheme:
     if checkpoint:
         from models.bundle import read_card
 
-        return get_scheme(read_card(checkpoint).scheme_name)
+        return card_scheme(read_card(checkpoint))
     return get_scheme(scheme or "dynamic_world")
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.classes import get_scheme
+from core.classes import scheme_of
 from core.inference.policy import RunPolicy, input_for_file, model_decision, plan_run
 from core.inference.streaming import predict_geotiff
 from core.io.guards import DEFAULT_MAX_PIXELS, check_gsd, check_size
@@ -149,7 +149,7 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     forward, policy = forward_for(bundle, policy, measure=policy.n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
     if not quiet:
         print(f"run: {policy.summary()}")
-    scheme = get_scheme(bundle.card.scheme_name)
+    scheme = scheme_of(bundle.card)
     kwargs = dict(bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
                   confidence_path=confidence)
     if progress is not None:
@@ -445,7 +445,7 @@ def predict_dask(
     where = f"the cluster at {scheduler}" if scheduler else f"a local cluster of {n_workers} worker process(es), {threads} thread(s) each"
     print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px on {where}; run: {policy.summary()}; "
           f"halo tiles add {100 * (grid['halo_overhead'] - 1):.0f} %")
-    scheme = get_scheme(card.scheme_name)
+    scheme = scheme_of(card)
     with tqdm(total=grid["n_blocks"], unit="block", desc="predict (dask)") as bar:
         res = predict_distributed(
             source, factory, dst, num_classes=card.num_classes,

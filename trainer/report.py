@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from core.classes import get_scheme
+from core.classes import scheme_of
 from core.errors import GridMismatchError
 from core.evaluation.accuracy import design_sample, estimate_from_points, label_points, read_points, sample_points
 from core.inference.policy import model_decision, plan_run
@@ -50,7 +50,7 @@ def report(checkpoint: str, scene: str, out: str, *, labels: str = "dw", before_
         raise ValueError(f"{out}: the report is an HTML file; give a name ending in .html")
     check_outputs({"--out": out}, inputs=[p for p in (points,) if p])
     bundle = load_bundle(checkpoint)
-    sch = get_scheme(bundle.card.scheme_name)
+    sch = scheme_of(bundle.card)
     sc = get_scene(scene)
 
     def run(scene_obj, desc):
