@@ -38,16 +38,24 @@ def prf_bar(result: CompareResult) -> go.Figure:
 
 
 def confusion_heatmap(result: CompareResult, normalize: bool = True) -> go.Figure:
-    """Confusion matrix (rows = reference, columns = prediction), row-normalised by default."""
+    """Confusion matrix (rows = reference, columns = prediction), coloured by share of row.
+
+    With ``normalize`` the cells read the share of the row (%), else the pixel counts; the hover
+    gives both. Annotations are large enough to read, in white on dark cells.
+    """
     m = result.metrics
     cm = m.confusion.astype(float)
-    z = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
-    text = [[f"{int(c)}" for c in row] for row in cm]
-    fig = go.Figure(go.Heatmap(z=z, x=list(m.class_names), y=list(m.class_names), colorscale="Blues", text=text,
-                               texttemplate="%{text}", hovertemplate="reference %{y}<br>predicted %{x}<br>pixels %{text}<extra></extra>",
-                               zmin=0, zmax=1 if normalize else None))
-    fig.update_layout(title="Confusion matrix (rows: reference, share of row; numbers: pixels)", xaxis_title="predicted",
-                      yaxis={"title": "reference", "autorange": "reversed"}, margin={"t": 50})
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    text = [[(f"{100 * s:.0f}%" if c else "") if normalize else (f"{int(c):,}" if c else "") for s, c in zip(srow, row, strict=True)]
+            for srow, row in zip(share, cm, strict=True)]
+    custom = [[f"{int(c):,} px, {100 * s:.1f}% of row" for s, c in zip(srow, row, strict=True)] for srow, row in zip(share, cm, strict=True)]
+    fig = go.Figure(go.Heatmap(z=share, x=list(m.class_names), y=list(m.class_names), colorscale="Blues", text=text,
+                               customdata=custom, texttemplate="%{text}", textfont={"size": 14},
+                               hovertemplate="reference %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
+                               zmin=0, zmax=1, colorbar={"title": "share of row", "tickformat": ".0%"}))
+    what = "share of the reference row" if normalize else "pixels"
+    fig.update_layout(title=f"Confusion matrix (rows: reference; numbers: {what})", xaxis_title="predicted",
+                      yaxis={"title": "reference", "autorange": "reversed"}, margin={"t": 50}, height=520)
     return fig
 
 
@@ -59,11 +67,37 @@ def areas_table(result: CompareResult) -> pd.DataFrame:
     )
 
 
+def aoi_areas_table(class_ids, class_names, labels: np.ndarray, mask: np.ndarray, aoi_km2: float) -> pd.DataFrame:
+    """Predicted area of each class over the whole AOI (every predicted pixel, with or without a reference label)."""
+    inside = labels[mask & (labels != 255)]
+    px_km2 = aoi_km2 / max(int(mask.sum()), 1)
+    counts = {int(k): int(v) for k, v in zip(*np.unique(inside, return_counts=True), strict=True)}
+    total = max(sum(counts.values()), 1)
+    return pd.DataFrame([{"class": n, "predicted km² (whole AOI)": round(counts.get(int(i), 0) * px_km2, 3),
+                          "predicted % (whole AOI)": round(100 * counts.get(int(i), 0) / total, 1)} for i, n in zip(class_ids, class_names, strict=True)])
+
+
 def metrics_table(result: CompareResult) -> pd.DataFrame:
     """Per-class IoU, precision, recall, F1, pixel counts and whether the class enters mIoU."""
     d = result.metrics.to_dict()
     avg = set(d["miou_classes"])
     return pd.DataFrame([{"class": k, **v, "in_miou": k in avg} for k, v in d["per_class"].items()])
+
+
+def display_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A table for the screen: fractions to ``digits`` decimals, counts with separators, "–" where not defined."""
+    def cell(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (int, np.integer)):
+            return f"{int(v):,}"
+        if isinstance(v, (float, np.floating)):
+            return f"{float(v):,.{digits}f}"
+        return str(v)
+
+    return df.astype(object).map(cell)
 
 
 def training_curves(log: pd.DataFrame) -> go.Figure:

@@ -8,6 +8,7 @@ from app.state import Analysis
 from core.classes import ClassScheme, get_scheme
 from core.evaluation.comparison import CompareResult
 from core.products.render import (
+    AGREEMENT_COLOURBLIND,
     COMPOSITES,
     agreement_rgba,
     class_rgba,
@@ -16,6 +17,9 @@ from core.products.render import (
     panels_png,
     required_bands,
 )
+
+AGREEMENT = "Agreement (blue) / disagreement (orange)"
+CONFIDENCE = "Confidence (dark low, yellow high)"
 
 
 def composite_options(analysis: Analysis) -> list[str]:
@@ -38,8 +42,8 @@ def panels(analysis: Analysis, result: CompareResult | None, composite_name: str
     out = {composite_name: img, "Prediction": class_rgba(pred, get_scheme(model_scheme))}
     if result is not None and reference_scheme is not None:
         out["Reference"] = class_rgba(result.reference_ids, get_scheme(reference_scheme))
-        out["Agreement (green) / disagreement (red)"] = agreement_rgba(result.prediction, result.reference)
-    out["Confidence (dark low, yellow high)"] = confidence_rgba(conf, pred != 255)
+        out[AGREEMENT] = agreement_rgba(result.prediction, result.reference, colours=AGREEMENT_COLOURBLIND)
+    out[CONFIDENCE] = confidence_rgba(conf, pred != 255)
     return out
 
 
@@ -137,3 +141,17 @@ def card_tables(card) -> dict[str, list[dict]]:
     if levels:
         tables["Agreement by processing level"] = levels
     return tables
+
+
+def agreement_legend_html() -> str:
+    """Legend of the agreement map's two colours."""
+    chip = '<span style="display:inline-block;width:12px;height:12px;background:rgb{};border:1px solid #555;margin:0 4px 0 10px;vertical-align:middle"></span>'
+    a, d = AGREEMENT_COLOURBLIND
+    return f'<div style="font-size:0.85em">{chip.format(a)}same class{chip.format(d)}different class (no colour: no label)</div>'
+
+
+def confidence_legend_html() -> str:
+    """A numeric scale for the confidence panel (viridis-like, 0 to 1)."""
+    return ('<div style="font-size:0.85em">0 <span style="display:inline-block;width:160px;height:10px;vertical-align:middle;'
+            'background:linear-gradient(to right,#440154,#3b528b,#21918c,#5ec962,#fde725)"></span> 1 '
+            '(softmax probability of the predicted class)</div>')

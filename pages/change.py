@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from app import analyst, services
+from app import analyst, services, views
 from app.state import get_state
+from core.classes import get_scheme
 from core.errors import LulcError
 from core.io.raster import cog_bytes
 
@@ -41,12 +42,22 @@ m[0].metric("Compared area", f"{res.total_km2:.3f} km²")
 m[1].metric("Changed", f"{res.changed_km2:.3f} km²")
 m[2].metric("Changed share", f"{100 * res.changed_km2 / max(res.total_km2, 1e-12):.1f} %")
 left, right = st.columns([2, 3])
-left.image(analyst.change_picture(run), caption="New class where the class changed (transparent: unchanged)", width="stretch")
+with left:
+    st.image(analyst.change_picture(run), caption="New class where the class changed (transparent: unchanged)", width="stretch")
+    try:
+        legend = get_scheme(services.get_bundle(run.bundle_path).card.scheme_name if run.maps == "model" else "dynamic_world")
+    except LulcError:
+        legend = None
+    if legend is not None:
+        st.html(views.legend_html(legend))
 right.plotly_chart(analyst.sankey(res), width="stretch", key="sankey")
 st.plotly_chart(analyst.net_change_chart(res), width="stretch", key="net_change")
 unit = st.radio("From-to matrix in", ["km2", "%"], horizontal=True, key="change_unit")
-st.dataframe(res.matrix_table(unit), width="stretch")
-st.dataframe(res.net_change(), hide_index=True, width="stretch")
+st.dataframe(res.matrix_table(unit).round(3 if unit == "km2" else 1), width="stretch")
+net = res.net_change()
+st.caption("Net change per class: km² to 3 decimals, net_pct in % of the date-1 area (– where the class was absent at date 1).")
+st.dataframe(net.round({c: 3 for c in net.columns if c.endswith("km2")} | {"net_pct": 1}), hide_index=True, width="stretch",
+             column_config={"net_pct": st.column_config.NumberColumn("net %", format="%.1f")})
 d = st.columns(2)
 d[0].download_button("Change map (COG, from×K+to codes)", cog_bytes(res.change_map), file_name=f"change_{run.before}_{run.after}.tif",
                      mime="image/tiff", key="change_cog")

@@ -19,7 +19,7 @@ state.composite = c2.selectbox("Imagery", options, index=options.index(state.com
 result = widgets.comparison(a, ref)
 model_scheme = services.get_bundle(a.bundle_path).card.scheme_name
 ref_scheme = services.reference_scheme(a, ref) if ref else None
-st.caption(f"{a.scene_id} · AOI {a.aoi_km2:.2f} km² · model {services.bundle_label(a.bundle_path)}")
+widgets.run_caption(state, a)
 widgets.model_reference_warning(ref)
 if result is not None and result.crosswalk is not None:
     with st.expander(f"Crosswalk applied: {result.crosswalk.source} → {result.crosswalk.target}", expanded=False):
@@ -36,14 +36,18 @@ for i, (title, rgba) in enumerate(pictures.items()):
             st.html(views.legend_html(get_scheme(model_scheme)))
         elif title == "Reference":
             st.html(views.legend_html(get_scheme(ref_scheme)))
+        elif title == views.AGREEMENT:
+            st.html(views.agreement_legend_html())
+        elif title == views.CONFIDENCE:
+            st.html(views.confidence_legend_html())
 if result is not None:
     st.caption(f"{result.excluded_fraction:.1%} of the AOI has no reference label or no prediction and is left out of the metrics.")
 
 if a.image.crs is not None:
     st.subheader("On the map")
     m1, m2 = st.columns(2)
-    choices = [k for k in ("Prediction", "Reference", "Agreement (green) / disagreement (red)") if k in pictures]
-    state.overlay = m1.radio("Overlay", choices, index=choices.index(state.overlay) if state.overlay in choices else 0, horizontal=True)
+    choices = [k for k in ("Prediction", "Reference", views.AGREEMENT) if k in pictures]
+    state.overlay = m1.radio("Overlay", choices, key="overlay", index=choices.index(state.overlay) if state.overlay in choices else 0, horizontal=True)
     state.opacity = m2.slider("Opacity", 0.0, 1.0, state.opacity, 0.05)
     base = next(iter(pictures.values()))  # the imagery composite of the AOI
     fmap = maps.build_map(services.sample_scenes(), selected=a.scene_id, draw=False, aoi_geojson=a.aoi_geojson,

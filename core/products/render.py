@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from core.classes import ClassScheme, colorize
 from core.io.raster import GeoRaster
 
-__all__ = ["COMPOSITES", "DERIVED_BANDS", "required_bands", "composite", "class_rgba", "agreement_rgba", "confidence_rgba", "to_png", "panels_png", "warp_for_web"]
+__all__ = ["COMPOSITES", "DERIVED_BANDS", "required_bands", "composite", "class_rgba", "agreement_rgba", "AGREEMENT_COLOURBLIND", "confidence_rgba", "to_png", "panels_png", "warp_for_web"]
 
 COMPOSITES: dict[str, tuple[str, str, str]] = {
     "True colour (B4, B3, B2)": ("B4", "B3", "B2"),
@@ -71,13 +71,19 @@ def class_rgba(labels: np.ndarray, scheme: ClassScheme) -> np.ndarray:
     return colorize(labels, scheme)
 
 
-def agreement_rgba(prediction: np.ndarray, reference: np.ndarray, ignore: int = 255) -> np.ndarray:
+AGREEMENT_COLOURBLIND = ((0, 114, 178), (230, 159, 0))
+"""Agreement / disagreement colours told apart with any colour vision: blue and orange (Okabe & Ito 2008)."""
+
+
+def agreement_rgba(prediction: np.ndarray, reference: np.ndarray, ignore: int = 255,
+                   colours: tuple[tuple[int, int, int], tuple[int, int, int]] = ((26, 152, 80), (215, 48, 39))) -> np.ndarray:
     """Agreement map: green where prediction equals reference, red where not, transparent where either is ``ignore``.
 
     Args:
         prediction: Class indices (H, W) in the common scheme.
         reference: Class indices (H, W) in the same scheme.
         ignore: Index meaning "no value".
+        colours: RGB of agreement and of disagreement (:data:`AGREEMENT_COLOURBLIND` for blue/orange).
 
     Returns:
         uint8 RGBA (H, W, 4).
@@ -85,8 +91,8 @@ def agreement_rgba(prediction: np.ndarray, reference: np.ndarray, ignore: int = 
     out = np.zeros((*prediction.shape, 4), dtype=np.uint8)
     valid = (prediction != ignore) & (reference != ignore)
     agree = valid & (prediction == reference)
-    out[agree] = (26, 152, 80, 255)
-    out[valid & ~agree] = (215, 48, 39, 255)
+    out[agree] = (*colours[0], 255)
+    out[valid & ~agree] = (*colours[1], 255)
     return out
 
 

@@ -45,7 +45,7 @@ def test_bbox_aoi_runs_prediction_and_metrics_show_charts(app):
     iou = json.loads(charts[0].proto.spec)
     assert iou["data"][0]["type"] == "bar" and "water" in iou["data"][0]["x"]
     assert iou["data"][0]["marker"]["color"][0] == "#419bdf"
-    assert len(app.dataframe) == 2
+    assert len(app.dataframe) == 3
 
 
 def test_switching_reference_labels_applies_the_crosswalk(app):
