@@ -164,6 +164,6 @@ def sync_query_params(state: AppState, *, write: bool) -> None:
         apply_query_params(state, {k: st.query_params[k] for k in st.query_params}, st.session_state)
         return
     if write:
-        want = query_params_of(state)
-        if want != {k: st.query_params[k] for k in st.query_params}:
-            st.query_params.from_dict(want)
+        # written on every run of every page: a page switch clears the browser's query string while the
+        # server-side copy may still hold the old values, so comparing with it would skip the write
+        st.query_params.from_dict(query_params_of(state))

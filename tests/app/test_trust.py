@@ -60,3 +60,56 @@ def test_models_page_in_words(app):
     body = " ".join(m.value for m in app.markdown)
     assert "Optional bands" in body and "agreement without it" in body and "Processing levels seen in training: L1C, L2A" in body
     assert "Chips of 64 px: 528 train" in body and "with none encoder" not in body
+
+
+def _heatmap(at):
+    import json
+
+    return next(d for c in at.get("plotly_chart") for d in json.loads(c.proto.spec)["data"] if d["type"] == "heatmap")
+
+
+def test_metrics_are_readable_and_say_which_pixels_they_cover(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=SMALL)
+    goto(app, "metrics")
+    app.selectbox(key="reference").set_value("osm").run()
+    captions = " ".join(c.value for c in app.caption)
+    assert "where both the prediction and the reference have a label" in captions and "Last run on Explore: brandenburg" in captions
+    cm = _heatmap(app)
+    assert cm["textfont"]["size"] >= 14 and any(t.endswith("%") for row in cm["text"] for t in row)
+    app.radio(key="cm_cells").set_value("pixels").run()
+    cm = _heatmap(app)
+    assert not any(t.endswith("%") for row in cm["text"] for t in row)
+    for df in app.dataframe:
+        text = df.value.to_string()
+        assert "None" not in text and not re.search(r"\d\.\d{4,}", text)
+    assert "predicted km² (whole AOI)" in app.dataframe[1].value.columns
+
+
+def test_compare_export_name_the_run_and_flag_a_moved_selection(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=SMALL)
+    goto(app, "compare")
+    assert "Agreement (blue) / disagreement (orange)" in app.radio(key="overlay").options
+    goto(app, "explore")
+    app.selectbox(key="scene").set_value("hungary-2020-08-12").run()
+    goto(app, "export")
+    assert any("Exports the last run: **brandenburg-2017-02-16**" in m.value for m in app.markdown)
+    assert any("has changed since this run" in i.value for i in app.info)
+    labels = [b.label for b in app.get("download_button")]
+    assert any("Metrics against Dynamic World (CSV)" == x for x in labels)
+
+
+def test_agreement_palette_is_colour_blind_safe():
+    import numpy as np
+
+    from core.products.render import AGREEMENT_COLOURBLIND, agreement_rgba
+
+    a = agreement_rgba(np.array([[0, 1]]), np.array([[0, 2]]), colours=AGREEMENT_COLOURBLIND)
+    assert tuple(a[0, 0, :3]) == (0, 114, 178) and tuple(a[0, 1, :3]) == (230, 159, 0)
+
+
+def test_the_query_string_follows_the_user_across_pages(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=SMALL)
+    for name in ("compare", "metrics", "export", "models"):
+        goto(app, name)
+        assert app.query_params.get("scene") in ("brandenburg-2017-02-16", ["brandenburg-2017-02-16"]), name
+        assert "bbox" in app.query_params, name

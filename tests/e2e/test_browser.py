@@ -85,7 +85,7 @@ def test_draw_aoi_run_model_and_see_prediction_and_iou_chart(server):
         page.mouse.move(cx + 60, cy + 40, steps=5)
         page.mouse.up()
         page.screenshot(path=str(ARTIFACTS / "e2e_drawn.png"), full_page=True)
-        page.get_by_text("AOI drawn; press Run model.").wait_for(timeout=60_000)
+        page.get_by_text("AOI drawn (area and fit beside the map)").wait_for(timeout=60_000)
         page.get_by_role("button", name="Run model").click()
         page.get_by_text("Predicted").first.wait_for(timeout=180_000)
         # the prediction is drawn on the map as a second image overlay, above the scene's true colour
@@ -94,9 +94,10 @@ def test_draw_aoi_run_model_and_see_prediction_and_iou_chart(server):
         page.screenshot(path=str(ARTIFACTS / "e2e_explore.png"), full_page=True)
 
         page.get_by_role("link", name="Compare").first.click()
-        page.get_by_text("Agreement (green)").first.wait_for(timeout=120_000)
+        page.get_by_text("Agreement (blue)").first.wait_for(timeout=120_000)
         page.locator("[data-testid='stImage'] img").nth(4).wait_for(timeout=120_000)  # imagery, prediction, reference, agreement, confidence
         page.screenshot(path=str(ARTIFACTS / "e2e_compare.png"), full_page=True)
+        page.wait_for_function("() => location.search.includes('scene=')", timeout=30_000)  # the link follows the user
 
         page.get_by_role("link", name="Metrics").first.click()
         page.get_by_text("Per-class IoU").first.wait_for(timeout=120_000)
