@@ -56,6 +56,7 @@ _CARD_TYPES: dict[str, tuple[str, object]] = {
     "classes": ('an object {"name", "classes": [{"id", "name", "color"}, ...]}', lambda v: isinstance(v, dict)),
     "tile": ("a positive whole number of pixels", lambda v: _is_int(v) and v > 0),
     "gsd_m": ("a positive number of metres", lambda v: _is_num(v) and v > 0),
+    "sensor": ("text (S2, S2+S1, L8/9)", lambda v: isinstance(v, str)),
     "training": ("an object", lambda v: isinstance(v, dict)),
     "metrics": ("an object", lambda v: isinstance(v, dict)),
     "version": ("a whole number", _is_int),
@@ -117,6 +118,7 @@ class ModelCard:
             "color"}]}``; output channel k is ``classes[k]``.
         tile: Tile side used in training/inference (pixels).
         gsd_m: Ground sampling distance the model was trained at (metres).
+        sensor: The sensor(s) of its bands (``"S2"``, ``"S2+S1"``, ``"L8/9"``; ``core.inputs.bands.sensor_of``).
         training: Free-form description of the training data and run.
         metrics: Evaluation results (per split / scene).
         version: Card format version.
@@ -148,6 +150,7 @@ class ModelCard:
     classes: dict
     tile: int = 256
     gsd_m: float = 10.0
+    sensor: str = "S2"
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     version: int = CARD_VERSION

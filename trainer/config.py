@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.config import REPO_ROOT
 
-__all__ = ["SceneConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "TrainerConfig", "OutputConfig", "FitConfig", "load_config"]
+__all__ = ["SceneConfig", "FilePairConfig", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "TrainerConfig", "OutputConfig", "FitConfig", "load_config"]
 
 
 class _Section(BaseModel):
@@ -41,6 +41,27 @@ class SceneConfig(_Section):
 
     id: str
     split: str | None = None
+
+
+class FilePairConfig(_Section):
+    """One training pair from files (your own imagery and labels).
+
+    Attributes:
+        image: Image GeoTIFF (bands named in its descriptions or in the sensor's file order). Relative paths
+            are relative to the repository root.
+        labels: Label GeoTIFF (first band: class ids of ``scheme``); on another grid it is reprojected onto
+            the image grid with nearest neighbour.
+        scheme: A class file (``lc.json`` layout ``.json``, ``id,name,color`` ``.csv``, QGIS ``.qml``) or a
+            built-in scheme name (``dynamic_world``).
+        split: As :attr:`SceneConfig.split`.
+        level: Processing level of the image (``L1C``/``L2A``) when its metadata does not say.
+    """
+
+    image: str
+    labels: str
+    scheme: str
+    split: str | None = None
+    level: str | None = None
 
 
 class DataConfig(_Section):
@@ -70,6 +91,11 @@ class DataConfig(_Section):
             random (``optim.band_dropout``) and the card lists them.
         exclude_regions: Scene-id prefixes left out of training (leave-one-region-out runs, e.g.
             ``["hungary-"]``).
+        files: Training pairs from files (:class:`FilePairConfig`): image, labels, class scheme.
+        sampling: ``"uniform"`` (training chips on a regular grid, ``train_stride`` apart) or ``"balanced"``
+            (class-balanced: ``chips_per_class`` chips centred on random pixels of each class of the training
+            blocks, so a rare class is seen as often as a common one).
+        chips_per_class: Chips per class for ``sampling: balanced``.
     """
 
     bands: list[str]
@@ -89,6 +115,9 @@ class DataConfig(_Section):
     soft_targets: bool = False
     optional_bands: list[str] = Field(default_factory=list)
     exclude_regions: list[str] = Field(default_factory=list)
+    files: list[FilePairConfig] = Field(default_factory=list)
+    sampling: str = "uniform"
+    chips_per_class: int = 32
 
     @field_validator("scenes", mode="before")
     @classmethod
@@ -100,8 +129,9 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """Network: architecture, encoder, optional local encoder weights (``.safetensors``).
 
-    ``init_from``: a local ``model.safetensors`` of the same architecture, bands and classes (e.g. an
-    earlier bundle) whose weights initialise the whole network before training (fine-tuning).
+    ``init_from``: a bundle folder (its ``model.safetensors``) or a ``model.safetensors`` of the same architecture
+    and bands (e.g. an earlier bundle) whose weights initialise the network before training (fine-tuning); when
+    the classes differ, everything but the segmentation head is taken and the head starts afresh.
     """
 
     arch: str = "unet"
@@ -111,9 +141,12 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    """Loss = weighted cross-entropy + ``dice_weight`` x Dice.
+    """Loss = weighted cross-entropy (``name: ce_dice``) or focal loss (``name: focal``) + ``dice_weight`` x Dice.
 
     Attributes:
+        name: ``"ce_dice"`` (class-weighted cross-entropy + Dice) or ``"focal"`` (Lin et al. 2017, "Focal loss for
+            dense object detection": -w_y (1 - p_y)^gamma log p_y, with the class weights as alpha; + Dice).
+        gamma: Focal loss focusing parameter (0 gives weighted cross-entropy).
         class_weighting: ``"inverse_sqrt"`` (w_k ~ 1/sqrt(freq_k), normalised to mean 1, capped at
             ``max_class_weight``) or ``"none"``.
         dice_weight: Weight of the multiclass Dice loss (0 disables it).
@@ -122,6 +155,8 @@ class LossConfig(_Section):
             (``data.soft_targets``), on pixels that have them (Hinton et al. 2015, temperature 1).
     """
 
+    name: str = "ce_dice"
+    gamma: float = 2.0
     class_weighting: str = "inverse_sqrt"
     dice_weight: float = 1.0
     max_class_weight: float = 10.0
@@ -225,6 +260,8 @@ def _type_name(hint: Any) -> str:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
     if hint is SceneConfig:
         return "scenes (- id: ...)"
+    if hint is FilePairConfig:
+        return "file pairs (- image: ..., labels: ..., scheme: ...)"
     if isinstance(hint, type) and issubclass(hint, BaseModel):
         return "a mapping"
     return {int: "a whole number", float: "a number", str: "text", bool: "true or false"}.get(hint, getattr(hint, "__name__", str(hint)))
@@ -300,7 +337,11 @@ def _check_ranges(cfg: FitConfig) -> None:
         (d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction", "must leave blocks for training (sum below 1)"),
         (0 <= d.max_nodata_fraction <= 1, "data.max_nodata_fraction", f"must be in [0, 1], got {d.max_nodata_fraction}"),
         (d.chips_cell_deg > 0, "data.chips_cell_deg", f"must be positive, got {d.chips_cell_deg}"),
-        (d.scenes or d.chips_dir, "data.scenes", "is empty and no data.chips_dir is given: there is nothing to train on"),
+        (d.scenes or d.chips_dir or d.files, "data.scenes", "is empty and neither data.chips_dir nor data.files is given: there is nothing to train on"),
+        (d.sampling in ("uniform", "balanced"), "data.sampling", f"must be uniform or balanced, got {d.sampling!r}"),
+        (d.chips_per_class >= 1, "data.chips_per_class", f"must be at least 1, got {d.chips_per_class}"),
+        (lo.name in ("ce_dice", "focal"), "loss.name", f"must be ce_dice or focal, got {lo.name!r}"),
+        (lo.gamma >= 0, "loss.gamma", f"must be 0 or more, got {lo.gamma}"),
         (lo.dice_weight >= 0, "loss.dice_weight", f"must be 0 or more, got {lo.dice_weight}"),
         (lo.max_class_weight > 0, "loss.max_class_weight", f"must be positive, got {lo.max_class_weight}"),
         (o.lr > 0, "optim.lr", f"must be positive, got {o.lr}"),
@@ -385,4 +426,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> FitConf
     for s in cfg.data.scenes:
         if s.split not in (None, "train", "val", "test"):
             raise ValueError(f"scene {s.id}: split must be train, val, test or empty, got {s.split!r}")
+    for f in cfg.data.files:
+        if f.split not in (None, "train", "val", "test"):
+            raise ValueError(f"data.files {f.image}: split must be train, val, test or empty, got {f.split!r}")
+        if f.level not in (None, "L1C", "L2A"):
+            raise ValueError(f"data.files {f.image}: level must be L1C, L2A or empty, got {f.level!r}")
     return cfg

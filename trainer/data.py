@@ -23,7 +23,7 @@ from core.sources.samples import get_scene, load_labels, load_model_input, scene
 from core.splits import ChipFootprint, SplitBlock, block_splits, chip_splits, chip_windows
 from trainer.config import FitConfig
 
-__all__ = ["SceneData", "load_scenes", "band_statistics", "class_weights", "ChipDataset", "LulcDataModule"]
+__all__ = ["SceneData", "balanced_chips", "load_scenes", "load_file_pairs", "test_block_crops", "band_statistics", "class_weights", "ChipDataset", "LulcDataModule"]
 
 
 
@@ -114,6 +114,12 @@ def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[lis
         ]
         soft = _load_soft(scene, target) if cfg.data.soft_targets else None
         out.append(SceneData(scene.id, data, target, blocks, decision.level, decision.summary(), soft))
+    if cfg.data.files:
+        files, file_scheme = load_file_pairs(cfg, offset=offset)
+        if scheme is not None and file_scheme.name != scheme.name:
+            raise ValueError(f"data.files use class scheme {file_scheme.name}, the scenes {scheme.name}; train on one scheme")
+        out += files
+        scheme = file_scheme
     if cfg.data.chips_dir:
         chips, chip_scheme = load_exported_chips(cfg, offset=offset)
         if scheme is not None and chip_scheme.name != scheme.name:
@@ -123,6 +129,59 @@ def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[lis
     if scheme is None:
         raise ValueError("no training data: list data.scenes or set data.chips_dir")
     return out, scheme
+
+
+def load_file_pairs(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[list[SceneData], ClassScheme]:
+    """The configured (image, labels, scheme) file pairs, one SceneData each (id ``file:<image stem>``), cut into split blocks.
+
+    Labels on another grid are reprojected onto the image grid (nearest neighbour; said on stderr). Blocks follow
+    :func:`core.splits.block_splits` as for pack scenes, keyed by the image grid.
+
+    Raises:
+        LulcError: A missing file, a malformed class file, labels that do not overlap or hold values outside the
+            scheme, an image without a CRS, pairs of different schemes (one sentence each).
+    """
+    import sys
+
+    from core.classes import register_scheme
+    from core.config import REPO_ROOT
+    from core.errors import SchemeError
+    from core.sources.files import load_file_pair, resolve_scheme
+
+    def path(p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else REPO_ROOT / q
+
+    out: list[SceneData] = []
+    scheme: ClassScheme | None = None
+    for f in cfg.data.files:
+        sch = resolve_scheme(f.scheme, REPO_ROOT)
+        if scheme is not None and (sch.name, sch.classes) != (scheme.name, scheme.classes):
+            raise SchemeError(f"data.files {f.image} uses class scheme {sch.name!r}, an earlier pair {scheme.name!r}; train on one scheme")
+        scheme = register_scheme(sch)
+        img = path(f.image)
+        sid = f"file:{img.parent.name}/{img.stem}"
+        pair = load_file_pair(img, path(f.labels), sch, _training_card(cfg), offset=offset, level=f.level, what=f"data.files {f.image}")
+        for note in pair.notes:
+            print(note, file=sys.stderr)
+        h, w = pair.target.shape
+        grid_key = f"{pair.crs}|{tuple(pair.transform)}|{h}x{w}"
+        blocks = [replace(bl, scene=sid) for bl in block_splits(grid_key, h, w, cfg.data.block_size, val_fraction=cfg.data.val_fraction,
+                                                                 test_fraction=cfg.data.test_fraction, seed=cfg.seed, whole=f.split)]
+        out.append(SceneData(sid, pair.image, pair.target, blocks, pair.decision.level, pair.decision.summary()))
+    assert scheme is not None
+    return out, scheme
+
+
+def test_block_crops(scenes: list[SceneData]) -> list[SceneData]:
+    """Each test block of the given scenes as a SceneData of its own (for :func:`trainer.scene_scores.evaluate_arrays`)."""
+    crops = []
+    for s in scenes:
+        for b in s.blocks:
+            if b.split == "test":
+                sl = (slice(b.row_off, b.row_off + b.height), slice(b.col_off, b.col_off + b.width))
+                crops.append(SceneData(s.id, s.image[:, sl[0], sl[1]], s.target[sl], [replace(b, row_off=0, col_off=0)], s.level, s.input))
+    return crops
 
 
 def manifest_fill(value, default: float | None) -> float | None:
@@ -266,6 +325,15 @@ def band_statistics(scenes: list[SceneData]) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+def absent_classes(scenes: list[SceneData], scheme: ClassScheme) -> list[str]:
+    """Names of the scheme's classes with no pixel in the training blocks."""
+    counts = np.zeros(scheme.num_classes)
+    for s, sl in _block_pixels(scenes, "train"):
+        t = s.target[sl]
+        counts += np.bincount(t[t != NODATA_CLASS].ravel(), minlength=scheme.num_classes)[: scheme.num_classes]
+    return [n for n, c in zip(scheme.names, counts, strict=True) if c == 0]
+
+
 def class_weights(scenes: list[SceneData], num_classes: int, mode: str, cap: float) -> np.ndarray:
     """Cross-entropy class weights from the training blocks' label frequencies.
 
@@ -290,6 +358,49 @@ def class_weights(scenes: list[SceneData], num_classes: int, mode: str, cap: flo
     return np.minimum(w, cap).astype(np.float32)
 
 
+def balanced_chips(scenes: list[SceneData], split: str, chip_size: int, per_class: int, seed: int) -> list[tuple[int, int, int]]:
+    """Class-balanced chip positions: ``per_class`` chips centred on random labelled pixels of each class.
+
+    Centres are drawn uniformly among the pixels of a class in the split's blocks (all scenes together); a chip is
+    moved inside its block where the centre is near an edge, so no chip crosses into another split. A class with no
+    pixel in the split gets no chip (and a warning on stderr).
+
+    Returns:
+        ``(scene index, row, col)`` of each chip's top-left corner.
+    """
+    import sys
+
+    rng = np.random.default_rng(seed)
+    per_k: dict[int, list[tuple[int, int, int, int]]] = {}
+    for i, s in enumerate(scenes):
+        for bi, b in enumerate(s.blocks):
+            if b.split != split or b.height < chip_size or b.width < chip_size:
+                continue
+            t = s.target[b.row_off : b.row_off + b.height, b.col_off : b.col_off + b.width]
+            for k in np.unique(t):
+                if k != NODATA_CLASS:
+                    per_k.setdefault(int(k), []).append((i, bi, int((t == k).sum()), int(k)))
+    items: list[tuple[int, int, int]] = []
+    for k in sorted(per_k):
+        where = per_k[k]
+        counts = np.array([w[2] for w in where], dtype=float)
+        picks = rng.choice(len(where), size=per_class, p=counts / counts.sum())
+        for j in picks:
+            i, bi, _, _ = where[j]
+            s, b = scenes[i], scenes[i].blocks[bi]
+            t = s.target[b.row_off : b.row_off + b.height, b.col_off : b.col_off + b.width]
+            rr, cc = np.nonzero(t == k)
+            n = rng.integers(len(rr))
+            r = int(np.clip(rr[n] - chip_size // 2, 0, b.height - chip_size)) + b.row_off
+            c = int(np.clip(cc[n] - chip_size // 2, 0, b.width - chip_size)) + b.col_off
+            items.append((i, r, c))
+    num = max((int(t) for s in scenes for t in np.unique(s.target) if t != NODATA_CLASS), default=-1) + 1
+    missing = [k for k in range(num) if k not in per_k]
+    if missing:
+        print(f"warning: class index(es) {missing} have no pixel in the {split} blocks; balanced sampling gives them no chip", file=sys.stderr)
+    return items
+
+
 class ChipDataset(Dataset):
     """Chips of one split: normalised image and target.
 
@@ -299,13 +410,16 @@ class ChipDataset(Dataset):
     """
 
     def __init__(self, scenes: list[SceneData], split: str, chip_size: int, stride: int, mean: np.ndarray, std: np.ndarray, max_nodata_fraction: float = 0.5,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, per_class: int = 0, seed: int = 0) -> None:
         self.scenes = scenes
         self.num_classes = num_classes or max((s.soft.shape[0] for s in scenes if s.soft is not None), default=0)
         self.chip = chip_size
         self.mean = mean.astype(np.float32)[:, None, None]
         self.std = std.astype(np.float32)[:, None, None]
         self.items: list[tuple[int, int, int]] = []
+        if per_class:
+            self.items = balanced_chips(scenes, split, chip_size, per_class, seed)
+            return
         for i, s in enumerate(scenes):
             for b in s.blocks:
                 if b.split != split:
@@ -351,9 +465,19 @@ class LulcDataModule(L.LightningDataModule):
         self.scenes, self.scheme = load_scenes(self.cfg, offset=self.offset)
         self.mean, self.std = band_statistics(self.scenes)
         self.weights = class_weights(self.scenes, self.scheme.num_classes, self.cfg.loss.class_weighting, self.cfg.loss.max_class_weight)
+        absent = absent_classes(self.scenes, self.scheme)
+        if absent:
+            import sys
+
+            print(f"warning: class(es) {', '.join(absent)} have no pixel in the training blocks; the model cannot learn them "
+                  "(add data with them, or drop them from the class file)", file=sys.stderr)
         mk = lambda split, stride: ChipDataset(self.scenes, split, d.chip_size, stride, self.mean, self.std, d.max_nodata_fraction,  # noqa: E731
                                                self.scheme.num_classes)
-        self.train_set = mk("train", d.train_stride)
+        if d.sampling == "balanced":
+            self.train_set = ChipDataset(self.scenes, "train", d.chip_size, d.train_stride, self.mean, self.std, d.max_nodata_fraction,
+                                         self.scheme.num_classes, per_class=d.chips_per_class, seed=self.cfg.seed)
+        else:
+            self.train_set = mk("train", d.train_stride)
         self.val_set = mk("val", d.chip_size)
         self.test_set = mk("test", d.chip_size)
         if len(self.train_set) == 0 or len(self.val_set) == 0:

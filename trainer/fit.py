@@ -19,10 +19,11 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from core.inference.policy import DEFAULT_OVERLAP, DEFAULT_TILE
+from core.inputs.bands import SENSORS, sensor_of
 from core.sources.samples import get_scene
 from models.bundle import Bundle, ModelCard, load_bundle, save_bundle, write_card
 from trainer.config import FitConfig
-from trainer.data import LulcDataModule
+from trainer.data import LulcDataModule, test_block_crops
 from trainer.module import SegmentationTask
 from trainer.scene_scores import evaluate_arrays, evaluate_scene, summarize
 
@@ -70,7 +71,8 @@ def _lightning_trainer(cfg: FitConfig, ckpt_dir: Path) -> tuple[L.Trainer, Model
 def _model_card(cfg: FitConfig, dm: LulcDataModule, trainer: L.Trainer, best: ModelCheckpoint, fit_seconds: float,
                 resumed: bool) -> ModelCard:
     """The card of the trained model: bands, statistics, classes and the training record (metrics come later)."""
-    pack = [s for s in dm.scenes if not s.id.startswith("chip:")]
+    pack = [s for s in dm.scenes if not s.id.startswith(("chip:", "file:"))]
+    files = [s.id for s in dm.scenes if s.id.startswith("file:")]
     n_chips = sum(s.id.startswith("chip:") for s in dm.scenes)
     return ModelCard(
         name=cfg.name,
@@ -81,8 +83,10 @@ def _model_card(cfg: FitConfig, dm: LulcDataModule, trainer: L.Trainer, best: Mo
         std=[round(float(v), 4) for v in dm.std],
         classes=dm.scheme.to_dict(),
         tile=DEFAULT_TILE,
+        sensor=sensor_of(cfg.data.bands),
+        gsd_m=max(SENSORS[s].gsd_m for s in sensor_of(cfg.data.bands).split("+")),
         training={
-            "data": [s.id for s in pack] + ([f"{n_chips} exported chips from {cfg.data.chips_dir}"] if cfg.data.chips_dir else []),
+            "data": [s.id for s in pack] + files + ([f"{n_chips} exported chips from {cfg.data.chips_dir}"] if cfg.data.chips_dir else []),
             "labels": cfg.data.labels,
             "chips": {"train": len(dm.train_set), "val": len(dm.val_set), "test": len(dm.test_set)},
             "chip_size": cfg.data.chip_size,
@@ -92,14 +96,16 @@ def _model_card(cfg: FitConfig, dm: LulcDataModule, trainer: L.Trainer, best: Mo
             "best_checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
             "best_val_miou": float(best.best_model_score) if best.best_model_score is not None else None,
             "config": cfg.to_dict(),
-            "blocks": [b.to_dict() for b in dm.blocks if not b.scene.startswith("chip:")],
+            "blocks": [b.to_dict() for b in dm.blocks if not b.scene.startswith(("chip:", "file:"))],
+            **({"files": [f.model_dump() for f in cfg.data.files]} if cfg.data.files else {}),
             "levels": dm.levels,
             "inputs": {s.id: s.input for s in pack},
         },
         levels=[lv for lv in dm.levels if lv != "unknown"],
         optional_bands=list(cfg.data.optional_bands),
-        notes=f"Trained on {len(pack)} sample-pack scene(s); "
-              "Dynamic World targets are model output, not ground truth.",
+        notes=(f"Trained on {len(pack)} sample-pack scene(s)" + (f" and {len(files)} image/label file pair(s)" if files else "") + "; "
+               + ("Dynamic World targets are model output, not ground truth." if dm.scheme.name == "dynamic_world" else
+                  f"targets in the class scheme {dm.scheme.name!r}.")),
     )
 
 
@@ -109,8 +115,12 @@ def _held_out_results(bundle: Bundle, cfg: FitConfig, dm: LulcDataModule) -> lis
     chips = [s for s in dm.scenes if s.id.startswith("chip:") and s.blocks[0].split == "test"]
     if chips:
         results.append(evaluate_arrays(bundle, chips, cfg.data.labels, dm.scheme.name))
+    files = [s for s in dm.scenes if s.id.startswith("file:")]
+    crops = test_block_crops(files)
+    if crops:
+        results.append({**evaluate_arrays(bundle, crops, "file labels", dm.scheme.name), "scene": "file pairs", "windows": f"{len(crops)} test block(s)"})
     for s in dm.scenes:
-        if s.id.startswith("chip:") or not any(b.split == "test" for b in s.blocks):
+        if s.id.startswith(("chip:", "file:")) or not any(b.split == "test" for b in s.blocks):
             continue
         results.append(evaluate_scene(bundle, s.id, cfg.data.labels, split="test"))
         for other in INDEPENDENT_LABELS:

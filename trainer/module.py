@@ -1,6 +1,7 @@
 """The LightningModule: network, loss, augmentation, metrics.
 
-Loss: class-weighted cross-entropy plus multiclass Dice (smp), both ignoring index 255, plus
+Loss: class-weighted cross-entropy (or focal loss, ``loss.name: focal``, Lin et al. 2017) plus multiclass
+Dice (smp), both ignoring index 255, plus
 optionally (``loss.soft_weight``) a distillation term: cross-entropy against soft targets (Dynamic
 World's per-class probabilities), on pixels that have them (Hinton et al. 2015, "Distilling the
 knowledge in a neural network", temperature 1).
@@ -56,6 +57,8 @@ class SegmentationTask(L.LightningModule):
         self.ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32), ignore_index=NODATA_CLASS)
         self.dice = DiceLoss(mode="multiclass", ignore_index=NODATA_CLASS)
         self.dice_weight = float(cfg["loss"]["dice_weight"])
+        self.loss_name = str(cfg["loss"].get("name", "ce_dice"))
+        self.gamma = float(cfg["loss"].get("gamma", 2.0))
         self.augment = K.AugmentationSequential(
             K.RandomHorizontalFlip(),
             K.RandomVerticalFlip(),
@@ -79,9 +82,18 @@ class SegmentationTask(L.LightningModule):
         """
         from safetensors.torch import load_file
 
-        if not Path(path).exists():
-            raise FileNotFoundError(f"model.init_from {path} not found")
-        state = {k: v.float() for k, v in load_file(path).items()}
+        p = Path(path)
+        if p.is_dir():
+            p = p / "model.safetensors"
+        if not p.exists():
+            raise FileNotFoundError(f"model.init_from {path} not found (give a bundle folder or its model.safetensors)")
+        state = {k: v.float() for k, v in load_file(p).items()}
+        own = self.model.state_dict()
+        head = [k for k, v in state.items() if k in own and own[k].shape != v.shape and k.startswith("segmentation_head")]
+        if head:  # other classes: a new head, the rest of the network fine-tuned
+            state = {k: v for k, v in state.items() if k not in head}
+            for k in head:
+                state[k] = own[k]
         try:
             self.model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -96,8 +108,20 @@ class SegmentationTask(L.LightningModule):
         """Logits (B, K, H, W) of normalised input (B, C, H, W)."""
         return self.model(x)
 
+    def focal(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Focal loss (Lin et al. 2017): mean over labelled pixels of -w_y (1 - p_y)^gamma log p_y."""
+        valid = y != NODATA_CLASS
+        if not valid.any():
+            return logits.sum() * 0.0
+        logp = torch.log_softmax(logits.float(), dim=1)
+        yy = torch.where(valid, y, torch.zeros_like(y))
+        logpt = logp.gather(1, yy[:, None]).squeeze(1)
+        w = self.ce.weight.to(logits.device)[yy]
+        fl = -w * (1.0 - logpt.exp()).clamp(min=0.0) ** self.gamma * logpt
+        return fl[valid].sum() / w[valid].sum().clamp(min=1e-12)
+
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None = None) -> torch.Tensor:
-        loss = self.ce(logits, y)
+        loss = self.focal(logits, y) if self.loss_name == "focal" else self.ce(logits, y)
         if self.dice_weight:
             loss = loss + self.dice_weight * self.dice(logits, y)
         if self.soft_weight and soft is not None and soft.numel():

@@ -28,6 +28,10 @@ __all__ = [
     "SENTINEL2_L1C",
     "SENTINEL2_L2A",
     "SENTINEL1",
+    "LANDSAT_C2_L2",
+    "SensorSpec",
+    "SENSORS",
+    "sensor_of",
     "S2_BASELINE_OFFSET_DN",
     "band_spec",
     "harmonize_s2_dn",
@@ -88,14 +92,71 @@ SENTINEL1: tuple[BandSpec, ...] = (
 )
 """Sentinel-1 IW GRD polarisations (sigma0 in dB)."""
 
+_LANDSAT_UNIT = "surface reflectance DN (x 0.0000275 - 0.2)"
+LANDSAT_C2_L2: tuple[BandSpec, ...] = (
+    BandSpec("SR_B1", "L8/9", "coastal aerosol", _LANDSAT_UNIT, 30.0, 443.0),
+    BandSpec("SR_B2", "L8/9", "blue", _LANDSAT_UNIT, 30.0, 482.0),
+    BandSpec("SR_B3", "L8/9", "green", _LANDSAT_UNIT, 30.0, 561.4),
+    BandSpec("SR_B4", "L8/9", "red", _LANDSAT_UNIT, 30.0, 654.6),
+    BandSpec("SR_B5", "L8/9", "NIR", _LANDSAT_UNIT, 30.0, 864.7),
+    BandSpec("SR_B6", "L8/9", "SWIR 1", _LANDSAT_UNIT, 30.0, 1608.9),
+    BandSpec("SR_B7", "L8/9", "SWIR 2", _LANDSAT_UNIT, 30.0, 2200.7),
+)
+"""Landsat 8/9 OLI Collection 2 Level-2 surface reflectance bands SR_B1..SR_B7 (USGS, "Landsat 8-9 Collection 2
+Level 2 Science Product Guide", LSDS-1619 v6, 2022: reflectance = DN x 0.0000275 - 0.2; 30 m). Named with their
+``SR_`` prefix, never folded onto Sentinel-2's numbers: Landsat's B5 is NIR, Sentinel-2's B5 a red edge."""
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """A sensor as a band specification: its bands, native GSD and the DN -> physical value rule.
+
+    Attributes:
+        name: ``"S2"``, ``"S1"``, ``"L8/9"``.
+        title: Display name.
+        bands: Its bands in product order.
+        gsd_m: The ground sampling distance a model of this sensor is trained at.
+        scale, offset: physical value = DN x scale + offset (reflectance for optical sensors; dB as stored for S1).
+    """
+
+    name: str
+    title: str
+    bands: tuple[BandSpec, ...]
+    gsd_m: float
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def to_reflectance(self, dn: np.ndarray) -> np.ndarray:
+        """DN to physical values (float32)."""
+        return (dn.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)).astype(np.float32)
+
+
+SENSORS: dict[str, SensorSpec] = {
+    "S2": SensorSpec("S2", "Sentinel-2 MSI", SENTINEL2_L1C, 10.0, 1e-4, 0.0),
+    "S1": SensorSpec("S1", "Sentinel-1 C-SAR (IW GRD, dB)", SENTINEL1, 10.0),
+    "L8/9": SensorSpec("L8/9", "Landsat 8/9 OLI Collection 2 Level-2", LANDSAT_C2_L2, 30.0, 0.0000275, -0.2),
+}
+"""Every sensor the project knows, by name: the one place its bands, GSD and scaling are written."""
+
+
+def sensor_of(bands: Sequence[str]) -> str:
+    """The sensor(s) of a band list, as a card records it: ``"S2"``, ``"S2+S1"``, ``"L8/9"``.
+
+    Raises:
+        BandError: An unknown band.
+    """
+    names = [band_spec(b).sensor for b in bands]
+    return "+".join(dict.fromkeys(names))
+
+
 S2_BASELINE_OFFSET_DN = 1000
 """Radiometric offset added to Sentinel-2 DN from processing baseline 04.00 on (ESA, 2021)."""
 
-_ALL = {b.name: b for b in (*SENTINEL2_L1C, *SENTINEL1)}
+_ALL = {b.name: b for b in (*SENTINEL2_L1C, *SENTINEL1, *LANDSAT_C2_L2)}
 
 
 def band_spec(name: str) -> BandSpec:
-    """Return the :class:`BandSpec` of a Sentinel-2 or Sentinel-1 band by name.
+    """Return the :class:`BandSpec` of a Sentinel-2, Sentinel-1 or Landsat C2 L2 band by name.
 
     Raises:
         BandError: Unknown name; the message lists the known ones.
@@ -173,7 +234,8 @@ BAND_ALIASES: dict[str, tuple[str, ...]] = {
 """Canonical band name -> spelled-out aliases (lower case), besides the numeric spellings.
 
 Numeric spellings are recognised by pattern, case-insensitively, with optional prefixes and
-suffixes: ``B2 = B02 = b02 = B002 = B2_10m = B02_10m = SR_B2 = TOA_B2 = S2_B2``,
+suffixes: ``B2 = B02 = b02 = B002 = B2_10m = B02_10m = TOA_B2 = S2_B2``,
+(``SR_B1``..``SR_B7`` are Landsat C2 L2 bands of their own, :data:`LANDSAT_C2_L2`),
 ``B8A = B08A = b8a = B8A_20m``. The spelled-out names are those of the STAC ``eo:bands`` common
 names used by Element 84's Earth Search (``coastal``, ``rededge1``, ``nir08``, ``swir16`` ...), of
 SNAP / Sentinel Hub band lists and of Earth Engine's ``COPERNICUS/S2*`` collections (which use
@@ -181,7 +243,7 @@ SNAP / Sentinel Hub band lists and of Earth Engine's ``COPERNICUS/S2*`` collecti
 alias: a position says nothing about which band it is.
 """
 
-_NUMERIC = re.compile(r"^(?:S2[AB]?_|SR_|TOA_|BOA_)?B0*(1[0-2]|[1-9]A?)(?:_\d{2}M)?$")
+_NUMERIC = re.compile(r"^(?:S2[AB]?_|TOA_|BOA_)?B0*(1[0-2]|[1-9]A?)(?:_\d{2}M)?$")
 _BY_ALIAS = {a: canon for canon, aliases in BAND_ALIASES.items() for a in aliases}
 
 

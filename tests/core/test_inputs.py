@@ -191,8 +191,8 @@ def test_not_reflectance_is_refused(bundle, crop, tmp_path):
 
 def test_alias_table():
     for spelled, canon in [("b02", "B2"), ("B02_10m", "B2"), ("B08A", "B8A"), ("b8a", "B8A"), ("swir16", "B11"),
-                           ("SR_B4", "B4"), ("vv", "VV")]:
-        assert canonical_band(spelled) == canon
+                           ("SR_B4", "SR_B4"), ("sr_b5", "SR_B5"), ("vv", "VV")]:
+        assert canonical_band(spelled) == canon  # Landsat's SR_B5 is NIR, never Sentinel-2's red-edge B5
     assert canonical_band("band_1") is None and canonical_band("B13") is None
 
 

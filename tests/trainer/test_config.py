@@ -17,7 +17,7 @@ SMOKE = Path(__file__).with_name("smoke.yaml")
 def test_shipped_configs_load_unchanged(path):
     cfg = load_config(path)
     d = cfg.to_dict()
-    assert isinstance(cfg, FitConfig) and isinstance(d["data"], dict) and isinstance(d["data"]["scenes"][0], dict)
+    assert isinstance(cfg, FitConfig) and isinstance(d["data"], dict) and isinstance((d["data"]["scenes"] or d["data"]["files"])[0], dict)
     assert list(d) == ["name", "data", "model", "loss", "optim", "trainer", "output", "seed"]
     assert d["data"]["bands"] == cfg.data.bands and d["model"]["arch"] == cfg.model.arch
 

@@ -29,6 +29,7 @@ from trainer.cli import (
     polygons,
     predict,
     report,
+    sweep,
 )
 from trainer.cli.options import _Parser, run_guarded
 
@@ -45,6 +46,7 @@ COMMANDS = {
     "polygons": polygons,
     "report": report,
     "card-check": card_check,
+    "sweep": sweep,
 }
 """Command name -> its module (``add_parser``, ``run`` and optionally ``check``), in ``--help`` order."""
 
