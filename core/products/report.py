@@ -252,7 +252,9 @@ def analysis_report(
 
     rep = Report(title)
     cm = prediction.classes
-    rep.summary.append(("Area analysed", f"{cm.area_km2():.3f} km²"))
+    # the AOI, not its bounding window: pixels outside the AOI (and nodata) carry no class
+    classified = float((cm.data[0] != 255).mean()) if cm.data.size else 0.0
+    rep.summary.append(("Area analysed", f"{cm.area_km2() * classified:.3f} km² (pixels with a class inside the AOI)"))
     if {"B4", "B3", "B2"} <= set(image.band_names):
         rep.maps.append(MapFigure("Image (true colour B4, B3, B2)", composite(image, ("B4", "B3", "B2"))))
     legend = list(zip(scheme.names, scheme.colors, strict=True))

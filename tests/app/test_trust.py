@@ -113,3 +113,14 @@ def test_the_query_string_follows_the_user_across_pages(app):
         goto(app, name)
         assert app.query_params.get("scene") in ("brandenburg-2017-02-16", ["brandenburg-2017-02-16"]), name
         assert "bbox" in app.query_params, name
+
+
+def test_the_report_area_is_the_aois_not_its_bounding_window(app):
+    run_scene(app, "brandenburg-2017-02-16", "GeoJSON", geojson='{"type": "Polygon", "coordinates": '
+              '[[[12.56, 52.465], [12.62, 52.465], [12.56, 52.505], [12.56, 52.465]]]}')  # a triangle: half its window
+    a = app.session_state[KEY].analysis
+    goto(app, "accuracy")
+    app.button(key="build_report").click().run()
+    html = app.session_state[KEY].report_html
+    got = float(re.search(r"([\d.]+) km² \(pixels with a class inside the AOI\)", html).group(1))
+    assert abs(got - a.aoi_km2) < 0.03 * a.aoi_km2
