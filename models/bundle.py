@@ -218,9 +218,16 @@ def load_bundle(path: str | Path, *, device: str = "cpu", precision: str = "fp32
     weights = path / "model.safetensors"
     if not weights.exists():
         raise BundleError(f"bundle {path} has no model.safetensors")
+    correction = card.training.get("correction") if isinstance(card.training, dict) else None
     try:
-        model = create_model(card.arch, card.encoder, in_channels=len(card.bands), num_classes=card.num_classes)
-    except (KeyError, ValueError) as exc:  # unknown architecture or encoder, or a band/class count it cannot take
+        if isinstance(correction, dict):  # a corrected bundle: the base network plus a fitted 1x1 head
+            from models.features import HeadReplaced
+
+            base = create_model(card.arch, card.encoder, in_channels=len(card.bands), num_classes=int(correction["base_classes"]))
+            model = HeadReplaced(base, card.num_classes, base_temperature=float(correction.get("base_temperature", 1.0)))
+        else:
+            model = create_model(card.arch, card.encoder, in_channels=len(card.bands), num_classes=card.num_classes)
+    except (KeyError, ValueError, TypeError) as exc:  # unknown architecture or encoder, or a band/class count it cannot take
         raise BundleError(f"card of {path} names a model that cannot be built: {exc.args[0] if exc.args else exc}") from None
     try:
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(weights)).items()}

@@ -1,0 +1,258 @@
+"""Rounds of correction on one scene: fit a head on the user's points plus replay, self-check, suggest, undo.
+
+Sources: Robinson et al., "Human-machine collaboration for fast land cover mapping", AAAI 2020
+(microsoft/landcover): frozen network, cached last feature map, a refit final layer, "seed" samples that
+keep the original class distribution, min-margin suggestions; Development Seed's PEARL (the same scheme in a
+web tool).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.correction import MAX_POINTS, CorrectionError
+from core.correction.head import LogisticHead, fit_head
+
+__all__ = ["FeatureCache", "Round", "CorrectionSession", "fit_correction", "suggest_points", "REPLAY_PER_POINT"]
+
+REPLAY_PER_POINT = 5
+"""Replay samples drawn from the base prediction per user point (at least 1000); together they weigh as much as the points."""
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """What the base model says about every pixel of one scene, computed once.
+
+    Attributes:
+        features: float32 (F, H, W): the network's last feature map followed by its K0 log-probabilities
+            (:func:`models.features.feature_forward`).
+        base_probs: float32 (K0, H, W) base class probabilities.
+        valid: bool (H, W): pixels with data.
+        base_names: The K0 base class names.
+    """
+
+    features: np.ndarray
+    base_probs: np.ndarray
+    valid: np.ndarray
+    base_names: tuple[str, ...]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W)."""
+        return self.valid.shape
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the cache in bytes."""
+        return int(self.features.nbytes + self.base_probs.nbytes + self.valid.nbytes)
+
+
+@dataclass(frozen=True)
+class Round:
+    """One fitted round.
+
+    Attributes:
+        head: The fitted head (on the cache's features).
+        classes: The K class names of the head, in output order.
+        points_per_class: Points given per class.
+        held_back: Points held back per class for the self-check.
+        agreement: Agreement with the held-back points per class (NaN where none was held back) and ``"all"``.
+        replay_map: Base class name -> user class name used for the replay samples.
+        number: Round number (1 = the first fit).
+    """
+
+    head: LogisticHead
+    classes: tuple[str, ...]
+    points_per_class: dict[str, int]
+    held_back: dict[str, int]
+    agreement: dict[str, float]
+    replay_map: dict[str, str]
+    number: int = 1
+
+
+def _check_points(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, names: list[str], classes: tuple[str, ...] | None) -> None:
+    n = len(names)
+    if n > MAX_POINTS:
+        raise CorrectionError(f"{n} points are more than the {MAX_POINTS} a correction set may have.")
+    h, w = cache.shape
+    if ((rows < 0) | (rows >= h) | (cols < 0) | (cols >= w)).any():
+        raise CorrectionError(f"{int(((rows < 0) | (rows >= h) | (cols < 0) | (cols >= w)).sum())} point(s) lie outside the image.")
+    on_nodata = ~cache.valid[rows, cols]
+    if on_nodata.any():
+        raise CorrectionError(f"{int(on_nodata.sum())} point(s) lie on pixels without data; move or remove them.")
+    if classes is not None:
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise CorrectionError(f"class name(s) {', '.join(unknown)} are not among the classes ({', '.join(classes)}).")
+    counts = Counter(names)
+    if len(counts) < 2:
+        raise CorrectionError(f"all points are of one class ({next(iter(counts), 'none')}); give points of at least two classes.")
+    single = sorted(c for c, k in counts.items() if k < 2)
+    if single:
+        raise CorrectionError(f"class(es) {', '.join(single)} have only one point; give each class at least two.")
+
+
+def _held_back(labels: np.ndarray, rng: np.random.Generator, fraction: float) -> np.ndarray:
+    """Bool mask of points held back: ``fraction`` of each class (rounded down; none of a class under 10 points... at least 1 from 5)."""
+    mask = np.zeros(labels.size, bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = int(np.floor(fraction * idx.size)) if idx.size >= 10 else (1 if idx.size >= 5 else 0)
+        if k:
+            mask[rng.choice(idx, k, replace=False)] = True
+    return mask
+
+
+def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, names: list[str], *, classes: tuple[str, ...] | None = None,
+                   seed: int = 0, hold_back: float = 0.1, l2: float = 1e-3, replay_per_point: int = REPLAY_PER_POINT,
+                   number: int = 1) -> Round:
+    """Fit a head on the user's points plus replay samples from the base prediction.
+
+    Replay: a base class whose name is one of the user's classes replays as that class; any other base class
+    replays as the user class most of the user's points on it have (when at least two points and at least half
+    agree), else it is not replayed. Replay pixels are drawn uniformly from the valid pixels, so they carry the
+    base map's class areas (the priors), and weigh as much as the points together.
+
+    Args:
+        cache: The scene's feature cache.
+        rows: int (N,) point rows on the cache's grid.
+        cols: int (N,) point columns.
+        names: (N,) class names.
+        classes: The head's classes in output order (default: the points' class names in order of appearance,
+            after the base classes that share a name).
+        seed: Seed of the held-back split and the replay draw (same seed: same head).
+        hold_back: Fraction of each class's points held back for the self-check.
+        l2: L2 penalty of the head.
+        replay_per_point: Replay samples per point (at least 1000 in all).
+        number: The round's number.
+
+    Returns:
+        The round.
+
+    Raises:
+        CorrectionError: Points outside the image or on nodata, one point of a class, only one class, more than
+            :data:`~core.correction.MAX_POINTS`, or class names not among ``classes``.
+    """
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    names = [str(n) for n in names]
+    _check_points(cache, rows, cols, names, classes)
+    if classes is None:
+        classes = tuple(dict.fromkeys(names))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[n] for n in names])
+    rng = np.random.default_rng(seed)
+    held = _held_back(labels, rng, hold_back)
+    fmap = cache.features
+    f = fmap.shape[0]
+    x_pts = fmap[:, rows, cols].T
+    base_arg = cache.base_probs.argmax(axis=0)
+    replay_map: dict[str, str] = {}
+    for b, bname in enumerate(cache.base_names):
+        if bname in index:
+            replay_map[bname] = bname
+            continue
+        on_b = labels[~held][base_arg[rows[~held], cols[~held]] == b]
+        if on_b.size >= 2:
+            top, k = Counter(on_b.tolist()).most_common(1)[0]
+            if k * 2 >= on_b.size:
+                replay_map[bname] = classes[top]
+    lut = np.full(len(cache.base_names), -1)
+    for bname, uname in replay_map.items():
+        lut[cache.base_names.index(bname)] = index[uname]
+    vr, vc = np.nonzero(cache.valid & (lut[base_arg] >= 0))
+    n_train = int((~held).sum())
+    n_rep = min(vr.size, max(1000, replay_per_point * n_train))
+    pick = rng.choice(vr.size, n_rep, replace=False) if n_rep else np.zeros(0, np.int64)
+    x_rep = fmap[:, vr[pick], vc[pick]].T.reshape(-1, f)
+    y_rep = lut[base_arg[vr[pick], vc[pick]]]
+    x = np.concatenate([x_pts[~held], x_rep])
+    y = np.concatenate([labels[~held], y_rep])
+    wts = np.concatenate([np.ones(n_train), np.full(n_rep, n_train / max(n_rep, 1))])
+    head = fit_head(x, y, len(classes), sample_weight=wts, l2=l2)
+    agreement: dict[str, float] = {}
+    if held.any():
+        pred = head.predict_proba(x_pts[held]).argmax(axis=1)
+        truth = labels[held]
+        for c in classes:
+            m = truth == index[c]
+            agreement[c] = float((pred[m] == truth[m]).mean()) if m.any() else float("nan")
+        agreement["all"] = float((pred == truth).mean())
+    counts = Counter(names)
+    return Round(head, tuple(classes), {c: int(counts.get(c, 0)) for c in classes},
+                 {c: int((held & (labels == index[c])).sum()) for c in classes}, agreement, replay_map, number)
+
+
+def suggest_points(probs: np.ndarray, valid: np.ndarray, k: int = 20, *, spacing: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` most uncertain pixels by min-margin (top-1 minus top-2 probability), spread out spatially.
+
+    At most one pixel per ``spacing`` x ``spacing`` cell is taken (the least certain of the cell), then the
+    ``k`` lowest margins over the cells (Robinson et al. 2020: min-margin beat entropy).
+
+    Args:
+        probs: float32 (K, H, W) probabilities.
+        valid: bool (H, W).
+        k: Points to suggest.
+        spacing: Cell side in pixels.
+
+    Returns:
+        (rows, cols) int arrays of up to ``k`` pixels, most uncertain first.
+    """
+    top2 = np.sort(probs, axis=0)[-2:]
+    margin = np.where(valid, top2[1] - top2[0], np.inf)
+    h, w = margin.shape
+    cells: dict[tuple[int, int], tuple[float, int, int]] = {}
+    order = np.argsort(margin, axis=None)
+    for flat in order[: max(k * 50, 1000)]:
+        r, c = divmod(int(flat), w)
+        if not np.isfinite(margin[r, c]):
+            break
+        cells.setdefault((r // spacing, c // spacing), (float(margin[r, c]), r, c))
+    best = sorted(cells.values())[:k]
+    return np.array([b[1] for b in best], np.int64), np.array([b[2] for b in best], np.int64)
+
+
+@dataclass
+class CorrectionSession:
+    """Rounds of correction on one scene, each one a checkpoint that :meth:`undo` goes back from.
+
+    Args:
+        cache: The scene's feature cache.
+        classes: The user's classes in output order (``None``: from the first round's points).
+    """
+
+    cache: FeatureCache
+    classes: tuple[str, ...] | None = None
+    rounds: list[Round] = field(default_factory=list)
+
+    def fit(self, rows: np.ndarray, cols: np.ndarray, names: list[str], *, seed: int = 0) -> Round:
+        """Fit a new round on these points; on any error the previous round stays current."""
+        rnd = fit_correction(self.cache, rows, cols, names, classes=self.classes, seed=seed, number=len(self.rounds) + 1)
+        self.rounds.append(rnd)
+        return rnd
+
+    @property
+    def current(self) -> Round | None:
+        """The latest round (``None`` before the first)."""
+        return self.rounds[-1] if self.rounds else None
+
+    def undo(self) -> Round | None:
+        """Drop the latest round; returns the one now current."""
+        if self.rounds:
+            self.rounds.pop()
+        return self.current
+
+    def probabilities(self) -> np.ndarray:
+        """float32 (K, H, W) of the current round (the base probabilities before the first)."""
+        rnd = self.current
+        return self.cache.base_probs if rnd is None else rnd.head.predict_map(self.cache.features)
+
+    def class_map(self) -> np.ndarray:
+        """uint8 (H, W) class indices of the current round, 255 where there is no data."""
+        return np.where(self.cache.valid, self.probabilities().argmax(axis=0), 255).astype(np.uint8)
+
+    def suggest(self, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and columns of ``k`` pixels to label next (:func:`suggest_points` on the current map)."""
+        return suggest_points(self.probabilities(), self.cache.valid, k)
