@@ -14,7 +14,6 @@ from core.products.render import (
     class_rgba,
     composite,
     confidence_rgba,
-    panels_png,
     required_bands,
 )
 
@@ -47,9 +46,21 @@ def panels(analysis: Analysis, result: CompareResult | None, composite_name: str
     return out
 
 
-def side_by_side_png(pictures: dict[str, np.ndarray]) -> bytes:
-    """PNG of all panels next to each other."""
-    return panels_png(list(pictures.items()))
+def side_by_side_png(pictures: dict[str, np.ndarray], model_scheme: str | None = None, reference_scheme: str | None = None) -> bytes:
+    """PNG of all panels next to each other at print size (about 2000 px), with a legend under each class map."""
+    from core.products.render import panels_figure_png
+
+    legends = {}
+    if model_scheme:
+        sch = get_scheme(model_scheme)
+        legends["Prediction"] = list(zip(sch.names, sch.colors, strict=True))
+    if reference_scheme and "Reference" in pictures:
+        sch = get_scheme(reference_scheme)
+        legends["Reference"] = list(zip(sch.names, sch.colors, strict=True))
+    a, d = AGREEMENT_COLOURBLIND
+    legends[AGREEMENT] = [("same class", "#{:02x}{:02x}{:02x}".format(*a)), ("different class", "#{:02x}{:02x}{:02x}".format(*d))]
+    legends[CONFIDENCE] = [("low (0)", "#440154"), ("0.5", "#21918c"), ("high (1)", "#fde725")]
+    return panels_figure_png(list(pictures.items()), legends)
 
 
 def legend_html(scheme: ClassScheme) -> str:

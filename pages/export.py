@@ -32,6 +32,8 @@ if result is not None:
                                                                  **result.metrics.to_dict()}, indent=2),
                        file_name=f"{stem}_metrics_{ref}.json", mime="application/json")
 pictures = views.panels(a, result, views.composite_options(a)[0], scheme_name, services.reference_scheme(a, ref) if ref else None)
-st.download_button("Side-by-side view (PNG)", views.side_by_side_png(pictures), file_name=f"{stem}_views.png", mime="image/png")
+ref_scheme = services.reference_scheme(a, ref) if ref else None
+st.download_button("Side-by-side view (PNG, about 2000 px wide, with legends)", views.side_by_side_png(pictures, scheme_name, ref_scheme),
+                   file_name=f"{stem}_views.png", mime="image/png")
 if a.image.crs is None:
     st.caption("This scene has no georeference: the GeoTIFFs carry a local 10 m grid and no CRS.")

@@ -184,3 +184,42 @@ def warp_for_web(rgba: np.ndarray, crs, transform, max_size: int = 1024) -> tupl
     west, east = (lon0 + np.degrees(min(x0, x1) / r), lon0 + np.degrees(max(x0, x1) / r))
     south, north = (float(np.degrees(2 * np.arctan(np.exp(v / r)) - np.pi / 2)) for v in (min(y0, y1), max(y0, y1)))
     return np.moveaxis(out, 0, -1), (south, float(west), north, float(east))
+
+
+def panels_figure_png(panels: Sequence[tuple[str, np.ndarray]], legends: dict[str, Sequence[tuple[str, str]]] | None = None,
+                      width_px: int = 2000) -> bytes:
+    """Side-by-side figure at print size (matplotlib): titles that fit, a legend under each class map.
+
+    Args:
+        panels: (title, RGBA (H, W, 4)) pairs, all the same H and W.
+        legends: Title -> (label, colour) entries drawn under that panel (class maps, agreement).
+        width_px: Width of the PNG (about 2000 px: an A4 page at 240 dpi).
+    """
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    legends = legends or {}
+    n = len(panels)
+    h, w = panels[0][1].shape[:2]
+    dpi = 150
+    fig_w = width_px / dpi
+    fig_h = fig_w / n * h / w + 2.6
+    fig, axes = plt.subplots(1, n, figsize=(fig_w, fig_h), dpi=dpi, squeeze=False)
+    for ax, (title, img) in zip(axes[0], panels, strict=True):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title("\n".join(textwrap.wrap(title, 24)), fontsize=10)
+        ax.set_axis_off()
+        entries = legends.get(title)
+        if entries:
+            ax.legend(handles=[Patch(facecolor=c, edgecolor="#555", label=lab) for lab, c in entries], loc="upper center",
+                      bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=7, frameon=False, handlelength=1.2, columnspacing=0.8)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.25, wspace=0.05)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()

@@ -124,3 +124,20 @@ def test_the_report_area_is_the_aois_not_its_bounding_window(app):
     html = app.session_state[KEY].report_html
     got = float(re.search(r"([\d.]+) km² \(pixels with a class inside the AOI\)", html).group(1))
     assert abs(got - a.aoi_km2) < 0.03 * a.aoi_km2
+
+
+def test_export_png_is_print_size_with_legends(app):
+    import io
+
+    from PIL import Image
+
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=SMALL)
+    goto(app, "export")
+    png = next(b for b in app.get("download_button") if "PNG" in b.label)
+    assert "with legends" in png.label
+    a = app.session_state[KEY].analysis
+    from app import services, views
+
+    pictures = views.panels(a, services.compare_with(a, "dw"), views.composite_options(a)[0], "dynamic_world", "dynamic_world")
+    img = Image.open(io.BytesIO(views.side_by_side_png(pictures, "dynamic_world", "dynamic_world")))
+    assert 1900 <= img.width <= 2100
