@@ -43,7 +43,8 @@ def test_replay_keeps_untouched_classes_and_undo_restores():
     rows, cols = np.r_[rr[:40], rb[:40]], np.r_[cc[:40], cb[:40]]
     names = ["c"] * 40 + ["b"] * 40
     s = CorrectionSession(cache, classes=("a", "b", "c"))
-    first = s.fit(rows, cols, names)
+    first = s.fit(rows, cols, names, l2=1e-3)
+    assert first.classes == ("a", "b", "c")
     m1 = s.class_map()
     base = cache.base_probs.argmax(0)
     assert ((m1 == 0) == (base == 0)).mean() > 0.9  # "a" keeps its extent through replay
