@@ -46,6 +46,7 @@ COMMANDS = {
     "polygons": polygons,
     "report": report,
     "card-check": card_check,
+    "finetune": __import__("trainer.cli.finetune", fromlist=["run"]),  # correct a model with a user's points (issue 17)
     "sweep": sweep,
 }
 """Command name -> its module (``add_parser``, ``run`` and optionally ``check``), in ``--help`` order."""
