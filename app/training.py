@@ -22,11 +22,42 @@ def configs() -> list[str]:
     return sorted(str(p.relative_to(REPO_ROOT)) for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def launch(config: str, max_epochs: int, run_name: str | None = None) -> TrainingJob:
+def page_overrides(loss: str = "ce_dice", sampling: str = "uniform", init_from: str = "", batch_size: int | None = None) -> list[str]:
+    """``section.key=value`` overrides for the Train page's choices (loss, sampling, fine-tuning, batch size)."""
+    out = [f"loss.name={loss}", f"data.sampling={sampling}"]
+    if init_from.strip():
+        out.append(f"model.init_from={init_from.strip()}")
+    if batch_size:
+        out.append(f"data.batch_size={int(batch_size)}")
+    return out
+
+
+def config_yaml(config: str, max_epochs: int, overrides: list[str] | None = None) -> str:
+    """The YAML the page will run: the chosen config with its overrides applied and validated.
+
+    The text runs as it is with ``python -m trainer fit --config <file>``.
+
+    Raises:
+        LulcError: An override the config does not accept (one sentence naming the key).
+    """
+    import yaml
+
+    from core.errors import LulcError
+    from trainer.config import load_config
+
+    try:
+        cfg = load_config(REPO_ROOT / config, [*(overrides or []), f"trainer.max_epochs={int(max_epochs)}"])
+    except (ValueError, FileNotFoundError) as exc:
+        raise LulcError(str(exc)) from None
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def launch(config: str, max_epochs: int, run_name: str | None = None, overrides: list[str] | None = None) -> TrainingJob:
     """Start training in the background; the app stays responsive.
 
     The run writes to ``runs/<name>``; its bundle lands in ``runs/<name>/bundle`` where the Explore
-    and Models pages find it.
+    and Models pages find it. ``overrides`` are ``section.key=value`` strings (:func:`page_overrides`). A second
+    run on the same folder is refused by the trainer itself (its run lock).
     """
     name = run_name or time.strftime("app-%Y%m%d-%H%M%S")
     run_dir = REPO_ROOT / "runs" / name
@@ -34,6 +65,8 @@ def launch(config: str, max_epochs: int, run_name: str | None = None) -> Trainin
     log = run_dir / "trainer.log"
     cmd = [sys.executable, "-m", "trainer", "fit", "--config", str(REPO_ROOT / config), "--set", f"output.dir={run_dir}",
            "--set", "output.bundle_dir=null", "--set", f"trainer.max_epochs={int(max_epochs)}", "--set", "trainer.progress_bar=false"]
+    for ov in overrides or []:
+        cmd += ["--set", ov]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     return TrainingJob(pid=proc.pid, run_dir=str(run_dir), config=config, log_path=str(log), started=time.time())

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import charts, training
 from app.state import get_state
+from core.errors import LulcError
 
 state = get_state()
 st.title("Train")
@@ -14,8 +15,22 @@ if job is None or training.status(job) != "running":
     cfgs = training.configs()
     config = st.selectbox("Configuration", cfgs)
     epochs = st.number_input("Epochs", min_value=1, max_value=500, value=5)
-    if st.button("Start training", type="primary"):
-        state.job = training.launch(config, int(epochs))
+    c1, c2 = st.columns(2)
+    loss = c1.selectbox("Loss", ["ce_dice", "focal"], help="weighted cross-entropy + Dice, or focal loss (Lin et al. 2017) + Dice")
+    sampling = c2.selectbox("Chip sampling", ["uniform", "balanced"], help="balanced: chips centred on pixels of each class")
+    init_from = st.text_input("Initialise from a bundle (folder, optional)", "", help="fine-tune an existing bundle; a new head when the classes differ")
+    overrides = training.page_overrides(loss, sampling, init_from)
+    try:
+        text = training.config_yaml(config, int(epochs), overrides)
+    except LulcError as exc:
+        st.error(str(exc))
+        text = None
+    if text is not None:
+        with st.expander("Configuration it will run (python -m trainer fit --config this.yaml)"):
+            st.code(text, language="yaml")
+            st.download_button("Download YAML", text, file_name="train.yaml", mime="text/yaml")
+    if st.button("Start training", type="primary", disabled=text is None):
+        state.job = training.launch(config, int(epochs), overrides=overrides)
         st.rerun()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +19,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from core.errors import LulcError
 from core.inference.policy import DEFAULT_OVERLAP, DEFAULT_TILE
 from core.inputs.bands import SENSORS, sensor_of
 from core.sources.samples import get_scene
@@ -27,7 +29,7 @@ from trainer.data import LulcDataModule, test_block_crops
 from trainer.module import SegmentationTask
 from trainer.scene_scores import evaluate_arrays, evaluate_scene, summarize
 
-__all__ = ["fit", "machine_description", "INDEPENDENT_LABELS"]
+__all__ = ["fit", "run_lock", "RunLockError", "machine_description", "INDEPENDENT_LABELS"]
 
 INDEPENDENT_LABELS = ("osm", "water", "dfc", "lulc")
 """Label products not derived from Dynamic World, reported beside it in the card."""
@@ -129,7 +131,70 @@ def _held_out_results(bundle: Bundle, cfg: FitConfig, dm: LulcDataModule) -> lis
     return results
 
 
+class RunLockError(LulcError):
+    """A training run already writes to this output folder."""
+
+
+@contextmanager
+def run_lock(out_dir: Path):
+    """Hold ``<out_dir>/.fit.lock`` (this process's pid) for the duration of a run; refuse a second live run.
+
+    A lock left by a process that no longer exists is taken over. DDP worker processes (``LOCAL_RANK``/``NODE_RANK``
+    other than 0) run under their launcher's lock.
+
+    Raises:
+        RunLockError: Another live process holds the lock.
+    """
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = out_dir / ".fit.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            alive = False
+            if pid > 0:
+                try:
+                    os.kill(pid, 0)
+                    alive = True
+                except ProcessLookupError:
+                    alive = False
+                except PermissionError:
+                    alive = True
+            if alive:
+                raise RunLockError(f"a training run (process {pid}) is already writing to {out_dir}; wait for it to finish or stop it, "
+                                   "or set output.dir to another folder") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise RunLockError(f"could not take the run lock {lock}; remove it if no training is running")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "auto") -> Path | None:
+    """Train (refused while another run writes to the same ``output.dir``), test on the held-out blocks, write the bundle.
+
+    See :func:`_fit` for the arguments.
+
+    Raises:
+        RunLockError: Training started twice on one output folder.
+    """
+    with run_lock(cfg.out_dir):
+        return _fit(cfg, resume=resume, offset=offset)
+
+
+def _fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "auto") -> Path | None:
     """Train, test on the held-out blocks, and write the bundle.
 
     Args:

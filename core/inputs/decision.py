@@ -278,6 +278,31 @@ def parse_bands(text: str | Sequence[str] | None) -> list[str] | None:
 # --- the decision -------------------------------------------------------------------------------
 
 
+def _refuse_other_sensor(card, names: Sequence[str | None], what: str) -> None:
+    """Refuse, in one sentence naming both sensors and GSDs, an input of another sensor than the model's (e.g. Landsat for S2).
+
+    Raises:
+        BandError: The input's named bands all belong to sensors the model has none of.
+    """
+    from core.inputs.bands import SENSORS, band_spec
+
+    known = [n for n in names if n]
+    if not known:
+        return
+    have = {band_spec(n).sensor for n in known}
+    want = {band_spec(b).sensor for b in card.bands if canonical_band(b)}
+    if have and want and not have & want:
+        def words(sensors: set[str]) -> str:
+            return " + ".join(f"{SENSORS[x].title} ({SENSORS[x].gsd_m:g} m)" for x in sorted(sensors))
+
+        raise BandError(
+            f"{what} is {words(have)} imagery (bands {', '.join(known)}) but model {card.name!r} is a {words(want)} model "
+            f"(bands {', '.join(card.bands)}): its pixels and bands do not match; use a model trained on this sensor "
+            "(python -m trainer fit with these bands) or an image of the model's sensor."
+        )
+
+
+
 def _resolve_names(file_names: Sequence[str | None], override: Sequence[str] | None) -> tuple[tuple[str, ...], dict[str, int]]:
     count = len(file_names)
     if override is not None:
@@ -373,6 +398,7 @@ def _model_bands(card: ModelInputs, file_names: Sequence[str | None], bands: Seq
         unnamed = all(canonical_band(n) is None for n in (file_names or [])) and bands is None
         hint = (" The input's bands have no names: give them in file order with --bands (CLI) or the band-order "
                 "control (app).") if unnamed else " Rename the bands or give --bands in file order."
+        _refuse_other_sensor(card, [canonical_band(n) for n in (bands or file_names or [])], what)
         raise BandError(
             f"model {card.name!r} needs band(s) {', '.join(required_missing)} that {what} lacks "
             f"(input bands: {', '.join(shown) or 'none'}; spellings tried: {tried}).{hint}"

@@ -85,3 +85,12 @@ def test_refusals(pair):
     with pytest.raises(LulcError) as e:
         load_file_pair(ls, labels, scheme, CARD, level="L2A")
     assert "\n" not in str(e.value)
+
+
+def test_landsat_file_for_a_sentinel2_model_names_both_sensors(tmp_path):
+    from core.inputs.decision import decide
+
+    with pytest.raises(LulcError) as e:
+        decide(CARD, ["SR_B2", "SR_B3", "SR_B4", "SR_B5"], np.full((4, 8, 8), 9000, np.uint16), what="scene.tif")
+    msg = str(e.value)
+    assert "Landsat 8/9" in msg and "30 m" in msg and "Sentinel-2" in msg and "10 m" in msg and "\n" not in msg

@@ -122,3 +122,35 @@ def test_balanced_chips_centre_on_each_class():
     assert len(items) == 10
     rare = [(r, c) for _, r, c in items if (t[r : r + 32, c : c + 32] == 1).any()]
     assert len(rare) >= 5 and all(0 <= r <= 32 and 0 <= c <= 32 for _, r, c in items)
+
+
+def test_training_started_twice_is_refused(tmp_path):
+    import os
+
+    from trainer.fit import RunLockError, run_lock
+
+    with run_lock(tmp_path / "run"):
+        with pytest.raises(RunLockError, match="already writing to"):
+            with run_lock(tmp_path / "run"):
+                pass
+    assert not (tmp_path / "run" / ".fit.lock").exists()
+    (tmp_path / "run" / ".fit.lock").write_text(str(2**22 + os.getpid() % 1000))  # a process that is gone: taken over
+    with run_lock(tmp_path / "run"):
+        pass
+
+
+def test_init_from_a_bundle_with_other_classes_gets_a_new_head(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from trainer.module import SegmentationTask
+
+    cfg = load_config(REPO_ROOT / "tests" / "trainer" / "smoke.yaml").to_dict()
+    old = SegmentationTask(cfg, 4, ["a", "b", "c"], [1.0, 1.0, 1.0])
+    (tmp_path / "b").mkdir()
+    save_file({k: v.contiguous() for k, v in old.model.state_dict().items()}, str(tmp_path / "b" / "model.safetensors"))
+    cfg["model"]["init_from"] = str(tmp_path / "b")
+    new = SegmentationTask(cfg, 4, ["x", "y"], [1.0, 1.0])
+    enc = "encoder.conv1.weight"
+    assert torch.equal(new.model.state_dict()[enc], old.model.state_dict()[enc])
+    assert new.model.state_dict()["segmentation_head.0.weight"].shape[0] == 2
