@@ -56,3 +56,20 @@ def test_finetune_bad_points_one_line(small_tif, tmp_path, capsys, rows, names, 
     assert main(["finetune", "--checkpoint", "models/default", "--input", str(small_tif), "--points", str(pts), "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and not (out / "card.json").exists()
+
+
+def test_finetune_from_a_geopackage_in_the_image_crs(small_tif, tmp_path):
+    from core.correction.points import PointSet, write_points_gpkg
+
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(10, 90, 30), rng.integers(10, 150, 30)
+    with rasterio.open(small_tif) as ds:
+        xs, ys = xy(ds.transform, rows, cols)
+        crs = ds.crs.to_string()
+    names = tuple("water" if c < 80 else "farm" for c in cols)
+    gpkg = write_points_gpkg(PointSet(np.asarray(xs), np.asarray(ys), names, crs), tmp_path / "p.gpkg")
+    out = tmp_path / "g"
+    assert main(["finetune", "--checkpoint", "models/default", "--input", str(small_tif), "--points", str(gpkg), "--output", str(out)]) == 0
+    classes = json.loads((out / "card.json").read_text())["classes"]["classes"]
+    assert {c["name"] for c in classes} == {"water", "farm"}
+    assert next(c["color"] for c in classes if c["name"] == "water") == "#419bdf"  # the built-in class's colour
