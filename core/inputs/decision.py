@@ -61,7 +61,7 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import BandError, LulcError
-from core.inputs.bands import S2_BASELINE_OFFSET_DN, SENTINEL1, band_aliases, canonical_band
+from core.inputs.bands import LANDSAT_C2_L2, S2_BASELINE_OFFSET_DN, SENSORS, SENTINEL1, band_aliases, canonical_band
 from core.inputs.evidence import (
     OFFSET_SINCE,
     file_metadata,
@@ -87,6 +87,12 @@ LEVELS = ("L1C", "L2A")
 """Sentinel-2 processing levels: top-of-atmosphere (L1C) and surface (L2A) reflectance."""
 
 _S1 = {b.name for b in SENTINEL1}
+_LANDSAT = {b.name: b for b in LANDSAT_C2_L2}
+"""Landsat 8/9 C2 L2 bands: DN -> reflectance x 1e4 (the Sentinel-2 DN unit) by the USGS rule
+(DN x 0.0000275 - 0.2) x 1e4; no Sentinel-2 scale or offset test applies to them."""
+_LANDSAT_GAIN = np.float32(SENSORS["L8/9"].scale * 1e4)
+_LANDSAT_BIAS = np.float32(SENSORS["L8/9"].offset * 1e4)
+_NOT_S2 = set(_S1) | set(_LANDSAT)
 _SAMPLE_PIXELS = 512 * 512
 
 
@@ -194,7 +200,9 @@ class InputDecision:
                 out[k] = np.float32(fill)
                 continue
             plane = x[pos[src + 1]]
-            if name not in _S1:
+            if name in _LANDSAT:
+                plane = plane * _LANDSAT_GAIN + _LANDSAT_BIAS
+            elif name not in _S1:
                 if self.scale != 1.0:
                     plane = plane * np.float32(self.scale)
                 if self.offset_dn:
@@ -431,7 +439,7 @@ def _scale(sample: np.ndarray, where: Mapping[str, int], nodata: float | None, w
     Raises:
         InputError: 8-bit data, no valid pixel, float values neither 0-1 nor DN, or a median above 20000 DN.
     """
-    s2_idx = sorted(i for n, i in where.items() if n not in _S1)  # every Sentinel-2 band of the input
+    s2_idx = sorted(i for n, i in where.items() if n not in _NOT_S2)  # every Sentinel-2 band of the input
     x = sample[s2_idx].astype(np.float64) if s2_idx else np.empty((0, 0))
     valid = None
     if x.size:
@@ -479,7 +487,7 @@ def _offset(offset: int | str | None, sample: np.ndarray, where: Mapping[str, in
         InputError: A bad ``offset`` value, or no evidence decides (names ``--offset``).
     """
     forced = parse_offset(offset)
-    if not any(n not in _S1 for n in where):
+    if not any(n not in _NOT_S2 for n in where):
         return 0, "no Sentinel-2 band"
     if forced is not None:
         return forced, "set by the user (--offset)"
@@ -488,7 +496,7 @@ def _offset(offset: int | str | None, sample: np.ndarray, where: Mapping[str, in
         return off, off_reason
     dn = {}
     for n, i in where.items():
-        if n in _S1:
+        if n in _NOT_S2:
             continue
         v = sample[i].astype(np.float64)
         ok = valid if valid is not None else np.ones(v.shape, bool)
