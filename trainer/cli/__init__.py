@@ -25,6 +25,7 @@ from trainer.cli import (
     evaluate,
     export_chips,
     export_onnx,
+    finetune,
     fit,
     polygons,
     predict,
@@ -46,7 +47,7 @@ COMMANDS = {
     "polygons": polygons,
     "report": report,
     "card-check": card_check,
-    "finetune": __import__("trainer.cli.finetune", fromlist=["run"]),  # correct a model with a user's points (issue 17)
+    "finetune": finetune,
     "sweep": sweep,
 }
 """Command name -> its module (``add_parser``, ``run`` and optionally ``check``), in ``--help`` order."""
