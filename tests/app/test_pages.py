@@ -106,7 +106,10 @@ def test_bundle_whose_bands_do_not_match_the_scene(app, tmp_path, monkeypatch):
     monkeypatch.setattr(services, "bundle_paths", lambda: [radar])
     app.run()
     run_scene(app, "brandenburg-2017-02-16")
-    assert app.error and "VV" in app.error[0].value and "lacks" in app.error[0].value
+    msg = app.error[0].value if app.error else ""
+    # refused before any pixel is read: either by the missing bands or (issue 18) by naming both sensors
+    assert ("VV" in msg and "lacks" in msg) or ("Sentinel-2" in msg and "model's sensor" in msg), msg
+    assert app.session_state[KEY].analysis is None
 
 
 def test_pages_before_any_run_point_back_to_explore(app):
