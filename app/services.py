@@ -38,7 +38,8 @@ from core.sources.samples import (
     scene_decision,
     scene_grid,
 )
-from models.card import find_bundles, read_card
+from models.card import find_bundles
+from models.card import read_card as _read_card
 
 if TYPE_CHECKING:  # the model stack (torch, smp) is imported on first use, not for the first page
     from core.evaluation.comparison import CompareResult
@@ -63,7 +64,9 @@ def get_bundle(path: str, precision: str = "fp32") -> Bundle:
     """
     from models.bundle import load_bundle
 
-    return load_bundle(path, precision=precision)
+    bundle = load_bundle(path, precision=precision)
+    read_card(path)  # registers a card's own class scheme for every page
+    return bundle
 
 
 Decide = Callable[[object], InputDecision]
@@ -140,6 +143,22 @@ def scenes(root: str) -> list[SampleScene]:
 def sample_scenes() -> list[SampleScene]:
     """Scenes of the configured data directory."""
     return scenes(str(data_dir()))
+
+
+def read_card(path: str | Path):
+    """A bundle's card, with its class scheme registered (:func:`core.classes.scheme_of`).
+
+    A bundle trained on a user's own class file carries its scheme in the card; registering it here
+    lets every page find the user's names and colours with ``get_scheme(card.scheme_name)``.
+
+    Raises:
+        BundleError: The card is missing or invalid. SchemeError: Its classes are malformed.
+    """
+    from core.classes import scheme_of
+
+    card = _read_card(path)
+    scheme_of(card)
+    return card
 
 
 def _scan_bundles() -> tuple[list[str], list[tuple[str, str]]]:

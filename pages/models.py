@@ -5,7 +5,6 @@ import streamlit as st
 from app import services, views
 from core.classes import get_scheme
 from core.errors import LulcError
-from models.card import read_card
 
 st.title("Models")
 for rel, why in services.skipped_bundles():
@@ -13,7 +12,7 @@ for rel, why in services.skipped_bundles():
 paths = services.bundle_paths()
 for path in paths:
     try:
-        card = read_card(path)
+        card = services.read_card(path)
         scheme = get_scheme(card.scheme_name)  # a card may name a scheme this version does not know
     except LulcError as exc:
         st.error(f"{path}: {exc}")
