@@ -133,17 +133,25 @@ def test_models_page_lists_the_default_bundle_with_its_card(app):
 
 
 def test_models_page_reports_a_card_with_an_unknown_scheme(app, tmp_path, monkeypatch):
-    """A card naming a class scheme this version does not know is one error line on the Models page, not a crash."""
+    """A card whose classes cannot be read is one error line on the Models page, not a crash; a card that carries
+    a scheme of its own (issue 18: a user's class file) is listed with its classes."""
     from core.classes import DYNAMIC_WORLD
     from models.card import ModelCard, write_card
 
-    classes = {**DYNAMIC_WORLD.to_dict(), "name": "scheme_from_the_future"}
-    bad = write_card(ModelCard(name="future", arch="unet", encoder="resnet18", bands=["B2"], mean=[1.0], std=[1.0],
-                               classes=classes), tmp_path / "future")
-    paths = [*services.bundle_paths(), str(bad)]
+    own = {**DYNAMIC_WORLD.to_dict(), "name": "scheme_from_the_future"}
+    good = write_card(ModelCard(name="future", arch="unet", encoder="resnet18", bands=["B2"], mean=[1.0], std=[1.0],
+                                classes=own), tmp_path / "future")
+    bad = write_card(ModelCard(name="broken", arch="unet", encoder="resnet18", bands=["B2"], mean=[1.0], std=[1.0],
+                               classes=own), tmp_path / "broken")
+    card = json.loads((bad / "card.json").read_text())
+    card["classes"] = {"name": "scheme_without_classes", "classes": [{"id": "x"}]}  # what write_card would refuse
+    (bad / "card.json").write_text(json.dumps(card))
+    paths = [*services.bundle_paths(), str(good), str(bad)]
     monkeypatch.setattr(services, "bundle_paths", lambda: paths)
     goto(app, "models")
-    assert any("scheme_from_the_future" in e.value for e in app.error), [e.value for e in app.error]
+    assert any("broken" in e.value and "card class 0" in e.value for e in app.error), [e.value for e in app.error]
+    assert not any("future" in e.value for e in app.error), [e.value for e in app.error]
+    assert any("future" in e.label for e in app.expander)
     assert any("default" in e.label for e in app.expander)
 
 
