@@ -62,10 +62,11 @@ def get_bundle(path: str, precision: str = "fp32") -> Bundle:
     fp32 (the reference, as ``python -m trainer predict`` runs it) unless the user asked for bf16
     (:data:`core.inference.policy.PRECISIONS`).
     """
+    from core.classes import scheme_of
     from models.bundle import load_bundle
 
     bundle = load_bundle(path, precision=precision)
-    read_card(path)  # registers a card's own class scheme for every page
+    scheme_of(bundle.card)  # registers a card's own class scheme for every page (the card is read once)
     return bundle
 
 
@@ -75,7 +76,7 @@ bands, offset and level; e.g. :func:`core.sources.samples.scene_decision` for th
 
 
 def classify(image: GeoRaster, bundle: Bundle, decide: Decide, *, mask: np.ndarray | None = None,
-             progress: Callable[[int, int], None] | None = None) -> ClassMap:
+             progress: Callable[[int, int], None] | None = None, what: str | None = None) -> ClassMap:
     """One model on one source image, by the run policy (:func:`core.inference.policy.plan_run`).
 
     Every model run of the app goes through here (Explore's prediction and its Dynamic World
@@ -88,6 +89,7 @@ def classify(image: GeoRaster, bundle: Bundle, decide: Decide, *, mask: np.ndarr
         decide: The source's input rule (see :data:`Decide`).
         mask: Bool (H, W) AOI mask; pixels outside get no class.
         progress: Called with (passes done, passes total).
+        what: How to name the input in messages (default: its ``meta`` name or scene).
 
     Returns:
         The class map; ``classes.meta`` carries ``"input_decision"`` and ``"run_policy"``.
@@ -101,7 +103,7 @@ def classify(image: GeoRaster, bundle: Bundle, decide: Decide, *, mask: np.ndarr
     valid = model_input.valid_mask()
     if not (valid if mask is None else valid & mask).any():
         raise NoDataError(
-            f"{image.meta.get('name') or image.meta.get('scene') or 'the input'} has no pixel with data in the AOI (every pixel is "
+            f"{what or image.meta.get('name') or image.meta.get('scene') or 'the input'} has no pixel with data in the AOI (every pixel is "
             "nodata in at least one of the model's bands); move the AOI onto the imagery or check the file's nodata value"
         )
     model_input = replace(model_input, meta={**model_input.meta, "run_policy": policy})
@@ -325,13 +327,7 @@ def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster
     (see :func:`input_decision`).
     """
     bundle = get_bundle(state.bundle_path, state.precision)
-    try:
-        pred = classify(image, bundle, decide, mask=mask, progress=progress)
-    except NoDataError:
-        raise NoDataError(
-            f"{name} has no pixel with data in the AOI (every pixel is nodata in at least one of the model's bands); "
-            "move the AOI onto the imagery or check the file's nodata value"
-        ) from None
+    pred = classify(image, bundle, decide, mask=mask, progress=progress, what=name)
     references = {**references, **_dw_reference(state, image, mask, decide)}
     decision = pred.classes.meta["input_decision"]
     names = tuple(canonical_band(n) or n for n in decision.file_bands)
