@@ -114,20 +114,16 @@ def load_scenes(cfg: FitConfig, *, offset: int | str | None = None) -> tuple[lis
         ]
         soft = _load_soft(scene, target) if cfg.data.soft_targets else None
         out.append(SceneData(scene.id, data, target, blocks, decision.level, decision.summary(), soft))
-    if cfg.data.files:
-        files, file_scheme = load_file_pairs(cfg, offset=offset)
-        if scheme is not None and file_scheme.name != scheme.name:
-            raise ValueError(f"data.files use class scheme {file_scheme.name}, the scenes {scheme.name}; train on one scheme")
-        out += files
-        scheme = file_scheme
-    if cfg.data.chips_dir:
-        chips, chip_scheme = load_exported_chips(cfg, offset=offset)
-        if scheme is not None and chip_scheme.name != scheme.name:
-            raise ValueError(f"exported chips use {chip_scheme.name} labels, the scenes {scheme.name}")
-        out += chips
-        scheme = chip_scheme
+    extra = [("data.files", load_file_pairs)] if cfg.data.files else []
+    extra += [("exported chips", load_exported_chips)] if cfg.data.chips_dir else []
+    for what, load in extra:
+        more, more_scheme = load(cfg, offset=offset)
+        if scheme is not None and more_scheme.name != scheme.name:
+            raise ValueError(f"{what} use class scheme {more_scheme.name}, the data before them {scheme.name}; train on one scheme")
+        out += more
+        scheme = more_scheme
     if scheme is None:
-        raise ValueError("no training data: list data.scenes or set data.chips_dir")
+        raise ValueError("no training data: list data.scenes or data.files, or set data.chips_dir")
     return out, scheme
 
 
