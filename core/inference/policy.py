@@ -204,7 +204,17 @@ def _card_overlap(card: RunCard) -> int | None:
 
 
 def full_frame_bytes(arch: str, height: int, width: int) -> int | None:
-    """Estimated peak bytes of a full-frame pass of ``arch`` over (H, W), or ``None`` if it takes only tiles."""
+    """Estimated peak memory of a full-frame pass over an H x W input.
+
+    Args:
+        arch: The card's architecture name (``"dynamicworld"``).
+        height: Input rows H (pixels).
+        width: Input columns W (pixels).
+
+    Returns:
+        Bytes: :data:`FULL_FRAME_BYTES_PER_PIXEL` x (H + H % 2) x (W + W % 2); ``None`` for an
+        architecture that runs only on tiles.
+    """
     per_px = FULL_FRAME_BYTES_PER_PIXEL.get(arch)
     if per_px is None:
         return None
