@@ -127,17 +127,28 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """Network: architecture, encoder, optional local encoder weights (``.safetensors``).
+    """Network: architecture, encoder, optional pretrained weights, fine-tuning.
 
-    ``init_from``: a bundle folder (its ``model.safetensors``) or a ``model.safetensors`` of the same architecture
-    and bands (e.g. an earlier bundle) whose weights initialise the network before training (fine-tuning); when
-    the classes differ, everything but the segmentation head is taken and the head starts afresh.
+    Attributes:
+        arch: Architecture (``unet``, ``dynamicworld``).
+        encoder: smp encoder name (``resnet18``, ``resnet34``, ``resnet50``, ...).
+        encoder_weights: ``None`` (random), a local ``.safetensors`` file of the encoder's state dict (pretrained
+            weights brought to this machine; relative paths are relative to the repository root) or an smp weights
+            name (``imagenet``: downloads, fails offline).
+        init_from: A bundle folder (its ``model.safetensors``) or a ``model.safetensors`` of the same architecture
+            and bands (e.g. an earlier bundle) whose weights initialise the network before training (fine-tuning);
+            when the classes differ, everything but the segmentation head is taken and the head starts afresh.
+            Relative paths are relative to the repository root.
+        freeze_encoder: Keep the encoder as loaded (from ``init_from`` or ``encoder_weights``): its parameters get
+            no gradient and it stays in eval mode, so its BatchNorm statistics stay too; only the decoder and the
+            head are trained (fine-tuning on few labels).
     """
 
     arch: str = "unet"
     encoder: str = "resnet18"
     encoder_weights: str | None = None
     init_from: str | None = None
+    freeze_encoder: bool = False
 
 
 class LossConfig(_Section):
@@ -355,6 +366,10 @@ def _check_ranges(cfg: FitConfig) -> None:
         (t.limit_train_batches is None or t.limit_train_batches > 0, "trainer.limit_train_batches",
          f"must be positive (a fraction <= 1 or a batch count), got {t.limit_train_batches}"),
         (bool(cfg.output.dir), "output.dir", "must not be empty"),
+        (not cfg.model.freeze_encoder or bool(cfg.model.init_from or cfg.model.encoder_weights), "model.freeze_encoder",
+         "needs model.init_from or model.encoder_weights: a frozen random encoder learns nothing"),
+        (not cfg.model.freeze_encoder or cfg.model.arch != "dynamicworld", "model.freeze_encoder",
+         "works with smp architectures (unet), not dynamicworld, which has no separate encoder"),
     ]
     for ok, key, msg in rules:
         if not ok:

@@ -12,6 +12,8 @@ Augmentation (kornia, on the batch): horizontal/vertical flips, 90-degree rotati
 noise on the normalised bands; all geometric transforms are exact permutations of pixels, so they
 are safe for any number of bands, and the noise leaves band ratios' expectation unchanged.
 Validation metrics come from one confusion matrix per epoch (:mod:`core.evaluation.metrics`).
+Fine-tuning (``model.init_from``, ``model.encoder_weights``): ``model.freeze_encoder`` keeps the encoder's weights and
+BatchNorm statistics as loaded (no gradient, eval mode); only the decoder and the head learn.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ from trainer.config import FitConfig
 __all__ = ["SegmentationTask"]
 
 
+def _repo_path(p: str) -> Path:
+    """A config path: absolute as given, relative to the repository root otherwise (as ``data.files`` and ``output.dir``)."""
+    from core.config import REPO_ROOT
+
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else REPO_ROOT / q
+
 
 class SegmentationTask(L.LightningModule):
     """Semantic segmentation of multispectral chips.
@@ -51,9 +60,19 @@ class SegmentationTask(L.LightningModule):
         m = cfg["model"]
         self.num_classes = len(class_names)
         self.class_names = list(class_names)
-        self.model = create_model(m["arch"], m["encoder"], in_channels=in_channels, num_classes=self.num_classes, encoder_weights=m["encoder_weights"])
+        weights = m["encoder_weights"]
+        if weights is not None and str(weights).endswith(".safetensors"):
+            weights = str(_repo_path(weights))
+        self.model = create_model(m["arch"], m["encoder"], in_channels=in_channels, num_classes=self.num_classes, encoder_weights=weights)
         if m.get("init_from"):
-            self._init_from(m["init_from"])
+            self._init_from(str(_repo_path(m["init_from"])))
+        self.freeze_encoder = bool(m.get("freeze_encoder", False))
+        if self.freeze_encoder:
+            encoder = getattr(self.model, "encoder", None)
+            if encoder is None:
+                raise ValueError(f"model.freeze_encoder: architecture {m['arch']!r} has no separate encoder to freeze")
+            encoder.requires_grad_(False)
+            encoder.eval()
         self.ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32), ignore_index=NODATA_CLASS)
         self.dice = DiceLoss(mode="multiclass", ignore_index=NODATA_CLASS)
         self.dice_weight = float(cfg["loss"]["dice_weight"])
@@ -98,6 +117,13 @@ class SegmentationTask(L.LightningModule):
             self.model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ValueError(f"model.init_from {path} does not fit the network: {str(exc).splitlines()[0]}") from None
+
+    def train(self, mode: bool = True) -> SegmentationTask:
+        """Set training mode; a frozen encoder (``model.freeze_encoder``) stays in eval mode, keeping its BatchNorm statistics."""
+        super().train(mode)
+        if getattr(self, "freeze_encoder", False):
+            self.model.encoder.eval()
+        return self
 
     @classmethod
     def from_config(cls, cfg: FitConfig, in_channels: int, class_names: list[str], class_weights: np.ndarray) -> SegmentationTask:
@@ -188,6 +214,7 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg["optim"]
-        opt = torch.optim.AdamW(self.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
+        params = [p for p in self.parameters() if p.requires_grad]  # a frozen encoder is not optimised (nor decayed)
+        opt = torch.optim.AdamW(params, lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(self.cfg["trainer"]["max_epochs"])))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -178,3 +178,61 @@ def test_landsat_c2_l2_run_writes_sensor_and_gsd(tmp_path):
     card = json.loads((tmp_path / "run" / "bundle" / "card.json").read_text())
     assert card["sensor"] == "L8/9" and card["gsd_m"] == 30.0 and card["bands"] == names
     assert 0 < card["mean"][0] < 3000  # reflectance x 1e4 after the C2 L2 scale and offset
+
+
+def test_frozen_encoder_keeps_its_weights_and_statistics_while_the_decoder_learns(own_config, tmp_path):
+    """model.freeze_encoder with init_from: after a 1-epoch fit the bundle's encoder (weights and BatchNorm running statistics)
+    equals the starting network's, the decoder does not; the card's training config says the encoder was frozen."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from trainer.module import SegmentationTask
+
+    cfg = load_config(own_config).to_dict()
+    start = SegmentationTask(cfg, 4, ["meadow", "town"], [1.0, 1.0]).model.state_dict()
+    save_file({k: v.contiguous() for k, v in start.items()}, str(tmp_path / "start.safetensors"))
+    raw = yaml.safe_load(own_config.read_text())
+    raw["model"] = {"init_from": str(tmp_path / "start.safetensors"), "freeze_encoder": True}
+    raw["trainer"]["limit_train_batches"] = 4
+    own_config.write_text(yaml.safe_dump(raw))
+    r = subprocess.run([sys.executable, "-m", "trainer", "fit", "--config", str(own_config)], capture_output=True, text=True,
+                       cwd=REPO_ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bundle = tmp_path / "run" / "bundle"
+    after = load_file(str(bundle / "model.safetensors"))  # float16 on disk: compare with the start rounded the same way
+    enc = [k for k in start if k.startswith("encoder.") and start[k].is_floating_point()]
+    dec = [k for k in start if k.startswith("decoder.") and k.endswith(".weight")]
+    assert any("running_mean" in k for k in enc)
+    assert all(torch.equal(after[k].float(), start[k].to(after[k].dtype).float()) for k in enc)
+    assert not all(torch.equal(after[k].float(), start[k].to(after[k].dtype).float()) for k in dec)
+    card = json.loads((bundle / "card.json").read_text())
+    assert card["training"]["config"]["model"]["freeze_encoder"] is True
+
+
+def test_freeze_encoder_without_starting_weights_is_refused(own_config):
+    with pytest.raises(ValueError, match="model.freeze_encoder needs model.init_from or model.encoder_weights"):
+        load_config(own_config, ["model.freeze_encoder=true"])
+
+
+def test_pretrained_encoder_weights_from_a_local_file(tmp_path):
+    """model.encoder_weights: a local .safetensors of an encoder's state dict is loaded into the encoder (decoder untouched);
+    one that does not fit (another band count) is refused naming the mismatch."""
+    import torch
+    from safetensors.torch import save_file
+
+    from models.registry import create_model
+    from trainer.module import SegmentationTask
+
+    torch.manual_seed(5)
+    donor = create_model("unet", "resnet18", in_channels=4, num_classes=3).encoder.state_dict()
+    save_file({k: v.contiguous() for k, v in donor.items()}, str(tmp_path / "encoder.safetensors"))
+    cfg = load_config(REPO_ROOT / "tests" / "trainer" / "smoke.yaml", [f"model.encoder_weights={tmp_path / 'encoder.safetensors'}",
+                                                                        "model.freeze_encoder=true"]).to_dict()
+    task = SegmentationTask(cfg, 4, ["a", "b"], [1.0, 1.0])
+    own = task.model.encoder.state_dict()
+    assert all(torch.equal(own[k], donor[k]) for k in donor)
+    assert not any(p.requires_grad for p in task.model.encoder.parameters()) and any(p.requires_grad for p in task.model.decoder.parameters())
+    task.train()
+    assert not task.model.encoder.training and task.model.decoder.training  # BatchNorm statistics of the encoder stay
+    with pytest.raises(ValueError, match="do not fit"):
+        SegmentationTask(cfg, 6, ["a", "b"], [1.0, 1.0])
