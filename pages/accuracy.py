@@ -28,9 +28,15 @@ with st.form("design"):
     st.form_submit_button("Update design")
 d = analyst.design(result, ua, se, int(mn))
 pts = analyst.points_table(a, result, d, int(seed))
-st.write(f"Sample size for a standard error of {se:.3f} in overall accuracy: **{d.n_total}** points; "
-         f"**{int(d.per_class.sum())}** drawn with at least {int(mn)} per mapped class.")
-st.dataframe(d.table(), hide_index=True, width="stretch")
+st.write(f"Sample size for a standard error of {se:.3f} in overall accuracy (eq. 13): **{d.n_total:,}** points; {d.note()}")
+st.caption("Strata are the map classes over the compared pixels (those with a reference label), so that every point can be "
+           "labelled from the reference in the demonstration below.")
+num = st.column_config.NumberColumn
+st.dataframe(d.table(), hide_index=True, width="stretch",
+             column_config={"mapped_pixels": num("mapped pixels", format="localized"), "weight": num("weight W_i", format="%.3f"),
+                            "anticipated_users_accuracy": num("anticipated UA", format="%.2f"), "points": num("points", format="localized"),
+                            "all_pixels": st.column_config.CheckboxColumn("all its pixels", help="fewer mapped pixels than the minimum: "
+                                                                          "every pixel of the class is a point")})
 dl = st.columns(2)
 if a.prediction.classes.crs is not None:
     dl[0].download_button("Sample points (GeoPackage)", analyst.points_file(pts, ".gpkg"), file_name=f"{a.scene_id}_points.gpkg",
@@ -77,9 +83,12 @@ if est is not None:
     m[1].metric("95 % CI of OA", f"± {est.overall_ci:.3f}")
     m[2].metric("Points", f"{int(est.counts.sum()):,}")
     st.plotly_chart(analyst.area_chart(est, result.scheme.colors), width="stretch", key="area_chart")
-    st.dataframe(est.table(), hide_index=True, width="stretch")
+    et = est.table()
+    st.dataframe(et, hide_index=True, width="stretch",
+                 column_config={c: num(c, format="localized" if c == "points" else "%.3f") for c in et.columns if c != "class"})
     with st.expander("Error matrix of estimated area proportions (rows = map, columns = reference)"):
-        st.dataframe(est.matrix_table(), width="stretch")
+        mt = est.matrix_table()
+        st.dataframe(mt, width="stretch", column_config={c: num(c, format="%.4f") for c in mt.columns})
     st.download_button("Estimates (CSV)", est.table().to_csv(index=False), file_name=f"{a.scene_id}_area_estimates.csv", mime="text/csv",
                        key="estimates_csv")
 

@@ -104,37 +104,56 @@ def sample_size(weights: Sequence[float], users_accuracy: Sequence[float], targe
     return int(np.ceil(round(float((w * s).sum() / target_se) ** 2, 9)))
 
 
-def allocate(n: int, weights: Sequence[float], min_per_class: int = 50) -> np.ndarray:
+def allocate(n: int, weights: Sequence[float], min_per_class: int = 50, capacity: Sequence[int] | None = None) -> np.ndarray:
     """Allocate a total sample size to strata: a minimum per class, the rest proportional to area.
 
     Olofsson et al. (2014) section 5.1.1 recommend giving rare classes enough points for a usable
     user's accuracy (they use 50-100) and allocating the remainder proportionally. Classes with no
     mapped area get 0. If the minimums alone exceed ``n``, every mapped class gets the minimum.
 
+    With ``capacity`` (the pixels of each stratum; points are drawn without replacement) no stratum
+    gets more points than it has pixels: a class with fewer pixels than the minimum gets all of them
+    (a census of that stratum), and points a full stratum cannot take go to the others in proportion
+    to their area, so the total stays ``n`` while the strata have pixels for it.
+
     Args:
         n: Total sample size.
         weights: (K,) mapped area proportions (or pixel counts) of the strata.
         min_per_class: Minimum points per mapped class.
+        capacity: (K,) most points each stratum can take (its pixel count), or ``None`` for no limit.
 
     Returns:
-        int64 (K,) points per stratum (sums to ``max(n, min_per_class * mapped classes)``).
+        int64 (K,) points per stratum: sums to ``max(n, sum of the per-class minimums)``, or to the
+        total capacity when that is smaller; never above ``capacity``.
 
     Raises:
-        AssessmentError: ``n`` < 1, negative weights or a negative minimum.
+        AssessmentError: ``n`` < 1, negative weights, a negative minimum or capacity, or a capacity
+            of another length than the weights.
     """
     w = np.asarray(weights, float)
     if n < 1 or (w < 0).any() or min_per_class < 0 or w.sum() <= 0:
         raise AssessmentError("sample size must be >= 1, weights >= 0 (not all 0) and the minimum per class >= 0")
     mapped = w > 0
-    out = np.where(mapped, min_per_class, 0).astype(np.int64)
-    rest = n - int(out.sum())
-    if rest <= 0:
-        return out
-    share = np.where(mapped, w, 0) / w[mapped].sum() * rest
-    extra = np.floor(share).astype(np.int64)
-    left = rest - int(extra.sum())  # largest remainders get the points lost to rounding
-    extra[np.argsort(-(share - extra), kind="stable")[:left]] += 1
-    return out + extra
+    if capacity is None:
+        cap = np.where(mapped, np.iinfo(np.int64).max // 4, 0)
+    else:
+        cap = np.asarray(capacity, np.int64)
+        if cap.shape != w.shape or (cap < 0).any():
+            raise AssessmentError(f"give one capacity >= 0 per stratum ({w.size} strata, {cap.size} capacities)")
+        cap = np.where(mapped, cap, 0)
+    out = np.minimum(np.where(mapped, min_per_class, 0), cap).astype(np.int64)
+    target = max(n, int(np.where(mapped, min_per_class, 0).sum()))
+    rest = min(target, int(np.minimum(cap, np.iinfo(np.int64).max // 4).sum())) - int(out.sum())
+    while rest > 0:  # each round either places every point or fills at least one more stratum
+        room = mapped & (out < cap)
+        share = np.where(room, w, 0) / w[room].sum() * rest
+        extra = np.floor(share).astype(np.int64)
+        left = rest - int(extra.sum())  # largest remainders get the points lost to rounding
+        extra[np.argsort(-(share - extra), kind="stable")[:left]] += 1
+        extra = np.minimum(extra, cap - out)
+        out += extra
+        rest -= int(extra.sum())
+    return out
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,7 @@ class SamplingDesign:
         target_se: Target standard error of overall accuracy.
         n_total: Total sample size from eq. 13 (before the per-class minimum).
         per_class: int64 (K,) points per stratum (never more than the stratum's pixels).
+        min_per_class: The minimum points per mapped class the design asked for.
     """
 
     class_names: list[str]
@@ -158,11 +178,36 @@ class SamplingDesign:
     target_se: float
     n_total: int
     per_class: np.ndarray
+    min_per_class: int = 0
+
+    @property
+    def census(self) -> list[str]:
+        """Mapped classes with fewer pixels than the minimum: every one of their pixels is a sample point."""
+        return [name for name, px, pts in zip(self.class_names, self.mapped_pixels, self.per_class, strict=True)
+                if 0 < px < self.min_per_class and pts == px]
+
+    def note(self) -> str:
+        """One sentence on how the design meets its minimum per class, or why it cannot for some classes."""
+        drawn = int(self.per_class.sum())
+        text = f"{drawn:,} points drawn"
+        if drawn > self.n_total:
+            text += f" (more than the {self.n_total:,} of eq. 13, to give every mapped class its minimum)"
+        short = self.census
+        if not short:
+            return text + f", at least {self.min_per_class} in every mapped class."
+        px = dict(zip(self.class_names, self.mapped_pixels, strict=True))
+        which = ", ".join(f"{c} ({int(px[c]):,} px)" for c in short)
+        it, its, has = ("it", "its", "has") if len(short) == 1 else ("they", "their", "have")
+        return (text + f", at least {self.min_per_class} in every mapped class except {which}: {it} {has} fewer mapped "
+                f"pixels than the minimum, so every one of {its} pixels is a point (a census of the stratum: {its} user's "
+                f"accuracy rests on those pixels only), and the points {it} cannot take go to the other classes by area.")
 
     def table(self) -> pd.DataFrame:
-        """One row per class: mapped pixels, weight, anticipated UA, points."""
+        """One row per class: mapped pixels, weight, anticipated UA, points, and whether the points are all its pixels."""
+        census = set(self.census)
         return pd.DataFrame({"class": self.class_names, "mapped_pixels": self.mapped_pixels, "weight": self.weights,
-                             "anticipated_users_accuracy": self.users_accuracy, "points": self.per_class})
+                             "anticipated_users_accuracy": self.users_accuracy, "points": self.per_class,
+                             "all_pixels": [n in census for n in self.class_names]})
 
 
 def design_sample(
@@ -184,7 +229,9 @@ def design_sample(
         nodata: Value of unmapped pixels.
 
     Returns:
-        The design.
+        The design. Every mapped class gets at least ``min_per_class`` points, except a class with
+        fewer mapped pixels, which gets all of them (:attr:`SamplingDesign.census`); points it cannot
+        take go to the other classes (see :func:`allocate`).
 
     Raises:
         AssessmentError: Nothing is mapped, or the arguments are invalid (see :func:`sample_size`).
@@ -199,8 +246,8 @@ def design_sample(
     w = counts / counts.sum()
     mapped = counts > 0
     n = sample_size(w[mapped], u[mapped], target_se)
-    per = np.minimum(allocate(n, counts, min_per_class), counts)
-    return SamplingDesign(list(class_names), counts, w, u, float(target_se), n, per)
+    per = allocate(n, counts, min_per_class, capacity=counts)
+    return SamplingDesign(list(class_names), counts, w, u, float(target_se), n, per, int(min_per_class))
 
 
 def stratified_sample(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -91,3 +92,20 @@ def test_shared_link_reopens_scene_aoi_model_and_reference():
     restored = AppState()
     apply_query_params(restored, {"aoi": "whole", "model": "no/such/bundle"}, {})
     assert restored.aoi_mode == "Whole scene" and restored.bundle_path == AppState().bundle_path
+
+
+def test_accuracy_page_says_which_classes_are_too_small_for_the_minimum(app):
+    # a 0.6 km² box in which the model maps grass and shrub_and_scrub on fewer than 50 compared pixels each
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox="12.58, 52.48, 12.59, 52.487")
+    goto(app, "accuracy")
+    design = app.dataframe[0].value
+    mn = int(app.number_input(key="min_per_class").value)
+    small = design[(design["mapped_pixels"] > 0) & (design["mapped_pixels"] < mn)]
+    assert len(small) >= 1 and small["all_pixels"].all() and (small["points"] == small["mapped_pixels"]).all()
+    big = design[design["mapped_pixels"] >= mn]
+    assert (big["points"] >= mn).all() and not big["all_pixels"].any()
+    note = next(m.value for m in app.markdown if m.value.startswith("Sample size"))
+    assert f"at least {mn} in every mapped class except" in note and "fewer mapped pixels than the minimum" in note
+    assert all(f"{c} ({int(p):,} px)" in note for c, p in zip(small["class"], small["mapped_pixels"], strict=True))
+    n_eq13 = int(re.search(r"\*\*([\d,]+)\*\* points", note).group(1).replace(",", ""))
+    assert design["points"].sum() == n_eq13 and not app.error  # the points the small classes cannot take go to the others
