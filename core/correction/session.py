@@ -108,7 +108,7 @@ def _held_back(labels: np.ndarray, rng: np.random.Generator, fraction: float) ->
 
 def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, names: list[str], *, classes: tuple[str, ...] | None = None,
                    seed: int = 0, hold_back: float = 0.1, l2: float = 0.1, replay_per_point: int = REPLAY_PER_POINT,
-                   number: int = 1) -> Round:
+                   number: int = 1, merges: dict[str, str] | None = None) -> Round:
     """Fit a head on the user's points plus replay samples from the base prediction.
 
     Replay (when every class is a base class, a correction within the base scheme): pixels drawn uniformly from
@@ -125,13 +125,15 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
         rows: int (N,) point rows on the cache's grid.
         cols: int (N,) point columns.
         names: (N,) class names.
-        classes: The head's classes in output order (default: the points' class names in order of appearance,
-            after the base classes that share a name).
+        classes: The head's classes in output order (default: the base classes, less those merged away, when
+            every point names one of them; else the points' class names in order of appearance).
         seed: Seed of the held-back split and the replay draw (same seed: same head).
         hold_back: Fraction of each class's points held back for the self-check.
         l2: L2 penalty of the head.
         replay_per_point: Replay samples per point (at least 1000 in all).
         number: The round's number.
+        merges: Class -> class it is merged into: points of the first are taken as the second, and a merged base
+            class is replayed as the class it was merged into (so its pixels join that class).
 
     Returns:
         The round.
@@ -141,11 +143,13 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
             :data:`~core.correction.MAX_POINTS`, or class names not among ``classes``.
     """
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-    names = [str(n) for n in names]
+    merges = {str(k): str(v) for k, v in (merges or {}).items() if k != v}
+    names = [merges.get(str(n), str(n)) for n in names]
     _check_points(cache, rows, cols, names, classes)
     if classes is None:
         own = tuple(dict.fromkeys(names))
-        classes = tuple(cache.base_names) if set(own) <= set(cache.base_names) else own
+        kept = tuple(b for b in cache.base_names if b not in merges)
+        classes = kept if set(own) <= set(kept) else own
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[n] for n in names])
     rng = np.random.default_rng(seed)
@@ -156,7 +160,7 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
     base_arg = cache.base_probs.argmax(axis=0)
     # replay: the base classes among the head's classes replay as themselves (a correction within the base
     # scheme); a scheme of the user's own gets no replay but the scene's class priors instead (prior_shift)
-    replay_map = {bname: bname for bname in cache.base_names if bname in index}
+    replay_map = {bname: merges.get(bname, bname) for bname in cache.base_names if merges.get(bname, bname) in index}
     lut = np.full(len(cache.base_names), -1)
     for bname, uname in replay_map.items():
         lut[cache.base_names.index(bname)] = index[uname]
@@ -261,16 +265,19 @@ class CorrectionSession:
 
     Args:
         cache: The scene's feature cache.
-        classes: The user's classes in output order (``None``: from the first round's points).
+        classes: The user's classes in output order (``None``: from each round's points, see :func:`fit_correction`).
+        merges: Class -> class it is merged into (see :func:`fit_correction`).
     """
 
     cache: FeatureCache
     classes: tuple[str, ...] | None = None
     rounds: list[Round] = field(default_factory=list)
+    merges: dict[str, str] = field(default_factory=dict)
 
     def fit(self, rows: np.ndarray, cols: np.ndarray, names: list[str], *, seed: int = 0, l2: float = 0.1) -> Round:
         """Fit a new round on these points (see :func:`fit_correction`); on any error the previous round stays current."""
-        rnd = fit_correction(self.cache, rows, cols, names, classes=self.classes, seed=seed, l2=l2, number=len(self.rounds) + 1)
+        rnd = fit_correction(self.cache, rows, cols, names, classes=self.classes, seed=seed, l2=l2, number=len(self.rounds) + 1,
+                             merges=self.merges)
         self.rounds.append(rnd)
         return rnd
 
