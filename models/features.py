@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["network_features", "feature_count", "HeadReplaced", "LOG_PROB_FLOOR"]
+__all__ = ["network_features", "feature_count", "HeadReplaced", "LOG_PROB_FLOOR", "base_of", "head_weights", "head_replaced",
+           "save_corrected_bundle"]
 
 LOG_PROB_FLOOR = -20.0
 """Log-probabilities are clamped below at this value (a probability of 2e-9), so features stay finite."""
@@ -120,8 +121,7 @@ def feature_forward(bundle) -> object:
     """
     import numpy as np
 
-    net = bundle.model.base if isinstance(bundle.model, HeadReplaced) else bundle.model
-    temp = bundle.model.base_temperature if isinstance(bundle.model, HeadReplaced) else float(bundle.card.temperature)
+    net, temp, _ = base_of(bundle)
     wrapper = HeadReplaced.__new__(HeadReplaced)
     nn.Module.__init__(wrapper)
     wrapper.base, wrapper.base_temperature = net, temp
@@ -132,3 +132,94 @@ def feature_forward(bundle) -> object:
         return wrapper.features(bundle.normalize(t)).cpu().numpy().astype(np.float32)
 
     return forward
+
+
+def base_of(bundle) -> tuple[nn.Module, float, tuple[str, ...]]:
+    """The base network of a bundle, its temperature and its class names (those of the base for a corrected bundle).
+
+    Args:
+        bundle: A loaded :class:`models.bundle.Bundle`.
+
+    Returns:
+        (network, T0, the K0 class names).
+    """
+    if isinstance(bundle.model, HeadReplaced):
+        corr = bundle.card.training["correction"]
+        return bundle.model.base, bundle.model.base_temperature, tuple(corr["base_class_names"])
+    return bundle.model, float(bundle.card.temperature), tuple(bundle.card.class_names)
+
+
+def head_weights(bundle):
+    """The head of a corrected bundle as arrays, or ``None`` for any other bundle.
+
+    Returns:
+        (float32 (K, F + K0) weights, float32 (K,) biases) or ``None``.
+    """
+    if not isinstance(bundle.model, HeadReplaced):
+        return None
+    return (bundle.model.head.weight.detach().cpu().numpy()[:, :, 0, 0].copy(), bundle.model.head.bias.detach().cpu().numpy().copy())
+
+
+def head_replaced(base: nn.Module, weight, bias, *, base_temperature: float = 1.0) -> HeadReplaced:
+    """``base`` with its output replaced by a 1x1 head of the given weights.
+
+    Args:
+        base: The base network (shared, not copied).
+        weight: float (K, F + K0) weights (a fitted :class:`core.correction.head.LogisticHead`'s).
+        bias: float (K,) biases.
+        base_temperature: T0 of the base network.
+
+    Returns:
+        The network, in eval mode.
+
+    Raises:
+        ValueError: ``weight`` does not have F + K0 columns.
+    """
+    import numpy as np
+
+    weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
+    model = HeadReplaced(base, int(weight.shape[0]), base_temperature=base_temperature)
+    if weight.shape[1] != model.head.in_channels:
+        raise ValueError(f"head weights have {weight.shape[1]} inputs; {type(base).__name__} gives {model.head.in_channels}")
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight)[:, :, None, None])
+        model.head.bias.copy_(torch.from_numpy(bias))
+    return model.eval()
+
+
+def save_corrected_bundle(bundle, weight, bias, output, *, classes: dict, correction: dict, notes: str = ""):
+    """Write a bundle's base network plus a fitted head as a new bundle (:func:`models.bundle.save_bundle`, fp32).
+
+    The card keeps the base card's bands, normalisation, tile and overlap; its classes are ``classes``, its
+    ``training`` is ``{"correction": correction}`` (what :func:`models.bundle.load_bundle` needs to rebuild it:
+    ``base_classes``, ``base_temperature``, ``base_class_names``), temperature 1 and no held-out metrics of the base.
+
+    Args:
+        bundle: The loaded bundle that was corrected (a corrected one: its base network is used).
+        weight: float (K, F + K0) head weights.
+        bias: float (K,) biases.
+        output: Folder of the new bundle.
+        classes: The card's ``classes`` dict (K classes).
+        correction: The card's ``training.correction`` dict.
+        notes: The card's notes.
+
+    Returns:
+        The folder.
+
+    Raises:
+        BundleError: The card is inconsistent, or ``output`` is a file.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from models.bundle import save_bundle
+
+    base, base_t, _ = base_of(bundle)
+    model = head_replaced(base, weight, bias, base_temperature=base_t)
+    out = Path(output)
+    overlap = (bundle.card.metrics or {}).get("overlap")
+    card = dataclasses.replace(
+        bundle.card, name=out.name, classes=classes, temperature=1.0, created="", training={"correction": correction},
+        metrics={"overlap": overlap} if overlap is not None else {}, band_agreement={}, level_agreement={}, notes=notes,
+    )
+    return save_bundle(model, card, out, half=False)
