@@ -27,6 +27,7 @@ the same way (``data.chips_dir``).
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from core.classes import get_scheme
+from core.io.outputs import atomic_write_text
 from core.io.raster import GeoRaster, write_cog
 from core.sources.earth_engine import (
     EarthEngineAdapter,
@@ -195,6 +197,29 @@ def _upgrade_manifest(manifest: Path) -> None:
     tmp.replace(manifest)
 
 
+MANIFEST_BATCH = 16
+"""Rows collected before the manifest is rewritten (atomically); a kill loses at most this many rows of work."""
+
+
+def _append_rows(manifest: Path, rows: list[dict]) -> None:
+    """Add ``rows`` to ``manifest`` atomically: the whole file is written beside it and renamed into place.
+
+    A process killed at any moment (SIGKILL included) leaves either the old or the new manifest, never half a
+    row, so a rerun resumes from whole rows (points whose rows were not yet written are fetched again).
+    """
+    if not rows and manifest.exists():
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+    if not manifest.exists():
+        writer.writeheader()
+    writer.writerows(rows)
+    old = manifest.read_text() if manifest.exists() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    atomic_write_text(manifest, old + buf.getvalue())
+
+
 def _specs(settings: ExportSettings):
     s2 = sentinel2_spec(settings.start, settings.end, settings.bands, level=settings.level, cloud_threshold=settings.cloud_threshold)
     s1 = sentinel1_spec(settings.start, settings.end, orbit=settings.orbit) if settings.s1 else None
@@ -302,11 +327,8 @@ def export_chips(
     todo = points[~points.id.isin(done)]
     s2, s1, lab = _specs(settings)
     scheme = LABEL_SCHEMES[settings.labels]
-    new = not manifest.exists()
-    with manifest.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_FIELDS)
-        if new:
-            writer.writeheader()
+    pending: list[dict] = []
+    try:
         for i, p in enumerate(tqdm(todo.itertuples(), total=len(todo), desc="chips", unit="chip")):
             grid = chip_grid(p.lon, p.lat, settings.size, settings.gsd_m)
             row = {"id": p.id, "lon": p.lon, "lat": p.lat, "region": p.region, "scheme": scheme, "crs": grid.crs,
@@ -329,10 +351,14 @@ def export_chips(
             except EarthEngineError as exc:
                 raise type(exc)(f"point {p.id} ({p.lon:.5f}, {p.lat:.5f}): {exc}; {i} point(s) of this run are in {manifest}, "
                                 "a rerun resumes") from None
-            writer.writerow(row)
-            fh.flush()
+            pending.append(row)
+            if len(pending) >= MANIFEST_BATCH:
+                _append_rows(manifest, pending)
+                pending = []
             if progress is not None:
                 progress(i + 1, len(todo))
+    finally:  # an error stops the export: the rows done so far are kept, whole
+        _append_rows(manifest, pending)
     return read_manifest(manifest)
 
 

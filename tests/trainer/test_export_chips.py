@@ -126,3 +126,86 @@ def test_cli_without_credentials_explains_what_to_configure(points, tmp_path):
     p = subprocess.run([sys.executable, "-m", "trainer", "export-chips", "--points", str(points), "--out", str(tmp_path / "o"),
                         "--start", "2021-06-01", "--end", "2021-09-01"], cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 2 and "EARTHENGINE_PROJECT" in p.stderr and "Traceback" not in p.stderr
+
+
+KILL_SCRIPT = """
+import sys, time
+import pandas as pd
+import trainer.export as export
+from tests.trainer.test_export_chips import FakeEarthEngine, SETTINGS
+
+class Slow(FakeEarthEngine):
+    def compute_pixels(self, spec, grid):
+        time.sleep(0.05)
+        return super().compute_pixels(spec, grid)
+
+export.MANIFEST_BATCH = 3
+export.export_chips(Slow(), sys.argv[1], sys.argv[2], SETTINGS)
+"""
+
+
+def test_a_killed_export_leaves_whole_manifest_rows_and_resumes(tmp_path):
+    """SIGKILL during an export: the manifest holds only whole rows (it is rewritten atomically per batch of rows),
+    and a rerun fetches only the points without a row, so every point ends with exactly one ``ok`` row."""
+    import os
+    import signal
+    import time
+
+    n = 30
+    pts = tmp_path / "many.csv"
+    pd.DataFrame({"id": [f"p{i:02d}" for i in range(n)], "lon": np.linspace(12.50, 12.70, n), "lat": [52.48] * n,
+                  "country": ["DE"] * n}).to_csv(pts, index=False)
+    out = tmp_path / "chips"
+    manifest = out / "manifest.csv"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(pts), str(out)], cwd=REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not manifest.exists() or manifest.read_text().count("\n") < 7):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    text = manifest.read_text()
+    assert text.endswith("\n")
+    rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    assert 6 <= len(rows) < n, "the kill came too late or too early to test a resume"
+    assert rows.id.is_unique and set(rows.status) == {"ok"}
+    width = len(text.splitlines()[0].split(","))
+    assert all(len(line.split(",")) >= width for line in text.splitlines())  # no half row
+    again = FakeEarthEngine()
+    m = export_chips(again, pts, out, SETTINGS)
+    assert len(m) == n and set(m.status) == {"ok"} and m.id.is_unique
+    assert len(again.calls) == 3 * (n - len(rows))  # S2, S1 and labels of the points without a row only
+
+
+FULL_SCRIPT = """
+import resource, sys
+import trainer.export as export
+from tests.trainer.test_export_chips import FakeEarthEngine, SETTINGS
+
+export.MANIFEST_BATCH = 2
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+export.export_chips(FakeEarthEngine(), sys.argv[1], sys.argv[2], SETTINGS, batch="gcs", destination="bucket")
+"""
+
+
+def test_a_disk_that_fills_during_an_export_leaves_whole_manifest_rows(tmp_path):
+    """The file-size limit is hit while the manifest grows (batch mode writes no chips, only the manifest): the
+    manifest on disk is the last complete one, never a half row, and a rerun without the limit completes it."""
+    import os
+
+    n = 40
+    pts = tmp_path / "many.csv"
+    pd.DataFrame({"id": [f"p{i:02d}" for i in range(n)], "lon": np.linspace(12.50, 12.70, n), "lat": [52.48] * n,
+                  "country": ["DE"] * n}).to_csv(pts, index=False)
+    out = tmp_path / "chips"
+    limit = 2500  # bytes: a few rows of about 150 bytes
+    run = subprocess.run([sys.executable, "-c", FULL_SCRIPT, str(pts), str(out), str(limit)], cwd=REPO_ROOT,
+                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "File too large" in run.stderr
+    text = (out / "manifest.csv").read_text()
+    assert 0 < len(text) <= limit and text.endswith("\n")
+    rows = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert 2 <= len(rows) < n and set(rows.status) == {"submitted"}
+    assert not [p for p in out.iterdir() if p.name != "manifest.csv"], "a temporary file was left behind"
+    m = export_chips(FakeEarthEngine(), pts, out, SETTINGS, batch="gcs", destination="bucket")
+    assert len(m) == n and m.id.is_unique
