@@ -156,30 +156,6 @@ def test_init_from_a_bundle_with_other_classes_gets_a_new_head(tmp_path):
     assert new.model.state_dict()["segmentation_head.0.weight"].shape[0] == 2
 
 
-def test_landsat_c2_l2_run_writes_sensor_and_gsd(tmp_path):
-    rng = np.random.default_rng(2)
-    names = ["SR_B2", "SR_B3", "SR_B4", "SR_B5"]
-    img = rng.integers(7500, 16000, size=(4, 96, 96)).astype(np.uint16)
-    img[3, :, 48:] += 8000
-    t = Affine(30, 0, 400000, 0, -30, 4000000)
-    _write(tmp_path / "landsat.tif", img, t, names, nodata=0)
-    lab = np.ones((1, 96, 96), np.uint8)
-    lab[0, :, 48:] = 2
-    _write(tmp_path / "labels.tif", lab, t, nodata=0)
-    (tmp_path / "classes.csv").write_text("id,name,color\n1,crop,#e49635\n2,forest,#397d49\n")
-    cfg = {"name": "landsat", "data": {"bands": names, "files": [{"image": str(tmp_path / "landsat.tif"), "labels": str(tmp_path / "labels.tif"),
-                                                                  "scheme": str(tmp_path / "classes.csv"), "split": None}],
-                                       "block_size": 32, "chip_size": 32, "train_stride": 32, "batch_size": 4},
-           "trainer": {"max_epochs": 1, "limit_train_batches": 2, "progress_bar": False}, "output": {"dir": str(tmp_path / "run")}}
-    (tmp_path / "ls.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "trainer", "fit", "--config", str(tmp_path / "ls.yaml")], capture_output=True, text=True,
-                       cwd=REPO_ROOT, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    card = json.loads((tmp_path / "run" / "bundle" / "card.json").read_text())
-    assert card["sensor"] == "L8/9" and card["gsd_m"] == 30.0 and card["bands"] == names
-    assert 0 < card["mean"][0] < 3000  # reflectance x 1e4 after the C2 L2 scale and offset
-
-
 def test_frozen_encoder_keeps_its_weights_and_statistics_while_the_decoder_learns(own_config, tmp_path):
     """model.freeze_encoder with init_from: after a 1-epoch fit the bundle's encoder (weights and BatchNorm running statistics)
     equals the starting network's, the decoder does not; the card's training config says the encoder was frozen."""
