@@ -7,7 +7,11 @@ the sources, the tiled inference, the metrics and the exports.
 
 Reading goes through rasterio windows so that large files are never read whole unless asked;
 writing produces Cloud-Optimized GeoTIFFs (GDAL's COG driver) with band descriptions and, for
-class maps, an embedded colour table.
+class maps, an embedded colour table and a GDAL raster attribute table (RAT) naming every class.
+
+The GTiff driver keeps a RAT in the PAM sidecar ``<name>.tif.aux.xml`` (GDAL's "persistent auxiliary
+metadata"; GDAL, QGIS and ArcGIS read it when they open the GeoTIFF), so a class map is the COG plus
+that sidecar: :func:`write_class_table` writes it, atomically, after the COG is in place.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -30,7 +35,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from core.errors import BandError, GridMismatchError, RasterReadError
-from core.io.outputs import atomic_write_bytes
+from core.io.outputs import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "GeoRaster",
@@ -40,6 +45,10 @@ __all__ = [
     "raster_info",
     "write_cog",
     "cog_bytes",
+    "class_table_xml",
+    "write_class_table",
+    "rat_path",
+    "scheme_classes",
     "pixel_area_m2",
     "grid_area_km2",
     "footprint_lonlat",
@@ -456,11 +465,110 @@ def _colormap_arg(colormap: Mapping[int, str | tuple[int, ...]] | None) -> dict[
     return out
 
 
+# GDAL's GDALRATFieldType and GDALRATFieldUsage enums (gdal.h), as the PAM XML stores them.
+_GFT_INTEGER, _GFT_STRING = 0, 2
+_GFU_GENERIC, _GFU_PIXEL_COUNT, _GFU_NAME, _GFU_MIN_MAX = 0, 1, 2, 5
+_GFU_RED, _GFU_GREEN, _GFU_BLUE, _GFU_ALPHA = 6, 7, 8, 9
+
+
+def _rgba(color: str | Sequence[int]) -> tuple[int, int, int, int]:
+    if isinstance(color, str):
+        h = color.lstrip("#")
+        return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16), 255
+    c = tuple(int(v) for v in color)
+    return (c + (255,))[:4] if len(c) == 3 else c[:4]
+
+
+def class_table_xml(
+    classes: Mapping[int, tuple[str, str | Sequence[int]]],
+    counts: Mapping[int, int] | None = None,
+    indent: str = "    ",
+) -> str:
+    """The ``<GDALRasterAttributeTable>`` element of a class map, as GDAL's PAM and VRT files hold it.
+
+    A thematic table with one row per class, fields ``Value`` (integer, usage MinMax: the pixel
+    value), ``Count`` (integer, usage PixelCount; only with ``counts``), ``ClassName`` (string, usage
+    Name), ``Red``/``Green``/``Blue``/``Alpha`` (integers 0-255, usages Red/Green/Blue/Alpha). The field
+    types and usages are GDAL's ``GDALRATFieldType``/``GDALRATFieldUsage`` codes (gdal.h); QGIS
+    (paletted renderer "classify from RAT") and ArcGIS read the names from ``ClassName``.
+
+    Args:
+        classes: Class id (0-254) -> (name, ``"#rrggbb"`` or RGB(A) tuple), in any order (rows are
+            written in id order).
+        counts: Class id -> number of pixels of that class (0 for a class not given).
+        indent: Whitespace before the element's lines.
+
+    Returns:
+        The XML element as text (no trailing newline).
+
+    Raises:
+        ValueError: A class id is outside 0..254 or ``classes`` is empty.
+    """
+    if not classes or any(not 0 <= int(k) < 255 for k in classes):
+        raise ValueError(f"a class table needs class ids in 0..254, got {sorted(classes)}")
+    fields = [("Value", _GFT_INTEGER, _GFU_MIN_MAX)]
+    if counts is not None:
+        fields.append(("Count", _GFT_INTEGER, _GFU_PIXEL_COUNT))
+    fields += [("ClassName", _GFT_STRING, _GFU_NAME), ("Red", _GFT_INTEGER, _GFU_RED), ("Green", _GFT_INTEGER, _GFU_GREEN),
+               ("Blue", _GFT_INTEGER, _GFU_BLUE), ("Alpha", _GFT_INTEGER, _GFU_ALPHA)]
+    lines = [f'{indent}<GDALRasterAttributeTable tableType="thematic">']
+    for i, (name, ftype, usage) in enumerate(fields):
+        lines.append(f'{indent}  <FieldDefn index="{i}"><Name>{name}</Name><Type>{ftype}</Type><Usage>{usage}</Usage></FieldDefn>')
+    for row, cid in enumerate(sorted(int(k) for k in classes)):
+        name, color = classes[cid]
+        values = [str(cid)] + ([str(int(counts.get(cid, 0)))] if counts is not None else [])
+        values += [escape(str(name))] + [str(v) for v in _rgba(color)]
+        lines.append(f'{indent}  <Row index="{row}">' + "".join(f"<F>{v}</F>" for v in values) + "</Row>")
+    lines.append(f"{indent}</GDALRasterAttributeTable>")
+    return "\n".join(lines)
+
+
+def rat_path(path: str | Path) -> Path:
+    """The PAM sidecar of a GeoTIFF, ``<name>.tif.aux.xml``, where GDAL keeps its raster attribute table."""
+    path = Path(path)
+    return path.with_name(path.name + ".aux.xml")
+
+
+def write_class_table(
+    path: str | Path,
+    classes: Mapping[int, tuple[str, str | Sequence[int]]],
+    counts: Mapping[int, int] | None = None,
+) -> Path:
+    """Write the raster attribute table of a class-map GeoTIFF into its PAM sidecar, atomically.
+
+    GDAL's GTiff driver stores a RAT only in ``<name>.tif.aux.xml`` (there is no TIFF tag for it);
+    ``gdalinfo``, QGIS and ArcGIS read it with the GeoTIFF. An existing sidecar is replaced (a
+    stale one would describe another map).
+
+    Args:
+        path: The class-map GeoTIFF (band 1 holds the class ids).
+        classes: Class id -> (name, colour), see :func:`class_table_xml`.
+        counts: Class id -> pixel count (optional ``Count`` field).
+
+    Returns:
+        The sidecar's path.
+
+    Raises:
+        ValueError: Bad class ids (see :func:`class_table_xml`).
+        OutputError: The folder cannot be written.
+    """
+    xml = "\n".join(["<PAMDataset>", '  <PAMRasterBand band="1">', class_table_xml(classes, counts), "  </PAMRasterBand>",
+                     "</PAMDataset>", ""])
+    return atomic_write_text(rat_path(path), xml)
+
+
+def scheme_classes(scheme) -> dict[int, tuple[str, str]]:
+    """Class id -> (name, ``#rrggbb``) of a :class:`core.classes.ClassScheme`, for :func:`write_class_table`."""
+    return {c.id: (c.name, c.color) for c in scheme.classes}
+
+
 def write_cog(
     raster: GeoRaster,
     path: str | Path,
     *,
     colormap: Mapping[int, str | tuple[int, ...]] | None = None,
+    classes: Mapping[int, tuple[str, str | Sequence[int]]] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a raster as a Cloud-Optimized GeoTIFF (DEFLATE, 256 px blocks, overviews).
 
@@ -469,6 +577,12 @@ def write_cog(
         path: Output path (parent folders are created).
         colormap: Class id -> ``"#rrggbb"`` or RGBA tuple; embedded as the colour table of a
             single-band uint8 raster (ignored otherwise).
+        classes: For a class map (single-band uint8): class id -> (name, colour), e.g.
+            :func:`scheme_classes` of the scheme. Gives the colour table (unless ``colormap`` is given)
+            and a raster attribute table with each class's pixel count, written to
+            ``<path>.aux.xml`` after the COG (:func:`write_class_table`).
+        tags: Dataset tags (default domain), e.g. the provenance of
+            :func:`core.products.provenance.Provenance.to_tags`.
 
     Returns:
         The path written. The file appears there only when complete (written beside it and
@@ -476,23 +590,36 @@ def write_cog(
 
     Raises:
         OutputError: The folder cannot be created or written.
+        ValueError: ``classes`` is given for a raster that is not single-band uint8, or has ids outside 0..254.
     """
+    is_class_map = raster.count == 1 and raster.data.dtype == np.uint8
+    if classes is not None and not is_class_map:
+        raise ValueError(f"a class table needs a single-band uint8 class map, got {raster.count} band(s) of {raster.data.dtype}")
+    if classes is not None and colormap is None:
+        colormap = {k: c for k, (_, c) in classes.items()}
     with MemoryFile() as mem:
-        _write_to(raster, mem, colormap)
-        return atomic_write_bytes(path, mem.read())
+        _write_to(raster, mem, colormap, tags)
+        out = atomic_write_bytes(path, mem.read())
+    if classes is not None:
+        counts = np.bincount(raster.data.ravel(), minlength=256)
+        write_class_table(out, classes, {int(k): int(counts[int(k)]) for k in classes})
+    return out
 
 
-def cog_bytes(raster: GeoRaster, *, colormap: Mapping[int, str | tuple[int, ...]] | None = None) -> bytes:
+def cog_bytes(raster: GeoRaster, *, colormap: Mapping[int, str | tuple[int, ...]] | None = None,
+              tags: Mapping[str, str] | None = None) -> bytes:
     """Return the Cloud-Optimized GeoTIFF bytes of ``raster`` (for download buttons).
 
-    Same arguments and format as :func:`write_cog`.
+    Same arguments and format as :func:`write_cog`; a raster attribute table cannot travel inside
+    the bytes (GDAL keeps it in the ``.aux.xml`` sidecar): offer :func:`class_table_xml` wrapped as
+    :func:`write_class_table` does beside the download, or a zip of both.
     """
     with MemoryFile() as mem:
-        _write_to(raster, mem, colormap)
+        _write_to(raster, mem, colormap, tags)
         return mem.read()
 
 
-def _write_to(raster: GeoRaster, mem: MemoryFile, colormap) -> None:
+def _write_to(raster: GeoRaster, mem: MemoryFile, colormap, tags: Mapping[str, str] | None = None) -> None:
     # COG can't be written window-wise, so build a tiled GTiff in memory and let the COG driver
     # copy it (the driver also builds the overviews).
     with MemoryFile() as tmp:
@@ -505,6 +632,8 @@ def _write_to(raster: GeoRaster, mem: MemoryFile, colormap) -> None:
             with tmp.open(crs=raster.crs, transform=raster.transform, nodata=raster.nodata, **profile) as dst:
                 dst.write(raster.data)
                 dst.descriptions = tuple(raster.band_names)
+                if tags:
+                    dst.update_tags(**{str(k): str(v) for k, v in tags.items()})
                 cmap = _colormap_arg(colormap)
                 if cmap and raster.count == 1 and raster.data.dtype == np.uint8:
                     dst.write_colormap(1, cmap)
