@@ -391,9 +391,13 @@ def choose_runtime(bundle_dir: str | Path, *, threads: int | None = None, cache:
     if cache and path.exists():
         try:
             table = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # unreadable or corrupt: measured again and rewritten
+            table = {}
+        if not isinstance(table, dict):
             table = {}
     rows = table.get(key)
+    if rows is not None and not (isinstance(rows, list) and all(isinstance(r, dict) and "runtime" in r for r in rows)):
+        rows = None  # a damaged entry: measured again
     if rows is None and not measure:
         return None
     if rows is None:

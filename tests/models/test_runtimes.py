@@ -116,3 +116,19 @@ def test_runtime_auto_measures_once_per_machine_and_picks_the_fastest_usable(tmp
             assert r["usable"] and r["max_abs_logit_diff"] < 1e-3
     assert rt.choose_runtime(DEFAULT_BUNDLE_DIR)[:2] == (runtime, precision) and len(calls) == 1  # cached
     assert (tmp_path / "runtime-choice.json").exists()
+
+
+@pytest.mark.parametrize("content", ['{"broken": ', "[1, 2]", '"text"', "null", "{KEY: 5}", "{KEY: [{\"no\": 1}]}"])
+def test_a_corrupt_runtime_choice_cache_is_measured_again(content, tmp_path, monkeypatch):
+    """A damaged ``runtime-choice.json`` (truncated JSON, not an object, a damaged entry) is measured again and
+    rewritten, never a crash."""
+    import models.runtimes as rt
+
+    monkeypatch.setenv("LULC_CACHE_DIR", str(tmp_path))
+    path = tmp_path / "runtime-choice.json"
+    key = f"{rt.bundle_checksum(DEFAULT_BUNDLE_DIR)}|{rt._machine_key()}|None"
+    path.write_text(content.replace("KEY", json.dumps(key)))
+    measured = [{"runtime": "torch", "precision": "fp32", "usable": True, "images_s": 1.0}]
+    monkeypatch.setattr(rt, "measure_runtimes", lambda bundle_dir, **kw: measured)
+    assert rt.choose_runtime(DEFAULT_BUNDLE_DIR)[:2] == ("torch", "fp32")
+    assert json.loads(path.read_text())[key] == measured
