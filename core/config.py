@@ -27,3 +27,18 @@ def data_dir() -> Path:
     """
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env).expanduser().resolve() if env else DEFAULT_DATA_DIR.resolve()
+
+
+RUNS_DIR_ENV = "LULC_RUNS_DIR"
+
+
+def runs_dir() -> Path:
+    """Return the folder of training runs and saved corrections: ``$LULC_RUNS_DIR`` if set, else ``<repo>/runs``.
+
+    On a shared server it comes from the environment only (never from the browser), like :func:`data_dir`.
+
+    Returns:
+        Absolute path; it may not exist yet (writers create it).
+    """
+    env = os.environ.get(RUNS_DIR_ENV)
+    return Path(env).expanduser().resolve() if env else (REPO_ROOT / "runs").resolve()
