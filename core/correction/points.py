@@ -82,9 +82,11 @@ def read_points(path: str | Path, *, class_column: str = "class") -> PointSet:
 
 def _read_gpkg(path: Path, class_column: str) -> PointSet:
     try:
+        import pyogrio
         import pyogrio.raw
 
-        meta, _fids, geoms, field_data = pyogrio.raw.read(path)
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        meta, _fids, geoms, field_data = pyogrio.raw.read(path, layer="corrections" if "corrections" in layers else 0)
     except Exception as exc:  # pyogrio raises its own errors for corrupt files
         raise CorrectionError(f"{path.name} is not a readable GeoPackage ({str(exc).splitlines()[0][:120]}).") from None
     names_cols = [str(f) for f in meta["fields"]]
@@ -140,24 +142,52 @@ def write_points_csv(points: PointSet, path: str | Path) -> Path:
 
 
 def write_points_gpkg(points: PointSet, path: str | Path, *, class_ids: dict[str, int] | None = None,
-                      colors: dict[str, str] | None = None, round_no: int = 0) -> Path:
-    """Write a GeoPackage point layer (class id, class name, colour, round, time) atomically; returns the path."""
+                      colors: dict[str, str] | None = None, round_no: int | list[int] = 0, times: list[str] | None = None,
+                      polygons: list[dict] | None = None) -> Path:
+    """Write a GeoPackage of the corrections atomically; returns the path.
+
+    Layer ``corrections`` (the first, read by :func:`read_points`): one point per sample with ``class``,
+    ``class_id``, ``color``, ``round`` and ``time``. With ``polygons``, a second layer ``polygons`` with the
+    polygons the user drew (in the points' CRS) and the same fields.
+
+    Args:
+        points: The points (their CRS is the layers' CRS).
+        path: Output ``.gpkg``.
+        class_ids: Class name -> id (default: order of appearance).
+        colors: Class name -> ``#rrggbb``.
+        round_no: The round each point was given in (one number for all, or one per point).
+        times: ISO time each point was given (default: now for all).
+        polygons: Dicts ``{"geometry": shapely polygon, "class": name, "round": int, "time": str}``.
+
+    Raises:
+        OutputError: The file cannot be written (:func:`core.io.outputs.atomic_path`).
+    """
     from datetime import UTC, datetime
 
     import pyogrio.raw
     from shapely import points as make_points
     from shapely import to_wkb
 
-    geoms = to_wkb(make_points(points.x, points.y))
-    ids = class_ids or {n: i for i, n in enumerate(dict.fromkeys(points.names))}
+    names = list(points.names) + [p["class"] for p in polygons or []]
+    ids = class_ids or {n: i for i, n in enumerate(dict.fromkeys(names))}
+    colors = colors or {}
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    fields = {"class": np.array(points.names, dtype=object), "class_id": np.array([ids[n] for n in points.names], np.int32),
-              "color": np.array([(colors or {}).get(n, "") for n in points.names], dtype=object),
-              "round": np.full(len(points), round_no, np.int32), "time": np.array([now] * len(points), dtype=object)}
+    rounds = np.broadcast_to(np.asarray(round_no, np.int32), (len(points),))
+
+    def fields_of(cls: list[str], rnd, when: list[str]) -> dict:
+        return {"class": np.array(cls, dtype=object), "class_id": np.array([ids[n] for n in cls], np.int32),
+                "color": np.array([colors.get(n, "") for n in cls], dtype=object), "round": np.asarray(rnd, np.int32),
+                "time": np.array(when, dtype=object)}
+
+    point_fields = fields_of(list(points.names), rounds, list(times) if times is not None else [now] * len(points))
     with atomic_path(path) as tmp:
         tmp = Path(tmp)
         gpkg = tmp.with_name(tmp.name + ".gpkg")
-        pyogrio.raw.write(gpkg, np.asarray(geoms, dtype=object), list(fields.values()), list(fields), geometry_type="Point",
-                          crs=points.crs, driver="GPKG", layer="corrections")
+        pyogrio.raw.write(gpkg, np.asarray(to_wkb(make_points(points.x, points.y)), dtype=object), list(point_fields.values()),
+                          list(point_fields), geometry_type="Point", crs=points.crs, driver="GPKG", layer="corrections")
+        if polygons:
+            pf = fields_of([p["class"] for p in polygons], [p.get("round", 0) for p in polygons], [p.get("time", now) for p in polygons])
+            pyogrio.raw.write(gpkg, np.asarray(to_wkb([p["geometry"] for p in polygons]), dtype=object), list(pf.values()), list(pf),
+                              geometry_type="Polygon", crs=points.crs, driver="GPKG", layer="polygons", append=True)
         gpkg.replace(tmp)
     return Path(path)
