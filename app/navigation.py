@@ -10,6 +10,7 @@ PAGES_DIR = Path(__file__).resolve().parents[1] / "pages"
 _SPEC = {
     "explore": ("Explore", ":material/map:"),
     "compare": ("Compare", ":material/compare:"),
+    "correct": ("Correct", ":material/edit_location_alt:"),
     "metrics": ("Metrics", ":material/bar_chart:"),
     "accuracy": ("Accuracy & area", ":material/straighten:"),
     "change": ("Change", ":material/compare_arrows:"),
