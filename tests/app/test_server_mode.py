@@ -1,5 +1,5 @@
 """The deployment settings a shared server relies on (docs/server.md): the project's Streamlit config binds to
-localhost, keeps XSRF protection on and CORS off, and sets the same upload limit as the app enforces; the data and
+localhost, keeps XSRF protection on and refuses cross-origin requests (``enableCORS = true``), and sets the same upload limit as the app enforces; the data and
 runs folders come from the environment only."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def test_streamlit_config_is_safe_for_a_shared_server():
     server = tomllib.loads(CONFIG.read_text())["server"]
     assert server["address"] == "localhost"
     assert server["enableXsrfProtection"] is True
-    assert server["enableCORS"] is False
+    assert server["enableCORS"] is True  # Streamlit's CORS protection on: cross-origin requests refused
 
 
 def test_the_upload_limit_is_the_one_the_app_enforces():
@@ -36,7 +36,7 @@ def test_streamlit_reads_these_settings():
         os.chdir(REPO_ROOT)
         config.get_config_options(force_reparse=True)
         assert config.get_option("server.enableXsrfProtection") is True
-        assert config.get_option("server.enableCORS") is False
+        assert config.get_option("server.enableCORS") is True
         assert config.get_option("server.address") == "localhost"
     finally:
         os.chdir(cwd)
