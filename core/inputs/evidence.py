@@ -6,6 +6,12 @@ baseline 04.00 and later: ``DN = reflectance x 1e4 + 1000`` (``RADIO_ADD_OFFSET`
 ``BOA_ADD_OFFSET`` = -1000; ESA, "Sentinel-2 Products Specification Document" issue 14.9, and the
 S2 MPC note "Processing Baseline 04.00", 2021).
 
+Downloaded products (:mod:`core.sources.downloads`) state their evidence as tags of the VRT they become, read
+by :func:`offset_from_metadata` and :func:`level_from_metadata` like any GeoTIFF tag: a SAFE's
+``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET``, ``PROCESSING_BASELINE`` and ``PRODUCT_TYPE`` from its MTD; a STAC
+Item's ``raster:bands`` offset as ``STAC_RASTER_ADD_OFFSET`` (DN), ``s2:processing_baseline`` as
+``S2_PROCESSING_BASELINE``, ``s2:product_type`` and ``datetime``.
+
 The pixel test's thresholds below (DN after scaling, i.e. reflectance x 1e4) were set on the 16
 scenes of the sample pack, each as shipped (no offset) and with a +1000 DN offset added.
 """
@@ -61,7 +67,7 @@ targets piled up just above the +1000 offset."""
 
 _BASELINE_IN_ID = re.compile(r"_N(\d{4})_")
 _DATE = re.compile(r"(20\d\d)-?(\d\d)-?(\d\d)")
-_DATE_KEYS = ("SENSING", "ACQUISITION", "DATATAKE", "DATE_ACQUIRED", "PRODUCT_START_TIME", "S2_DATE", "DATE")
+_DATE_KEYS = ("SENSING", "ACQUISITION", "DATATAKE", "DATE_ACQUIRED", "PRODUCT_START_TIME", "S2_DATE", "DATE", "DATETIME")
 
 
 def _baseline(text: str) -> float | None:
@@ -129,8 +135,9 @@ def offset_from_metadata(meta: Mapping[str, str]) -> tuple[int | None, str, date
 def level_from_metadata(meta: Mapping[str, str]) -> tuple[str | None, str]:
     """The processing level that metadata names.
 
-    Evidence, strongest first: ``PROCESSING_LEVEL`` / ``PRODUCT_TYPE`` (``2A`` / ``1C``), a product
-    id with ``MSIL2A`` / ``MSIL1C``, a ``BOA_ADD_OFFSET`` (L2A) or ``RADIO_ADD_OFFSET`` (L1C) key.
+    Evidence, strongest first: ``PROCESSING_LEVEL`` / ``PRODUCT_TYPE`` (``2A`` / ``1C``; also prefixed keys such
+    as STAC's ``s2:product_type`` and the SAFE MTD's ``Level-1C``/``S2MSI2A`` values), a product id with
+    ``MSIL2A`` / ``MSIL1C``, a ``BOA_ADD_OFFSET`` (L2A) or ``RADIO_ADD_OFFSET`` (L1C) key.
 
     Args:
         meta: Tags and metadata flattened to strings.
@@ -140,7 +147,7 @@ def level_from_metadata(meta: Mapping[str, str]) -> tuple[str | None, str]:
     """
     for key, value in meta.items():
         k, v = key.upper(), str(value).upper()
-        if k in ("PROCESSING_LEVEL", "LEVEL", "PRODUCT_TYPE", "PRODUCTTYPE") or k.endswith("PROCESSING_LEVEL"):
+        if k in ("PROCESSING_LEVEL", "LEVEL", "PRODUCTTYPE") or k.endswith(("PROCESSING_LEVEL", "PRODUCT_TYPE")):
             if "2A" in v:
                 return "L2A", f"metadata {key}={value}"
             if "1C" in v:
