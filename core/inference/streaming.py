@@ -26,9 +26,17 @@ from core.errors import BandError, NoDataError, RasterReadError
 from core.inference.policy import RunPolicy
 from core.inference.tiling import ForwardFn, ProgressFn
 from core.io.outputs import PARTIAL_MARK, atomic_path, check_outputs
-from core.io.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan
+from core.io.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan, write_class_table
 
-__all__ = ["ClassMap", "predict_raster", "predict_geotiff", "NODATA_CLASS"]
+__all__ = ["ClassMap", "predict_raster", "predict_geotiff", "probability_bytes", "NODATA_CLASS", "PROBABILITY_SCALE",
+           "PROBABILITY_NODATA"]
+
+PROBABILITY_SCALE = 250
+"""A probability file stores ``round(p x 250)`` as uint8 (0..250; 0.004 per step, 1/250 < half of a
+percent point), the encoding of Dynamic World's published per-class probabilities rounded to bytes."""
+
+PROBABILITY_NODATA = 255
+"""Nodata of a probability file (above the largest stored value, 250)."""
 
 # NODATA_CLASS (255, from core.classes): the class id written where the input had no data.
 
@@ -135,6 +143,9 @@ def predict_geotiff(
     class_ids: Sequence[int] | None = None,
     colormap: Mapping[int, str] | None = None,
     confidence_path: str | Path | None = None,
+    probabilities_path: str | Path | None = None,
+    class_names: Mapping[int, str] | None = None,
+    tags: Mapping[str, str] | None = None,
     progress: ProgressFn | None = None,
     gdal_cache_mb: int = 64,
 ) -> Path:
@@ -160,6 +171,14 @@ def predict_geotiff(
         colormap: Class id -> ``#rrggbb``.
         confidence_path: Optional output COG of float32 confidence (probability of the chosen
             class, 0 where no data).
+        probabilities_path: Optional output COG of the K class probabilities: band k (1-based) is
+            output channel k-1, uint8 ``round(p x 250)`` (:data:`PROBABILITY_SCALE`), 255 where no data
+            (:data:`PROBABILITY_NODATA`), described by the class's name; written window by window like
+            the class map (no (K, H, W) array is held).
+        class_names: Class id -> name. With ``colormap``: a raster attribute table (id, pixel count,
+            name, RGBA) is written to ``<dst_path>.aux.xml`` after the COG
+            (:func:`core.io.raster.write_class_table`); also names the probability bands.
+        tags: More dataset tags for every output (e.g. the run's provenance), after the decision's.
         progress: Called with (tiles done, tiles total).
         gdal_cache_mb: GDAL block cache while this runs (MB). GDAL's default, 5 % of RAM, would
             grow with the raster (it caches every block read and written), so it is bounded
@@ -181,9 +200,11 @@ def predict_geotiff(
         BandError: The input lacks some of ``bands``.
         NoDataError: No pixel of the input has data in every used band (nothing is written).
     """
-    outs = check_outputs({"output": dst_path, "confidence output": confidence_path}, [src_path])
+    outs = check_outputs({"output": dst_path, "confidence output": confidence_path,
+                          "probabilities output": probabilities_path}, [src_path])
     dst_path = outs["output"]
     conf_path = outs.get("confidence output")
+    prob_path = outs.get("probabilities output")
     with rasterio.Env(GDAL_CACHEMAX=int(gdal_cache_mb)), _open(src_path) as src, \
             tempfile.TemporaryDirectory(dir=dst_path.parent, prefix=f".{dst_path.name}.", suffix=PARTIAL_MARK) as tmp, \
             warnings.catch_warnings():
@@ -193,16 +214,44 @@ def predict_geotiff(
         lut = _class_lut(num_classes, class_ids)
         cls_tmp = Path(tmp) / "classes.tif"
         conf_tmp = Path(tmp) / "confidence.tif" if conf_path else None
-        tags = decision.to_tags() if decision is not None else None
-        n_valid = _predict_to_tiffs(src, read, forward, policy, num_classes=num_classes, lut=lut, cls_path=cls_tmp,
-                                    conf_path=conf_tmp, tags=tags, colormap=colormap, progress=progress)
+        prob_tmp = Path(tmp) / "probabilities.tif" if prob_path else None
+        all_tags = {**(decision.to_tags() if decision is not None else {}), **(tags or {})} or None
+        names = _channel_names(lut, class_names)
+        counts = _predict_to_tiffs(src, read, forward, policy, num_classes=num_classes, lut=lut, cls_path=cls_tmp,
+                                   conf_path=conf_tmp, prob_path=prob_tmp, prob_names=names, tags=all_tags,
+                                   colormap=colormap, progress=progress)
+        n_valid = int(counts.sum())
         if n_valid == 0:
             raise NoDataError(
                 f"{Path(src_path).name} has no pixel with data in all of the bands {', '.join(bands)} "
                 f"(nodata {src.nodata}); nothing was written. Check the file's nodata value and bands."
             )
-        _finish_cogs(cls_tmp, dst_path, conf_tmp, conf_path)
+        _finish_cogs([(cls_tmp, dst_path, "nearest"), (conf_tmp, conf_path, "average"), (prob_tmp, prob_path, "average")])
+    if class_names is not None and colormap:
+        write_class_table(dst_path, {int(i): (class_names.get(int(i), f"class_{int(i)}"), colormap[int(i)])
+                                     for i in lut if int(i) in colormap}, {int(i): int(counts[int(i)]) for i in lut})
     return dst_path
+
+
+def _channel_names(lut: np.ndarray, class_names: Mapping[int, str] | None) -> tuple[str, ...]:
+    """Name of each output channel (band of a probability file): its class's name, else ``class_<id>``."""
+    names = class_names or {}
+    return tuple(str(names.get(int(i), f"class_{int(i)}")) for i in lut)
+
+
+def probability_bytes(probs: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Encode class probabilities as stored in a probability file.
+
+    Args:
+        probs: float32 (K, h, w) probabilities in [0, 1].
+        valid: bool (h, w): pixels with a prediction.
+
+    Returns:
+        uint8 (K, h, w): ``round(p x 250)`` (:data:`PROBABILITY_SCALE`; NumPy rounds halves to even),
+        :data:`PROBABILITY_NODATA` where not ``valid``. Decode with ``value / 250``.
+    """
+    q = np.rint(np.clip(probs, 0.0, 1.0) * PROBABILITY_SCALE).astype(np.uint8)
+    return np.where(valid[None], q, np.uint8(PROBABILITY_NODATA))
 
 
 def _band_indexes(src, src_path: str | Path, bands: Sequence[str], decision) -> list[int]:
@@ -243,32 +292,38 @@ def _window_reader(src, src_path: str | Path, indexes: list[int], decision):
 
 
 def _predict_to_tiffs(src, read, forward: ForwardFn, policy: RunPolicy, *, num_classes: int, lut: np.ndarray, cls_path: Path,
-                      conf_path: Path | None, tags: Mapping[str, str] | None, colormap: Mapping[int, str] | None,
-                      progress: ProgressFn | None) -> int:
-    """Run the policy over ``src``, writing tiled GeoTIFFs (classes, optional confidence) window by window.
+                      conf_path: Path | None, prob_path: Path | None, prob_names: Sequence[str],
+                      tags: Mapping[str, str] | None, colormap: Mapping[int, str] | None,
+                      progress: ProgressFn | None) -> np.ndarray:
+    """Run the policy over ``src``, writing tiled GeoTIFFs (classes, optional confidence and probabilities) window by window.
 
     Returns:
-        The number of valid pixels predicted (0: the input has no data).
+        int64 (256,): pixels predicted per class id (all 0: the input has no data).
     """
     base = {
         "driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE",
         "height": src.height, "width": src.width, "count": 1, "crs": src.crs, "transform": src.transform,
         "BIGTIFF": "IF_SAFER",
     }
+    prob_base = {**base, "count": num_classes, "interleave": "band"}
     with rasterio.open(cls_path, "w", dtype="uint8", nodata=NODATA_CLASS, **base) as cls_ds, (
         rasterio.open(conf_path, "w", dtype="float32", nodata=0.0, **base) if conf_path else contextlib.nullcontext()
-    ) as conf_ds:
-        n_valid = 0
+    ) as conf_ds, (
+        rasterio.open(prob_path, "w", dtype="uint8", nodata=PROBABILITY_NODATA, **prob_base) if prob_path
+        else contextlib.nullcontext()
+    ) as prob_ds:
+        counts = np.zeros(256, dtype=np.int64)
 
         def write(r: int, c: int, probs: np.ndarray, valid: np.ndarray) -> None:
-            nonlocal n_valid
-            n_valid += int(valid.sum())
             h, w = valid.shape
             win = Window(c, r, w, h)
             cls = np.where(valid, lut[probs.argmax(axis=0)], NODATA_CLASS).astype(np.uint8)
+            counts[:] += np.bincount(cls[valid], minlength=256)
             cls_ds.write(cls, 1, window=win)
             if conf_ds is not None:
                 conf_ds.write(np.where(valid, probs.max(axis=0), 0).astype(np.float32), 1, window=win)
+            if prob_ds is not None:
+                prob_ds.write(probability_bytes(probs, valid), window=win)
 
         policy.run(read, forward, write, num_classes=num_classes, height=src.height, width=src.width, progress=progress)
         cls_ds.descriptions = ("class",)
@@ -278,21 +333,25 @@ def _predict_to_tiffs(src, read, forward: ForwardFn, policy: RunPolicy, *, num_c
             conf_ds.descriptions = ("confidence",)
             if tags is not None:
                 conf_ds.update_tags(**tags)
+        if prob_ds is not None:
+            prob_ds.descriptions = tuple(prob_names)
+            prob_ds.update_tags(**(tags or {}), LULC_PROBABILITY_SCALE=str(PROBABILITY_SCALE),
+                                LULC_PROBABILITY_DECODE=f"probability = value / {PROBABILITY_SCALE}; {PROBABILITY_NODATA} = no data")
         cmap = _colormap_arg(colormap)
         if cmap:
             cls_ds.write_colormap(1, cmap)
-    return n_valid
+    return counts
 
 
-def _finish_cogs(cls_tmp: Path, dst_path: Path, conf_tmp: Path | None, conf_path: Path | None) -> None:
-    """Copy the tiled GeoTIFFs to COGs; both are complete beside their paths before either is renamed into place."""
-    with atomic_path(dst_path) as cls_part, (atomic_path(conf_path) if conf_path else contextlib.nullcontext()) as conf_part:
-        rasterio.shutil.copy(
-            cls_tmp, cls_part, driver="COG", compress="DEFLATE", blocksize=256,
-            overview_resampling="nearest", BIGTIFF="IF_SAFER",
-        )
-        if conf_part is not None:
-            rasterio.shutil.copy(
-                conf_tmp, conf_part, driver="COG", compress="DEFLATE", blocksize=256,
-                overview_resampling="average", BIGTIFF="IF_SAFER",
-            )
+def _finish_cogs(outputs: Sequence[tuple[Path | None, Path | None, str]]) -> None:
+    """Copy tiled GeoTIFFs to COGs: ``(tiled GeoTIFF, COG path, overview resampling)``, ``None`` paths skipped.
+
+    Every COG is complete beside its path before any is renamed into place.
+    """
+    with contextlib.ExitStack() as stack:
+        for tmp, dst, resampling in outputs:
+            if tmp is None or dst is None:
+                continue
+            part = stack.enter_context(atomic_path(dst))
+            rasterio.shutil.copy(tmp, part, driver="COG", compress="DEFLATE", blocksize=256,
+                                 overview_resampling=resampling, BIGTIFF="IF_SAFER")
