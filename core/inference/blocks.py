@@ -22,7 +22,9 @@ A JSON manifest in the blocks folder records the run's settings and every finish
 rewritten atomically by the client after each block, so a run killed at any point resumes and
 redoes only the blocks not recorded (a block file without a manifest entry is redone too). A VRT
 assembles the blocks, and on request one COG is made from the VRT (GDAL streams it, so memory
-stays flat; :mod:`core.inference.block_mosaic`).
+stays flat; :mod:`core.inference.block_mosaic`). The assembled map carries the run's tags (input
+decision and, when given, provenance) and, with class names, a raster attribute table: in the
+COG's ``.aux.xml`` sidecar, or inside a ``.vrt`` output's band (:func:`add_class_table`).
 
 Blocks read their pixels from a block source (:mod:`core.inference.block_sources`): a GeoTIFF/VRT
 (:class:`RasterSource`) or an Earth Engine request fetched block by block (:class:`EarthEngineSource`).
@@ -55,7 +57,7 @@ from core.inference.policy import RunPolicy
 from core.inference.streaming import NODATA_CLASS, _class_lut
 from core.inference.tiling import ForwardFn, TileGrid
 from core.io.outputs import atomic_path, atomic_write_text, check_outputs
-from core.io.raster import _colormap_arg
+from core.io.raster import _colormap_arg, class_table_xml, write_class_table
 
 __all__ = [
     "DaskBlock",
@@ -66,6 +68,7 @@ __all__ = [
     "plan_blocks",
     "predict_block",
     "predict_distributed",
+    "add_class_table",
     "MANIFEST_NAME",
 ]
 
@@ -334,6 +337,8 @@ def predict_distributed(
     retries: int = 2,
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    tags: Mapping[str, str] | None = None,
+    class_names: Mapping[int, str] | None = None,
 ) -> DistributedResult:
     """Predict a large raster block by block on a Dask cluster, resumably.
 
@@ -365,6 +370,10 @@ def predict_distributed(
         retries: Extra attempts for a failing block before the run gives up.
         progress: Called with (blocks finished, blocks total), skipped blocks included.
         log: Called with one-line messages (failures, retries); default: nothing.
+        tags: More dataset tags of the assembled outputs (e.g. the run's provenance), after the input
+            decision's; not part of the manifest's settings (a resumed run may record a new time).
+        class_names: Class id -> name. With ``colormap``: a raster attribute table (id, name, RGBA)
+            of the assembled class map (:func:`add_class_table`).
 
     Returns:
         A :class:`DistributedResult`.
@@ -419,9 +428,36 @@ def predict_distributed(
                 f"{', ...' if len(failed) > 5 else ''}: {result.failures[-1][2]}); the {done} finished blocks are kept in "
                 f"{blocks_dir}: run the same command again to redo only the missing ones"
             )
-    assemble(blocks, blocks_dir, info, colormap, dst_path, confidence_path, source.tags())
+    assemble(blocks, blocks_dir, info, colormap, dst_path, confidence_path, {**source.tags(), **(tags or {})})
+    if class_names is not None and colormap:
+        add_class_table(dst_path, {int(k): (class_names.get(int(k), f"class_{int(k)}"), c) for k, c in colormap.items()})
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
+
+
+def add_class_table(path: str | Path, classes: Mapping[int, tuple[str, str]]) -> Path:
+    """Give an assembled class map its raster attribute table.
+
+    A COG gets the PAM sidecar ``<name>.aux.xml`` (:func:`core.io.raster.write_class_table`); a ``.vrt``
+    (which GDAL does not pair with a sidecar) gets the ``<GDALRasterAttributeTable>`` inside its
+    ``<VRTRasterBand>``, rewritten atomically. No pixel counts: the blocks are not read again.
+
+    Args:
+        path: The class map (COG or VRT) as :func:`predict_distributed` wrote it.
+        classes: Class id -> (name, ``#rrggbb``).
+
+    Returns:
+        The file that now holds the table.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".vrt":
+        return write_class_table(path, classes)
+    text = path.read_text()
+    if "<GDALRasterAttributeTable" in text:
+        start, end = text.index("    <GDALRasterAttributeTable"), text.index("</GDALRasterAttributeTable>") + len("</GDALRasterAttributeTable>\n")
+        text = text[:start] + text[end:]
+    at = text.index("    <SimpleSource>") if "    <SimpleSource>" in text else text.index("  </VRTRasterBand>")
+    return atomic_write_text(path, text[:at] + class_table_xml(classes) + "\n" + text[at:])
 
 
 class _Manifest:
