@@ -1,7 +1,9 @@
 """Prediction work of ``python -m trainer predict``: one GeoTIFF, many, or one large input on Dask.
 
-* :func:`predict`: one GeoTIFF, window by window, to a class-map COG (and a confidence COG).
-* :func:`predict_many`: files and folders with one model load and one progress bar.
+* :func:`predict`: one GeoTIFF, window by window, to a class-map COG (and confidence and
+  per-class probability COGs).
+* :func:`predict_many`: files and folders with one model load and one progress bar, and a STAC
+  Catalog (``catalog.json``) of the maps' Items.
 * :func:`predict_dask` (``--engine dask``): the output cut into blocks predicted as Dask tasks on
   a ``LocalCluster`` (one worker process per core by default) or on an existing cluster
   (``--scheduler tcp://host:8786``); see :mod:`core.inference.blocks`. Rerunning the same command
@@ -13,6 +15,11 @@
 How an input is read and how the model runs are decided by :mod:`core.inference.policy`
 (:func:`~core.inference.policy.input_for_file`, :func:`~core.inference.policy.plan_run`), the same
 policy as the app's.
+
+Every class map comes with its sidecars (:func:`finish_outputs`): the raster attribute table
+naming the classes (``<name>.tif.aux.xml``), QGIS styles (``<stem>.qml``), and a STAC Item
+(``<stem>.json``) with the run's provenance, which is also in the COGs' tags
+(:mod:`core.products.provenance`).
 """
 
 from __future__ import annotations
@@ -25,17 +32,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.classes import scheme_of
+from core.classes import ClassScheme, scheme_of
 from core.inference.policy import RunPolicy, input_for_file, model_decision, plan_run
 from core.inference.streaming import predict_geotiff
 from core.io.guards import DEFAULT_MAX_PIXELS, check_gsd, check_size
 from core.io.outputs import check_outputs
-from core.io.raster import raster_info
+from core.io.raster import raster_info, scheme_classes
+from core.products.provenance import Provenance, run_provenance
+from core.products.stac import write_catalog, write_map_sidecars
 from models.bundle import Bundle, load_bundle, read_card
 from trainer.progress import tqdm_progress
 
 __all__ = ["predict", "predict_many", "expand_inputs", "predict_dask", "earth_engine_source", "parse_aoi_bounds",
-           "resolve_runtime", "forward_for", "read_decision_tags", "AUTO_MEASURE_MIN_TILES"]
+           "resolve_runtime", "forward_for", "read_decision_tags", "finish_outputs", "AUTO_MEASURE_MIN_TILES"]
 
 AUTO_MEASURE_MIN_TILES = 64
 """``--runtime auto`` measures the runtimes (10-30 s once per machine and bundle) only for inputs of
@@ -95,16 +104,30 @@ def forward_for(bundle: Bundle, policy: RunPolicy, *, measure: bool = False, qui
     return bundle, policy
 
 
-def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, tile: int | None = None,
-            overlap: int | None = None, batch_size: int | None = None, precision: str = "fp32",
+def finish_outputs(dst: str | Path, scheme: ClassScheme, provenance: Provenance | None, *, confidence: str | Path | None = None,
+                   probabilities: str | Path | None = None, sld: bool = False) -> Path:
+    """Write the QGIS styles and the STAC Item of a finished class map (its RAT is written with the COG).
+
+    See :func:`core.products.stac.write_map_sidecars`; returns the Item's path (``<stem>.json``).
+    """
+    return write_map_sidecars(dst, scheme_classes(scheme), provenance, confidence_path=confidence,
+                              probabilities_path=probabilities, sld=sld)
+
+
+def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, probabilities: str | None = None,
+            tile: int | None = None, overlap: int | None = None, batch_size: int | None = None, precision: str = "fp32",
             max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto", bands: Sequence[str] | None = None,
-            progress: Callable[[int, int], None] | None = None, quiet: bool = False, runtime: str = "torch") -> Path:
-    """Write a class-map COG (and optionally a confidence COG) for a GeoTIFF.
+            progress: Callable[[int, int], None] | None = None, quiet: bool = False, runtime: str = "torch",
+            sld: bool = False) -> Path:
+    """Write a class-map COG (and optionally confidence and probability COGs) for a GeoTIFF, with its sidecars.
 
     How the input is read (band names and aliases, scale, +1000 offset, level, filled optional
     bands) is decided once by :func:`core.inference.policy.input_for_file`, how the model runs by
     :func:`core.inference.policy.plan_run` (the same policy as the app's); both are printed, and the
-    input decision is written into the outputs' tags (``LULC_INPUT_*``).
+    input decision is written into the outputs' tags (``LULC_INPUT_*``), with the run's provenance
+    (bundle name, weights SHA-256, software version, tile, overlap, runtime, precision:
+    :meth:`core.products.provenance.Provenance.to_tags`). Beside ``dst``: the raster attribute
+    table ``<name>.tif.aux.xml``, ``<stem>.qml`` (and the confidence's), and the STAC Item ``<stem>.json``.
 
     Args:
         checkpoint: Bundle folder, or an already loaded bundle (batch prediction loads it once).
@@ -112,6 +135,8 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
             ``bands`` does.
         dst: Output COG of class ids with the input's CRS/transform and the classes' colour table.
         confidence: Optional output COG of float32 confidence.
+        probabilities: Optional output COG of the K class probabilities (uint8 ``round(p x 250)``, 255
+            no data, bands named by class), written window by window.
         tile: Tile side in pixels (multiple of 32); default the card's (see :mod:`core.inference.policy`).
         overlap: Overlap between neighbouring tiles in pixels (<= tile / 2); default the card's.
         batch_size: Tiles per forward call; default :data:`core.inference.policy.DEFAULT_BATCH_SIZE`.
@@ -124,6 +149,7 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         runtime: ``torch`` (default), ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`), or
             ``auto``: the fastest one measured on this machine whose labels reproduce PyTorch fp32
             (:func:`resolve_runtime`; measured for inputs of at least :data:`AUTO_MEASURE_MIN_TILES` tiles).
+        sld: Also write SLD styles beside the maps.
 
     Returns:
         ``dst``.
@@ -134,7 +160,7 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         BandError, InputError: The input cannot be read as the model's input (see
             :func:`core.inputs.decision.decide`).
     """
-    check_outputs({"--output": dst, "--confidence": confidence}, [src])
+    check_outputs({"--output": dst, "--confidence": confidence, "--probabilities": probabilities}, [src])
     info = raster_info(src)
     check_size(info, max_pixels=max_pixels, name=Path(src).name, hint="crop it, or raise --max-megapixels")
     bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint)
@@ -150,15 +176,19 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     if not quiet:
         print(f"run: {policy.summary()}")
     scheme = scheme_of(bundle.card)
+    prov = run_provenance(bundle.path, bundle.card.name, policy, input_path=src) if bundle.path is not None else None
     kwargs = dict(bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
-                  confidence_path=confidence)
+                  confidence_path=confidence, probabilities_path=probabilities, class_names=dict(zip(scheme.ids, scheme.names, strict=True)),
+                  tags=prov.to_tags() if prov is not None else None)
     if progress is not None:
         out = predict_geotiff(src, dst, forward, policy, progress=progress, **kwargs)
     else:
         with tqdm(total=None, unit="tile", desc="predict") as bar:
             out = predict_geotiff(src, dst, forward, policy, progress=tqdm_progress(bar), **kwargs)
+    item = finish_outputs(out, scheme, prov, confidence=confidence, probabilities=probabilities, sld=sld)
     if not quiet:
-        print(f"wrote {out}" + (f" and {confidence}" if confidence else ""))
+        extra = [str(p) for p in (confidence, probabilities) if p]
+        print(f"wrote {out}" + (f" and {', '.join(extra)}" if extra else "") + f"; STAC Item {item}")
     return out
 
 
@@ -183,28 +213,35 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _output_folders(files: Sequence[Path], output: str, confidence: str | None) -> tuple[Path, Path | None]:
-    """The output (and confidence) folders of :func:`predict_many`, created; refuses colliding output names."""
+def _output_folders(files: Sequence[Path], output: str, *extra: str | None) -> tuple[Path, ...]:
+    """The output folder of :func:`predict_many` and its optional ones, created; refuses colliding output names.
+
+    ``extra``: the confidence and probability folders (``None`` where not asked for, and returned as ``None``).
+    """
     out_dir = Path(output)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"--output {out_dir} is a file; with several inputs or a folder, --output must be a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    conf_dir = Path(confidence) if confidence else None
-    if conf_dir is not None:
-        conf_dir.mkdir(parents=True, exist_ok=True)
+    others = tuple(Path(d) if d else None for d in extra)
+    for d in others:
+        if d is not None:
+            d.mkdir(parents=True, exist_ok=True)
     stems = [f.stem for f in files]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ValueError(f"several inputs are named {', '.join(dupes)}; their outputs would collide: predict them into different folders")
-    return out_dir, conf_dir
+    return (out_dir, *others)
 
 
-def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confidence: str | None = None, tile: int | None = None,
+def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confidence: str | None = None,
+                 probabilities: str | None = None, tile: int | None = None,
                  overlap: int | None = None, batch_size: int | None = None, precision: str = "fp32", max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto",
-                 bands: Sequence[str] | None = None, runtime: str = "torch") -> int:
+                 bands: Sequence[str] | None = None, runtime: str = "torch", sld: bool = False) -> int:
     """Predict several GeoTIFFs (files and/or folders) with one model load and one progress bar.
 
-    Writes ``<output>/<stem>_classes.tif`` (and ``<confidence>/<stem>_confidence.tif``) per input.
+    Writes ``<output>/<stem>_classes.tif`` with its sidecars and STAC Item ``<stem>_classes.json``
+    (and ``<confidence>/<stem>_confidence.tif``, ``<probabilities>/<stem>_probabilities.tif``) per
+    input, and ``<output>/catalog.json``: a STAC Catalog of the Items written (rewritten at the end).
     A file that fails is reported with its reason and the others go on.
 
     Args:
@@ -212,6 +249,7 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
         inputs: Files and folders.
         output: Output folder (created).
         confidence: Optional folder for confidence COGs (may be ``output``).
+        probabilities: Optional folder for probability COGs (may be ``output``).
         tile: Tile side in pixels, as in :func:`predict` (default the card's).
         overlap: Tile overlap in pixels (default the card's).
         batch_size: Tiles per forward call.
@@ -220,6 +258,7 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
         offset: ``"auto"``, 0 or 1000, for every input.
         bands: ``--bands`` names, for every input.
         runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once, see :func:`resolve_runtime`).
+        sld: Also write SLD styles.
 
     Returns:
         The number of inputs that failed (0 = all written).
@@ -229,26 +268,34 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
         BundleError: The bundle cannot be loaded.
     """
     files = expand_inputs(inputs)
-    out_dir, conf_dir = _output_folders(files, output, confidence)
+    out_dir, conf_dir, prob_dir = _output_folders(files, output, confidence, probabilities)
     if runtime == "auto":
         runtime, precision = resolve_runtime(checkpoint, precision, measure=len(files) >= 8)
     bundle = load_bundle(checkpoint)
     failed: list[tuple[Path, str]] = []
+    items: list[Path] = []
     with tqdm(total=len(files), unit="file", desc="predict") as bar:
         for f in files:
             bar.set_postfix_str(f.name)
             try:
                 dst = out_dir / f"{f.stem}_classes.tif"
                 conf = conf_dir / f"{f.stem}_confidence.tif" if conf_dir is not None else None
-                predict(bundle, str(f), str(dst), confidence=str(conf) if conf else None, tile=tile, overlap=overlap,
+                prob = prob_dir / f"{f.stem}_probabilities.tif" if prob_dir is not None else None
+                predict(bundle, str(f), str(dst), confidence=str(conf) if conf else None,
+                        probabilities=str(prob) if prob else None, tile=tile, overlap=overlap,
                         batch_size=batch_size, precision=precision, max_pixels=max_pixels, offset=offset, bands=bands,
-                        progress=lambda d, t: None, quiet=True, runtime=runtime)
+                        progress=lambda d, t: None, quiet=True, runtime=runtime, sld=sld)
+                items.append(dst.with_suffix(".json"))
                 decision = read_decision_tags(dst)
                 tqdm.write(f"{f.name}: {decision}")
             except (ValueError, OSError) as exc:
                 failed.append((f, " ".join(str(exc).split())))
                 tqdm.write(f"error: {f.name}: {failed[-1][1]}", file=sys.stderr)
             bar.update(1)
+    if items:
+        cat = write_catalog(out_dir, items, catalog_id=f"lulc-{out_dir.resolve().name}",
+                            description=f"Class maps of {len(items)} input(s) predicted with the bundle {bundle.card.name}")
+        print(f"STAC Catalog {cat}")
     print(f"wrote {len(files) - len(failed)} of {len(files)} class maps to {out_dir}" + (f"; {len(failed)} failed:" if failed else ""))
     for f, msg in failed:
         print(f"  {f}: {msg}", file=sys.stderr)
@@ -379,8 +426,12 @@ def predict_dask(
     retries: int = 2,
     offset: str | int | None = "auto",
     bands: Sequence[str] | None = None,
+    sld: bool = False,
 ) -> Path:
-    """Predict a large GeoTIFF/VRT block by block on Dask and write a COG (or a VRT).
+    """Predict a large GeoTIFF/VRT block by block on Dask and write a COG (or a VRT), with its sidecars.
+
+    Beside the map: its raster attribute table, QGIS styles and STAC Item as :func:`predict` writes
+    them; a STAC Catalog ``catalog.json`` of the Item in the blocks folder.
 
     Args:
         checkpoint: Bundle folder (workers load it from the same path).
@@ -406,6 +457,7 @@ def predict_dask(
         retries: Extra attempts per failing block.
         offset: ``"auto"``, 0 or 1000 (see :mod:`core.inputs.decision`).
         bands: Names of the input's bands in file order, overriding its descriptions.
+        sld: Also write SLD styles.
 
     Returns:
         ``dst``.
@@ -446,6 +498,7 @@ def predict_dask(
     print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px on {where}; run: {policy.summary()}; "
           f"halo tiles add {100 * (grid['halo_overhead'] - 1):.0f} %")
     scheme = scheme_of(card)
+    prov = run_provenance(ckpt, card.name, policy, input_path=src, earth_engine=_ee_provenance(source) if aoi else None)
     with tqdm(total=grid["n_blocks"], unit="block", desc="predict (dask)") as bar:
         res = predict_distributed(
             source, factory, dst, num_classes=card.num_classes,
@@ -453,8 +506,24 @@ def predict_dask(
             confidence_path=confidence, blocks_dir=blocks_dir, model_id=f"{bundle_checksum(ckpt)}/{runtime}/{precision}",
             policy=policy, block_size=block_size, workers=n_workers,
             scheduler=scheduler, retries=retries, progress=tqdm_progress(bar), log=lambda m: tqdm.write(m, file=sys.stderr),
+            tags=prov.to_tags(), class_names=dict(zip(scheme.ids, scheme.names, strict=True)),
         )
     if res.skipped:
         print(f"resumed: {len(res.skipped)} block(s) were already done, {len(res.computed)} predicted now")
-    print(f"wrote {res.output}" + (f" and {res.confidence}" if res.confidence else "") + f" (blocks and manifest in {res.blocks_dir})")
+    item = finish_outputs(res.output, scheme, prov, confidence=res.confidence, sld=sld)
+    cat = write_catalog(res.blocks_dir, [item], catalog_id=f"lulc-{Path(res.output).stem}",
+                        description=f"Class map {Path(res.output).name} predicted on Dask with the bundle {card.name}")
+    print(f"wrote {res.output}" + (f" and {res.confidence}" if res.confidence else "") + f" (blocks and manifest in {res.blocks_dir}); "
+          f"STAC Item {item}, Catalog {cat}")
     return res.output
+
+
+def _ee_provenance(source) -> dict[str, object]:
+    """What an Earth Engine block source fetched: collection, dates, cloud mask and thresholds (for the provenance)."""
+    spec = source.spec
+    out: dict[str, object] = {"collection": spec.collection, "start": spec.start, "end": spec.end,
+                              "cloud_mask": spec.cloud_mask, "cloud_threshold": spec.cloud_threshold}
+    for name, op, value in getattr(spec, "filters", ()):
+        if name == "CLOUDY_PIXEL_PERCENTAGE" and op == "lte":
+            out["max_scene_cloud_percent"] = value
+    return out

@@ -24,6 +24,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--output", required=True, help="output COG of class ids; with several inputs or a folder, an output folder "
                    "(<name>_classes.tif per input)")
     r.add_argument("--confidence", help="optional output COG of the winning class's probability (a folder with several inputs)")
+    r.add_argument("--probabilities", metavar="PATH",
+                   help="optional output COG of every class's probability: one band per class named by it, uint8 = "
+                   "probability x 250, 255 = no data (a folder with several inputs; not with --engine dask)")
+    r.add_argument("--sld", action="store_true",
+                   help="also write OGC SLD styles (<name>.sld) beside the maps, for GeoServer/MapServer; QGIS styles "
+                   "(<name>.qml) and a STAC Item (<name>.json) are always written")
     r.add_argument("--offset", default="auto", choices=["auto", "0", "1000"],
                    help="radiometric offset of the input DN: auto (metadata, else a pixel test), 0, or 1000 (baseline 04.00+)")
     r.add_argument("--bands", help="names of the input's bands in file order, e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B10,B11,B12 "
@@ -72,13 +78,16 @@ def run(args: argparse.Namespace) -> int:
     from core.inputs.decision import parse_bands
 
     names = parse_bands(args.bands)
+    if args.probabilities and (args.engine == "dask" or args.aoi is not None):
+        raise ValueError("--probabilities is not available with --engine dask (its blocks keep the class map and the "
+                         "confidence only); run without --probabilities, or with --engine stream on a GeoTIFF")
     if args.aoi is not None:
         if args.engine != "dask" or args.input:
             raise ValueError("--aoi goes with --engine dask and without --input")
         work.predict_dask(args.checkpoint, None, args.output, aoi=args.aoi, start=args.start, end=args.end,
                           confidence=args.confidence, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                           precision=args.precision, runtime=args.runtime, workers=args.workers, scheduler=args.scheduler,
-                          block_size=args.block_size, blocks_dir=args.blocks_dir)
+                          block_size=args.block_size, blocks_dir=args.blocks_dir, sld=args.sld)
         return 0
     if not args.input:
         raise ValueError("predict needs --input (GeoTIFFs or folders) or, with --engine dask, --aoi with --start and --end")
@@ -90,13 +99,17 @@ def run(args: argparse.Namespace) -> int:
         work.predict_dask(args.checkpoint, args.input[0], args.output, confidence=args.confidence, tile=args.tile,
                           overlap=args.overlap, batch_size=args.batch_size, precision=args.precision, runtime=args.runtime,
                           workers=args.workers, scheduler=args.scheduler, block_size=args.block_size,
-                          blocks_dir=args.blocks_dir, offset=args.offset, bands=names)
+                          blocks_dir=args.blocks_dir, offset=args.offset, bands=names, sld=args.sld)
     elif single:
-        work.predict(args.checkpoint, args.input[0], args.output, confidence=args.confidence, tile=args.tile,
+        work.predict(args.checkpoint, args.input[0], args.output, confidence=args.confidence,
+                     probabilities=args.probabilities, tile=args.tile,
                      overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
-                     max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names, runtime=args.runtime)
-    elif work.predict_many(args.checkpoint, args.input, args.output, confidence=args.confidence, tile=args.tile,
+                     max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names, runtime=args.runtime,
+                     sld=args.sld)
+    elif work.predict_many(args.checkpoint, args.input, args.output, confidence=args.confidence,
+                           probabilities=args.probabilities, tile=args.tile,
                            overlap=args.overlap, batch_size=args.batch_size, precision=args.precision,
-                           max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names, runtime=args.runtime):
+                           max_pixels=args.max_megapixels * 1_000_000, offset=args.offset, bands=names, runtime=args.runtime,
+                           sld=args.sld):
         return 2
     return 0
