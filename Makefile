@@ -16,9 +16,10 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-# Debian's chromium for the end-to-end browser test (Playwright drives it; no browser download).
+# Debian's chromium for the end-to-end browser test (Playwright drives it; no browser download) and gdal-bin,
+# whose gdalinfo reads back the class maps' raster attribute tables in the tests. Installs only what is missing.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 && command -v gdalinfo >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium gdal-bin >/dev/null; }
 
 run: install
 	$(VENV)/bin/streamlit run app/main.py
