@@ -142,7 +142,9 @@ def band_grid(band: BandFile, *, what: str) -> Grid:
             return Grid(ds.crs.to_wkt(), (t.a, t.b, t.c, t.d, t.e, t.f), ds.width, ds.height, ds.dtypes[band.band - 1],
                         ds.nodatavals[band.band - 1])
     except RasterioIOError as exc:
-        raise ProductError(f"{what}: band file {band.shown} cannot be read ({_short(exc)}); download the product again") from None
+        remote = band.path.startswith(("/vsicurl/", "/vsis3/"))
+        hint = "check that you are online and that the URL is public" if remote else "download the product again"
+        raise ProductError(f"{what}: band file {band.shown} cannot be read ({_short(exc)}); {hint}") from None
 
 
 def _short(exc: BaseException) -> str:
