@@ -598,7 +598,7 @@ def write_cog(
     if classes is not None and colormap is None:
         colormap = {k: c for k, (_, c) in classes.items()}
     with MemoryFile() as mem:
-        _write_to(raster, mem, colormap, tags)
+        _write_to(raster, mem, colormap, **({"tags": tags} if tags else {}))  # the 3-argument call when untagged
         out = atomic_write_bytes(path, mem.read())
     if classes is not None:
         counts = np.bincount(raster.data.ravel(), minlength=256)
@@ -615,7 +615,7 @@ def cog_bytes(raster: GeoRaster, *, colormap: Mapping[int, str | tuple[int, ...]
     :func:`write_class_table` does beside the download, or a zip of both.
     """
     with MemoryFile() as mem:
-        _write_to(raster, mem, colormap, tags)
+        _write_to(raster, mem, colormap, **({"tags": tags} if tags else {}))  # the 3-argument call when untagged
         return mem.read()
 
 
