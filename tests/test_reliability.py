@@ -637,3 +637,44 @@ def test_app_skips_an_unreadable_bundle_with_a_notice(monkeypatch, tmp_path):
     app = AppTest.from_file(str(REPO_ROOT / "app" / "main.py"), default_timeout=300)  # built after the patch: its model list is the patched one
     app.run()
     assert not app.exception and any("left out" in w.value and "classes" in w.value for w in app.warning)
+
+
+def test_a_full_disk_while_predict_writes_is_blamed_on_the_output_not_the_input(image, tmp_path):
+    """``ulimit -f`` (RLIMIT_FSIZE) makes GDAL's block writes fail: exit 2, one sentence about the output and free
+    space (never "re-download" the input), nothing at the output paths and no temporary file left."""
+    out = tmp_path / "full"
+    out.mkdir()
+    before = sha(image)
+    run = subprocess.run(
+        ["bash", "-c", 'ulimit -f 8; exec "$0" -m trainer predict --checkpoint "$1" --input "$2" --output "$3" --confidence "$4" '
+         '--runtime torch', sys.executable, str(DEFAULT_BUNDLE_DIR), str(image), str(out / "map.tif"), str(out / "conf.tif")],
+        cwd=REPO_ROOT, env={**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+        timeout=300)
+    assert run.returncode == 2, run.stderr[-500:]
+    assert_one_line_error(run.stderr)
+    last = run.stderr.strip().splitlines()[-1]
+    assert "could not write" in last and "disk is full" in last and str(out) in last, last
+    assert "re-download" not in last and "could not be read" not in last
+    assert not list(out.iterdir()), [p.name for p in out.iterdir()]
+    assert sha(image) == before
+
+
+def test_writing_outputs_says_space_only_for_write_failures(tmp_path):
+    """Only write failures (ENOSPC/EFBIG, GDAL's "writing a dirty block", a cut-short file of our own) become the
+    space message; a damaged input (a LulcError) and unrelated errors pass unchanged."""
+    import errno
+
+    from rasterio.errors import RasterioIOError
+
+    from core.io.outputs import writing_outputs
+
+    for exc in (OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EFBIG, "File too large"),
+                RasterioIOError("An error occurred while writing a dirty block from GDALRasterBand::IRasterIO"),
+                RasterioIOError("classes.tif: TIFFReadDirectory:Failed to read directory at offset 8192")):
+        with pytest.raises(OutputError, match="disk is full"), writing_outputs(tmp_path, ["classes.tif"]):
+            raise exc
+    for exc in (RasterReadError("in.tif is damaged"), RasterioIOError("in.tif: not recognized as a supported file format"),
+                OSError(errno.EACCES, "Permission denied")):
+        with pytest.raises(type(exc)) as caught, writing_outputs(tmp_path, ["classes.tif"]):
+            raise exc
+        assert caught.value is exc

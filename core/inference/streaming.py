@@ -25,7 +25,7 @@ from core.classes import NODATA_CLASS
 from core.errors import BandError, NoDataError, RasterReadError
 from core.inference.policy import RunPolicy
 from core.inference.tiling import ForwardFn, ProgressFn
-from core.io.outputs import PARTIAL_MARK, atomic_path, check_outputs
+from core.io.outputs import PARTIAL_MARK, atomic_path, check_outputs, is_write_failure, writing_outputs
 from core.io.raster import GeoRaster, _colormap_arg, _open, nodata_to_nan, write_class_table
 
 __all__ = ["ClassMap", "predict_raster", "predict_geotiff", "probability_bytes", "NODATA_CLASS", "PROBABILITY_SCALE",
@@ -195,7 +195,8 @@ def predict_geotiff(
 
     Raises:
         OutputError: An output path is the input, both outputs are one file, or a folder cannot
-            be written (before any work).
+            be written (before any work); or writing failed (disk full, file-size limit), said as such,
+            with nothing left at the output paths.
         RasterReadError: The input is missing or corrupt.
         BandError: The input lacks some of ``bands``.
         NoDataError: No pixel of the input has data in every used band (nothing is written).
@@ -217,16 +218,19 @@ def predict_geotiff(
         prob_tmp = Path(tmp) / "probabilities.tif" if prob_path else None
         all_tags = {**(decision.to_tags() if decision is not None else {}), **(tags or {})} or None
         names = _channel_names(lut, class_names)
-        counts = _predict_to_tiffs(src, read, forward, policy, num_classes=num_classes, lut=lut, cls_path=cls_tmp,
-                                   conf_path=conf_tmp, prob_path=prob_tmp, prob_names=names, tags=all_tags,
-                                   colormap=colormap, progress=progress)
+        ours = [p.name for p in (cls_tmp, conf_tmp, prob_tmp) if p is not None]
+        with writing_outputs(dst_path.parent, ours):  # a full disk is said to be one, never blamed on the input
+            counts = _predict_to_tiffs(src, read, forward, policy, num_classes=num_classes, lut=lut, cls_path=cls_tmp,
+                                       conf_path=conf_tmp, prob_path=prob_tmp, prob_names=names, tags=all_tags,
+                                       colormap=colormap, progress=progress)
         n_valid = int(counts.sum())
         if n_valid == 0:
             raise NoDataError(
                 f"{Path(src_path).name} has no pixel with data in all of the bands {', '.join(bands)} "
                 f"(nodata {src.nodata}); nothing was written. Check the file's nodata value and bands."
             )
-        _finish_cogs([(cls_tmp, dst_path, "nearest"), (conf_tmp, conf_path, "average"), (prob_tmp, prob_path, "average")])
+        with writing_outputs(dst_path.parent, [*ours, PARTIAL_MARK]):
+            _finish_cogs([(cls_tmp, dst_path, "nearest"), (conf_tmp, conf_path, "average"), (prob_tmp, prob_path, "average")])
     if class_names is not None and colormap:
         write_class_table(dst_path, {int(i): (class_names.get(int(i), f"class_{int(i)}"), colormap[int(i)])
                                      for i in lut if int(i) in colormap}, {int(i): int(counts[int(i)]) for i in lut})
@@ -281,6 +285,8 @@ def _window_reader(src, src_path: str | Path, indexes: list[int], decision):
         try:
             arr = src.read(indexes, window=Window(c, r, w, h))
         except RasterioIOError as exc:  # intact header, damaged tiles
+            if is_write_failure(exc):  # GDAL flushed an output's dirty block during this read: the disk is full
+                raise
             cause = f": {exc.__cause__}" if exc.__cause__ else ""
             raise RasterReadError(
                 f"{Path(src_path).name} is damaged: its pixels at rows {r}-{r + h}, columns {c}-{c + w} cannot be "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import os
 import tempfile
 import traceback
@@ -185,6 +186,67 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+WRITE_FAILURE_WORDS = ("writing", "write failed", "dirty block", "no space left", "file too large", "disk quota")
+"""Words of GDAL/OS messages that say a write failed (an output's problem, never the input's)."""
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception in its chain) says that writing failed.
+
+    That is a full disk (``ENOSPC``), a file-size limit (``EFBIG``, ``ulimit -f``), a quota (``EDQUOT``), or a
+    GDAL message with one of :data:`WRITE_FAILURE_WORDS` ("An error occurred while writing a dirty block").
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        if any(w in str(exc).lower() for w in WRITE_FAILURE_WORDS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+@contextlib.contextmanager
+def writing_outputs(folder: str | Path, names: Sequence[str] = ()) -> Iterator[None]:
+    """Turn a failure while writing outputs in ``folder`` into one :class:`OutputError` about space.
+
+    GDAL reports a full disk or a file-size limit as "An error occurred while writing a dirty block", as
+    "Write failed", or later, when it reads back one of our own files that was cut short ("classes.tif:
+    TIFFReadDirectory: Failed to read directory"); none of these is the input's fault. Inside this block a
+    rasterio/GDAL error or OSError that says writing failed (:func:`is_write_failure`), or that names one of
+    ``names`` (the block's own intermediate files), becomes "could not write the outputs in <folder> ...".
+    Other errors, and those that already name their cause (:class:`core.errors.LulcError`, e.g. a damaged
+    input), pass unchanged.
+
+    Raises:
+        OutputError: Writing failed.
+    """
+    from rasterio._err import CPLE_BaseError  # GDAL errors surfaced directly (not re-exported by rasterio.errors)
+    from rasterio.errors import RasterioError
+
+    try:
+        yield
+    except LulcError:
+        raise
+    except (RasterioError, CPLE_BaseError, OSError) as exc:
+        ours = any(n and n in str(e) for e in _chain(exc) for n in names)
+        if not (is_write_failure(exc) or ours):
+            raise
+        detail = next((str(e) for e in _chain(exc) if any(w in str(e).lower() for w in ("no space", "too large", "quota"))), "")
+        raise OutputError(
+            f"could not write the outputs in {Path(folder)}" + (f" ({detail})" if detail else "")
+            + ": the disk is full or a file-size limit was reached; nothing was left at the output paths: "
+            "free space or choose another output folder") from None
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    out = []
+    while exc is not None and len(out) < 10:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
