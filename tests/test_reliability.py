@@ -678,3 +678,41 @@ def test_writing_outputs_says_space_only_for_write_failures(tmp_path):
         with pytest.raises(type(exc)) as caught, writing_outputs(tmp_path, ["classes.tif"]):
             raise exc
         assert caught.value is exc
+
+
+BUNDLE_UNDER_LIMIT = """
+import resource, sys
+from models.bundle import load_bundle, save_bundle
+b = load_bundle(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))  # far below the weights' size
+save_bundle(b.model, b.card, sys.argv[2], half=False)
+"""
+
+REPORT_UNDER_LIMIT = """
+import resource, sys
+from core.io.outputs import atomic_write_text
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+atomic_write_text(sys.argv[1], "<html>" + "x" * 200_000 + "</html>")
+"""
+
+
+@pytest.mark.parametrize("what", ["bundle", "report"])
+def test_a_full_disk_while_writing_a_bundle_or_a_report_keeps_the_previous_one(what, tmp_path):
+    """The file-size limit is hit while a bundle's weights or an HTML report are written: the command fails with
+    ``File too large``, the previous bundle/report is intact (same bytes) and no temporary file is left."""
+    if what == "bundle":
+        target = tmp_path / "bundle"
+        shutil.copytree(DEFAULT_BUNDLE_DIR, target)
+        files = [target / "model.safetensors", target / "card.json"]
+        cmd = [sys.executable, "-c", BUNDLE_UNDER_LIMIT, str(DEFAULT_BUNDLE_DIR), str(target)]
+    else:
+        target = tmp_path / "report.html"
+        target.write_text("<html>the previous report</html>")
+        files = [target]
+        cmd = [sys.executable, "-c", REPORT_UNDER_LIMIT, str(target)]
+    before = {f: sha(f) for f in files}
+    run = subprocess.run(cmd, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode != 0 and "File too large" in run.stderr, run.stderr[-800:]
+    assert {f: sha(f) for f in files} == before
+    assert leftovers(target if what == "bundle" else tmp_path) == []
