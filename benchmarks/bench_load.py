@@ -2,7 +2,8 @@
 
 Each session (a Playwright browser context on one headless Chromium, so its own cookies and websocket) opens a
 link to a different sample scene with a small AOI (``/?scene=<id>&bbox=<w,s,e,n>``), presses *Run model*, then
-opens Compare and Metrics. The script reports, per N, p50/p95 of *Run model* (click to "Predicted ... of <scene>")
+opens Compare and Metrics. Unless ``--cold``, one unmeasured session first warms the server (models loaded,
+caches filled). The script reports, per N, p50/p95 of *Run model* (click to "Predicted ... of <scene>")
 and of page switches (click to the page's first figure), each against N = 1, the server's peak RSS (the
 ``streamlit`` process and its children, sampled every 0.2 s), its growth per session, and the RSS some seconds
 after the sessions closed. Every session checks that it only ever saw its own scene id, that it finished, and that
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--aoi-km", type=float, default=2.0, help="side of each session's square AOI (km)")
     ap.add_argument("--settle", type=float, default=15.0, help="seconds to wait after the sessions closed before the last RSS")
+    ap.add_argument("--cold", action="store_true", help="measure from a cold server (default: one unmeasured session first "
+                    "loads the models, so N=1 and N=8 compare the same warm server)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
@@ -223,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sessions:  # a fresh server per N, so each row starts from the same memory
         proc, url = start_server(logs / f"bench_load_{n}.log")
         try:
+            if not args.cold:  # load the models and caches once, with a scene no measured session uses
+                warm = asyncio.run(run_sessions(url, scene_links(n + 1, args.aoi_km)[-1:]))
+                if warm[0].problems:
+                    raise SystemExit(f"the warm-up session failed: {warm[0].problems}")
             with RssSampler(proc.pid) as rss:
                 idle = rss.now()
                 t0 = time.perf_counter()
@@ -242,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                      "run_p95_s": round(_pct(runs, 0.95), 2) if runs else None,
                      "switch_p50_s": round(statistics.median(switches), 2) if switches else None,
                      "switch_p95_s": round(_pct(switches, 0.95), 2) if switches else None,
-                     "rss_idle_mib": round(idle), "rss_peak_mib": round(rss.peak),
+                     "rss_start_mib": round(idle), "rss_peak_mib": round(rss.peak),
                      "rss_per_session_mib": round((rss.peak - idle) / n), "rss_after_close_mib": round(after),
                      "problems": problems})
     base = rows[0]
@@ -252,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print("| sessions | finished | Run model p50 / p95 (s) | x N=1 | page switch p50 / p95 (s) | x N=1 | RSS idle / peak / after close (MiB) | per session (MiB) |")
+        print("| sessions | finished | Run model p50 / p95 (s) | x N=1 | page switch p50 / p95 (s) | x N=1 | RSS at start / peak / after close (MiB) | per session (MiB) |")
         print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['sessions']} | {r['finished']}/{r['sessions']} | {r['run_p50_s']} / {r['run_p95_s']} | {r['run_p50_x1']} | "
-                  f"{r['switch_p50_s']} / {r['switch_p95_s']} | {r['switch_p50_x1']} | {r['rss_idle_mib']} / {r['rss_peak_mib']} / "
+                  f"{r['switch_p50_s']} / {r['switch_p95_s']} | {r['switch_p50_x1']} | {r['rss_start_mib']} / {r['rss_peak_mib']} / "
                   f"{r['rss_after_close_mib']} | {r['rss_per_session_mib']} |")
         for r in rows:
             for p in r["problems"]:
