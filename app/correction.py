@@ -25,7 +25,7 @@ import streamlit as st
 
 from app import services
 from app.state import Analysis
-from core.config import REPO_ROOT
+from core.config import runs_dir
 from core.correction import MAX_POINTS, CorrectionError
 from core.correction.cache import build_cache_raster
 from core.correction.card import card_fields, class_colors, replay_head
@@ -46,8 +46,8 @@ SUGGEST_K = 20
 """Points suggested per press of *Suggest points*."""
 SEED = 0
 """Seed of the held-back split, the replay draw and the polygon samples; ``finetune --seed 0`` is the same."""
-SAVE_ROOT = REPO_ROOT / "runs"
-"""Where *Save corrected model* writes bundles (found there by Explore's *Model* list)."""
+SAVE_ROOT: Path | None = None
+"""Where *Save corrected model* writes bundles; ``None``: :func:`core.config.runs_dir` (``$LULC_RUNS_DIR`` or ``runs/``)."""
 MAX_CACHE_BYTES = 3 * 2**30
 """Largest feature cache the page builds (features of every AOI pixel in memory)."""
 CHANGED = (255, 0, 255, 255)
@@ -599,7 +599,7 @@ def map_cog_bytes(work: Work, cp: Checkpoint | None = None) -> bytes:
 
 
 def save_bundle(work: Work, root: str | Path | None = None) -> Path:
-    """Write the latest round as a corrected bundle in ``root`` (default :data:`SAVE_ROOT`), named by date and time.
+    """Write the latest round as a corrected bundle in ``root`` (default :data:`SAVE_ROOT`, else ``runs_dir()``), named by date and time.
 
     The folder ``<base bundle>-corrected-YYYYMMDD-HHMMSS`` holds the bundle (``model.safetensors``, ``card.json``;
     :func:`models.features.save_corrected_bundle`) and the corrections it was fitted on (``corrections.csv``,
@@ -616,7 +616,7 @@ def save_bundle(work: Work, root: str | Path | None = None) -> Path:
         raise CorrectionError("retrain at least once before saving a corrected model.")
     bundle = services.get_bundle(work.analysis.bundle_path)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(root or SAVE_ROOT) / f"{Path(work.analysis.bundle_path).name}-corrected-{stamp}"
+    out = Path(root or SAVE_ROOT or runs_dir()) / f"{Path(work.analysis.bundle_path).name}-corrected-{stamp}"
     check_outputs({"corrected bundle": out / "model.safetensors"}, [Path(work.analysis.bundle_path) / "model.safetensors"])
     _, base_t, base_names = base_of(bundle)
     used = {s.name for s in cp.samples}
@@ -656,6 +656,9 @@ def build_map(work: Work, *, polygons: bool, opacity: float = 0.6):
     fmap = maps.build_map(services.sample_scenes(), selected=a.scene_id, draw=polygons, aoi_geojson=a.aoi_geojson,
                           overlays=[("Imagery", imagery_rgba(work), a.image.crs, a.image.transform, 1.0),
                                     (f"Map ({cp.title})", paint(work, cp), a.image.crs, a.image.transform, opacity)])
+    fp = a.image.footprint_lonlat()
+    if fp and fp[0] < fp[2]:
+        fmap.fit_bounds([(fp[1], fp[0]), (fp[3], fp[2])])  # the AOI fills the map: points are placed on pixels
     col = class_colors(tuple(dict.fromkeys([*work.classes, *(s.name for s in work.samples)])), work.colors)
     for p in work.polygons:
         folium.GeoJson(p["geojson"], tooltip=f"{p['class']} ({p['pixels']} pixels)",
@@ -663,9 +666,9 @@ def build_map(work: Work, *, polygons: bool, opacity: float = 0.6):
     clicked = [s for s in work.samples if s.polygon is None][-MAX_MARKERS:]
     for s in clicked:
         folium.CircleMarker((s.lat, s.lon), radius=5, color="#000000", weight=1, fill=True, fill_color=col.get(s.name, "#000000"),
-                            fill_opacity=1.0, tooltip=s.name).add_to(fmap)
+                            fill_opacity=1.0, tooltip=s.name, className="correct-point").add_to(fmap)
     for lon, lat in work.suggestions:
-        folium.CircleMarker((lat, lon), radius=7, color="#ffffff", weight=2, dash_array="3", fill=False,
+        folium.CircleMarker((lat, lon), radius=7, color="#ffffff", weight=2, dash_array="3", fill=False, className="correct-suggestion",
                             tooltip="suggested: the model is least sure here; click it and label it").add_to(fmap)
     return fmap
 

@@ -89,7 +89,7 @@ with right:
         act(correction.undo, done="Removed {result} point(s).")
     if b2.button("Clear", key="correct_clear", width="stretch", help="Remove every point and polygon (rounds stay)"):
         act(correction.clear, done="Cleared the points.")
-    if b3.button("Suggest points", key="correct_suggest", width="stretch",
+    if b3.button("Suggest", key="correct_suggest", width="stretch",
                  help="The pixels where the map is least sure (smallest margin between its two most likely classes), spread out"):
         act(correction.suggest, done="{result} suggested points are circled in white on the map: click them and label them.")
     if b4.button("Retrain", key="correct_retrain", type="primary", width="stretch"):
@@ -101,7 +101,7 @@ with right:
     table = correction.counts_table(work)
     if table:
         st.dataframe(table, hide_index=True, width="stretch", key="correct_counts")
-        st.caption(f"{len(work.samples):,} points ({len(work.polygons)} polygon(s)); at most {correction.MAX_POINTS:,}.")
+        st.caption(f"{len(work.samples):,} point(s), {len(work.polygons)} polygon(s); at most {correction.MAX_POINTS:,} points.")
     else:
         st.caption("No corrections yet.")
     titles = [cp.title for cp in work.checkpoints]
