@@ -133,3 +133,64 @@ def test_corrupt_gpkg_and_too_many(tmp_path):
     many.write_text("lon,lat,class\n" + "1,2,a\n" * 10_001)
     with pytest.raises(CorrectionError, match="more than the 10000"):
         read_points(many)
+
+
+def test_merge_replays_the_merged_base_class_as_the_class_it_joins():
+    cache = _cache()
+    base = cache.base_probs.argmax(0)
+    f1 = cache.features[1]
+    rb, cb = np.nonzero((base == 1) & (f1 < 0))
+    ra, ca = np.nonzero(base == 0)
+    rc, cc = np.nonzero(f1 > 1.0)
+    rows, cols = np.r_[rb[:20], ra[:20], rc[:20]], np.r_[cb[:20], ca[:20], cc[:20]]
+    names = ["b"] * 20 + ["a"] * 20 + ["c"] * 20  # "a" points are taken as "b" once "a" is merged into "b"
+    s = CorrectionSession(cache, merges={"a": "b"})
+    rnd = s.fit(rows, cols, names, seed=1)
+    assert rnd.classes == ("b", "c") and rnd.replay_map == {"a": "b", "b": "b", "c": "c"}
+    assert rnd.points_per_class == {"b": 40, "c": 20}
+    m = s.class_map()
+    assert (m[base == 0] == 0).mean() > 0.95  # the former "a" pixels are now "b" (index 0 of the new classes)
+
+
+def test_card_fields_colours_and_replay_head(tmp_path):
+    from core.correction.card import card_fields, class_colors, file_sha256, replay_head
+
+    cache = _cache()
+    rows, cols = np.arange(0, 40), np.arange(0, 40)
+    names = ["x" if cache.features[0][r, c] < 0 else "water" for r, c in zip(rows, cols, strict=True)]
+    rnd = fit_correction(cache, rows, cols, names, seed=0)
+    weights = tmp_path / "base" / "model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"abc")
+    classes, corr = card_fields(rnd, name="mine", base_bundle=weights.parent, base_class_names=("a", "b", "c"), base_temperature=1.5,
+                                base_training={"correction": {"rounds": 2}}, rounds=1, colors={"x": "#123456"}, merges={"c": "b"})
+    assert [c["name"] for c in classes["classes"]] == list(rnd.classes) and classes["name"] == "corrected_mine"
+    col = {c["name"]: c["color"] for c in classes["classes"]}
+    assert col["x"] == "#123456" and col["water"] == class_colors(("water",))["water"] == "#419bdf"
+    assert corr["rounds"] == 3 and corr["merges"] == {"c": "b"} and corr["base_temperature"] == 1.5
+    assert corr["base_sha256"] == file_sha256(weights) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    # a head that is the identity on the log-probabilities replays the base map exactly
+    k0, f = 3, cache.features.shape[0]
+    w = np.zeros((k0, f), np.float32)
+    w[:, f - k0:] = np.eye(k0)
+    again = replay_head(cache, w, np.zeros(k0, np.float32), ("a", "b", "c"))
+    assert np.allclose(again.base_probs, cache.base_probs, atol=1e-5)
+    with pytest.raises(ValueError, match="inputs"):
+        replay_head(cache, w[:, :2], np.zeros(k0), ("a", "b", "c"))
+
+
+def test_gpkg_with_polygons_layer_reads_back_the_points(tmp_path):
+    import pyogrio
+    from shapely.geometry import box
+
+    pts = PointSet(np.array([12.5, 12.6]), np.array([52.4, 52.5]), ("water", "farm"))
+    path = write_points_gpkg(pts, tmp_path / "c.gpkg", colors={"water": "#419bdf"}, round_no=[1, 2], times=["t1", "t2"],
+                             polygons=[{"geometry": box(12.5, 52.4, 12.6, 52.5), "class": "farm", "round": 2, "time": "t3"}])
+    assert [n for n, _ in pyogrio.list_layers(path)] == ["corrections", "polygons"]
+    back = read_points(path)
+    assert back.names == ("water", "farm")
+    meta, _, geoms, fields = pyogrio.raw.read(path, layer="polygons")
+    assert list(meta["fields"]) == ["class", "class_id", "color", "round", "time"] and list(fields[0]) == ["farm"]
+    assert list(fields[3]) == [2] and list(fields[4]) == ["t3"] and len(geoms) == 1
+    _, _, _, pf = pyogrio.raw.read(path, layer="corrections")
+    assert list(pf[2]) == ["#419bdf", ""] and list(pf[3]) == [1, 2] and list(pf[4]) == ["t1", "t2"]
