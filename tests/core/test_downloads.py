@@ -462,3 +462,30 @@ def test_predict_on_the_resolved_products_gives_the_pack_labels(tmp_path, data_d
     with rasterio.open(safe.path) as ds:
         whole = ds.read()
         np.testing.assert_array_equal(ds.read(window=Window(30, 42, 50, 36)), whole[:, 42:78, 30:80])
+
+
+def test_what_counts_as_a_download(tmp_path, data_dir):
+    assert is_download_product("https://earth-search.aws.element84.com/v1/collections/sentinel-2-l2a/items/S2A_32TQM_20230612_0_L2A")
+    assert is_download_product("https://example.org/stac/item.json")
+    assert not is_download_product("https://example.org/scene.tif")
+    assert not is_download_product(data_dir / "samples" / NZ)  # a pack scene folder of GeoTIFFs
+    (tmp_path / "collection.json").write_text(json.dumps({"type": "Collection", "id": "x"}))
+    assert not is_download_product(tmp_path / "collection.json")
+
+
+def test_landsat_mtl_txt_and_level1_refusal(tmp_path, data_dir):
+    bands, crs, t = pack_crop(data_dir, NZ, size=60)
+    folder = make_landsat(tmp_path, bands, crs, t, qa=False)
+    mtl = next(folder.glob("*_MTL.json"))
+    mtl.unlink()
+    txt = folder / mtl.name.replace(".json", ".txt")
+    txt.write_text('GROUP = LANDSAT_METADATA_FILE\n  GROUP = PRODUCT_CONTENTS\n    PROCESSING_LEVEL = "L1TP"\n  END_GROUP = PRODUCT_CONTENTS\n'
+                   'END_GROUP = LANDSAT_METADATA_FILE\nEND\n')
+    with pytest.raises(ProductError, match="Level-1.*download the Collection 2 Level-2"):
+        resolve_input(txt)
+    txt.write_text(txt.read_text().replace("L1TP", "L2SP"))
+    r = resolve_input(folder)
+    assert r.kind == "landsat-c2l2" and r.level == "L2SP" and r.date == "2020-10-02"
+    next(folder.glob("*_SR_B6.TIF")).unlink()
+    with pytest.raises(ProductError, match=r"lacks band file\(s\) SR_B6"):
+        resolve_input(folder)

@@ -36,10 +36,15 @@ _S2_ORDER = tuple(BAND_ALIASES)[:13]
 
 
 def is_stac_item(path: str | Path) -> bool:
-    """True for an ``http(s)`` URL ending in ``.json`` or a local ``.json`` file that is a GeoJSON Feature with ``assets``."""
+    """True for a local ``.json`` file that is a GeoJSON Feature with ``assets``, or an ``http(s)`` URL of an Item.
+
+    A URL is taken as an Item when it ends in ``.json`` or names ``/items/<id>`` (the STAC API path, as in
+    ``https://earth-search.aws.element84.com/v1/collections/sentinel-2-l2a/items/<id>``); only a local file is opened.
+    """
     s = str(path)
     if s.startswith(("http://", "https://")):
-        return s.lower().split("?", 1)[0].endswith(".json")
+        url = s.lower().split("?", 1)[0].rstrip("/")
+        return url.endswith(".json") or "/items/" in url
     p = Path(path)
     if not (p.is_file() and p.suffix.lower() in (".json", ".geojson")) or p.stat().st_size > 20 * 2**20:
         return False
