@@ -73,3 +73,21 @@ def test_finetune_from_a_geopackage_in_the_image_crs(small_tif, tmp_path):
     classes = json.loads((out / "card.json").read_text())["classes"]["classes"]
     assert {c["name"] for c in classes} == {"water", "farm"}
     assert next(c["color"] for c in classes if c["name"] == "water") == "#419bdf"  # the built-in class's colour
+
+
+def test_finetune_merge_as_the_app_does_and_a_bad_merge(small_tif, tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    rows, cols = rng.integers(10, 90, 45), rng.integers(10, 150, 45)
+    names = ["left" if c < 60 else "mid" if c < 100 else "right" for c in cols]
+    pts = _points_csv(small_tif, tmp_path / "p.csv", rows, cols, names)
+    out = tmp_path / "merged"
+    args = ["finetune", "--checkpoint", "models/default", "--input", str(small_tif), "--points", str(pts), "--output", str(out)]
+    assert main([*args, "--merge", "mid=left"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert sorted(c["name"] for c in card["classes"]["classes"]) == ["left", "right"]  # order of appearance
+    corr = card["training"]["correction"]
+    assert corr["merges"] == {"mid": "left"} and corr["points_per_class"]["left"] == names.count("left") + names.count("mid")
+    capsys.readouterr()
+    assert main([*args[:-1], str(tmp_path / "bad"), "--merge", "mid"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "FROM=INTO" in err[0] and not (tmp_path / "bad").exists()
