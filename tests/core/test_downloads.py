@@ -489,3 +489,24 @@ def test_landsat_mtl_txt_and_level1_refusal(tmp_path, data_dir):
     next(folder.glob("*_SR_B6.TIF")).unlink()
     with pytest.raises(ProductError, match=r"lacks band file\(s\) SR_B6"):
         resolve_input(folder)
+
+
+def test_sfim_sharpening_reduces_the_error_on_a_downsampled_10m_band(tmp_path, data_dir, card):
+    """The "20 m" B5 of this product is the pack's 10 m B3 (green) averaged 2 x 2; SFIM with B4 (red) must bring it
+    closer to the true 10 m B3 than bilinear resampling does (RMSE on this crop: 36.1 DN bilinear, 32.7 DN SFIM)."""
+    bands, crs, t = pack_crop(data_dir, NZ)
+    truth = bands["B3"].astype(np.float32)
+    bands = dict(bands, B5=bands["B3"])
+    safe = make_safe(tmp_path, bands, crs, t, offset=1000)
+    plain = resolve_input(safe)
+    sharp = resolve_input(safe, sharpen=True)
+    assert sharp.path.endswith("_sfim.tif") and "B5 sharpened with B4 (SFIM, Liu 2000)" in sharp.resampling
+    x0, _ = model_input(plain.path, card)
+    x1, d1 = model_input(sharp.path, card)
+    assert d1.offset_dn == 1000  # the evidence travels with the sharpened GeoTIFF
+    k = card.bands.index("B5")
+    inner = np.s_[2:-2, 2:-2]  # the border pixels have no full 2 x 2 neighbourhood on either side
+    rmse = [float(np.sqrt(np.mean((x[k][inner] - truth[inner]) ** 2))) for x in (x0, x1)]
+    assert rmse[1] < 0.95 * rmse[0], rmse
+    kb = card.bands.index("B2")
+    np.testing.assert_array_equal(x1[kb], x0[kb])  # 10 m bands untouched

@@ -162,7 +162,7 @@ def _read_product(path: str, bands: Sequence[str] | None) -> Product:
 
 
 def resolve_input(path: str | Path, *, bands: Sequence[str] | None = None, resampling: str = "bilinear",
-                  cache: str | Path | None = None, check_offset: bool = True) -> ResolvedInput:
+                  cache: str | Path | None = None, check_offset: bool = True, sharpen: bool = False) -> ResolvedInput:
     """Turn a downloaded product into a VRT the GeoTIFF path reads; pass anything else through.
 
     Args:
@@ -174,6 +174,9 @@ def resolve_input(path: str | Path, *, bands: Sequence[str] | None = None, resam
         cache: Folder for the VRTs (default :func:`core.sources.downloads.vrt.cache_dir`; the app passes its
             upload's temporary folder). Never beside the input.
         check_offset: Refuse a Sentinel-2 product whose metadata offset contradicts the pixel test.
+        sharpen: Sentinel-2 only: sharpen the 20 m bands with a 10 m band (SFIM,
+            :mod:`core.sources.downloads.sharpen`); :attr:`ResolvedInput.path` is then a GeoTIFF in the cache,
+            written block by block (the whole image is decoded once).
 
     Returns:
         The :class:`ResolvedInput`; for a product its VRT has uint16 DN bands (Sentinel-2 reflectance x 1e4 plus the
@@ -199,7 +202,7 @@ def resolve_input(path: str | Path, *, bands: Sequence[str] | None = None, resam
         digest = hashlib.sha1(f"{src}|{resampling}".encode()).hexdigest()[:16]
         dst = Path(cache or cache_dir()) / digest / f"{stem}.vrt"
     else:
-        dst = vrt_path_for(Path(src), stem, key=resampling, folder=cache)
+        dst = vrt_path_for(Path(src), stem, key=f"{resampling}|{sharpen}", folder=cache)
     tags = dict(product.tags)
     dst, grid, lines = write_band_vrt(dst, product.bands, grids, metadata=tags,
                                       resampling=resampling, what=product.name)
@@ -212,6 +215,13 @@ def resolve_input(path: str | Path, *, bands: Sequence[str] | None = None, resam
         with contextlib.suppress(OSError):
             dst.unlink()
         raise
+    path = dst
+    if sharpen and product.sensor == "S2":
+        from core.sources.downloads.sharpen import write_sharpened
+
+        path, sharp = write_sharpened(dst, product.bands, grids, grid, dst.with_name(dst.stem + "_sfim.tif"), offset=off or 0,
+                                      metadata={**tags, "LULC_RESAMPLING": "; ".join(lines)}, resampling=resampling)
+        lines = [*lines, *sharp]
     mask_path = None
     if product.mask is not None:
         try:
@@ -231,7 +241,7 @@ def resolve_input(path: str | Path, *, bands: Sequence[str] | None = None, resam
 
     g = gsd_m(CRS.from_wkt(grid.crs_wkt), Affine(*grid.transform), grid.height, grid.width)
     return ResolvedInput(
-        path=str(dst), source=src, kind=product.kind, name=product.name, sensor=product.sensor, level=level,
+        path=str(path), source=src, kind=product.kind, name=product.name, sensor=product.sensor, level=level,
         baseline=product.baseline, offset_dn=off if product.sensor == "S2" else None,
         offset_reason=off_reason if product.sensor == "S2" else "", date=product.date,
         gsd_m=round(g, 3) if g else None, resampling="; ".join(lines), bands=tuple(b.name for b in product.bands),
