@@ -204,6 +204,8 @@ def finished(j) -> None:
         st.caption("No comparison on the test blocks was written for this run.")
     elif result.get("error"):
         st.warning(f"No comparison on the test blocks: {result['error']}")
+    elif not result.get("groups"):
+        st.caption("The run has no held-out test blocks of sample scenes or files to compare on (exported chips are not compared).")
     else:
         st.markdown("**Held-out test blocks: the new bundle beside the bundle it started from and the Dynamic World model**")
         for caption, table, notes in training.comparison_tables(result):
@@ -211,7 +213,7 @@ def finished(j) -> None:
             st.dataframe(table, hide_index=True)
             for note in notes:
                 st.caption(note)
-        if "dw" in str(result.get("groups", [{}])[0].get("reference", "")):
+        if any(str(g.get("reference", "")).startswith("dw ") for g in result["groups"]):
             st.caption("Dynamic World labels are a model's output, not ground truth: the Dynamic World model agrees with them by construction.")
     if st.button("Open on Explore", key="train_open", type="primary"):
         state.bundle_path = path
