@@ -32,7 +32,7 @@ sync_query_params(state, write=False)  # a shared link restores scene, AOI, mode
 try:
     navigation.run()
 finally:
-    sync_query_params(state, write=True)  # the address bar always reopens this analysis
+    sync_query_params(state, write=True, page=navigation.url_path)  # the address bar always reopens this analysis
 
 from app.services import warm_up  # noqa: E402  (after the page is drawn)
 

@@ -18,7 +18,7 @@ import streamlit as st
 from rasterio.windows import Window
 from shapely import geometry as sg
 
-from app.state import Analysis, AppState
+from app.state import Analysis, AppState, query_params_of
 from core.aoi import DEFAULT_MAX_AOI_KM2, geodesic_area_km2, locate_aoi, parse_bbox, parse_geojson
 from core.config import REPO_ROOT, data_dir
 from core.errors import AOIError, LulcError, NoDataError
@@ -333,8 +333,9 @@ def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster
     names = tuple(canonical_band(n) or n for n in decision.file_bands)
     if len(set(names)) == len(names) and len(names) == image.count:
         image = replace(image, band_names=names)
+    link = {k: v for k, v in query_params_of(state).items() if k != "reference"} if source == "samples" else {}
     state.analysis = Analysis(name, state.bundle_path, window, image, pred, mask, km2, geo, time.perf_counter() - t0,
-                              references, source=source)
+                              references, source=source, link=link)
     return state.analysis
 
 

@@ -35,6 +35,8 @@ class Analysis:
         selection: The Explore selection it was made from (``app.services.selection_of``); a result whose
             selection differs from the current one is shown only as "the last run".
         finished: Local time the run ended (``HH:MM:SS``).
+        link: Query parameters that reopen this analysis (:func:`query_params_of` of the selection it was
+            made from, without ``reference``); empty for an upload or Earth Engine run, which a link cannot redo.
     """
 
     scene_id: str
@@ -51,6 +53,7 @@ class Analysis:
     comparisons: dict = field(default_factory=dict)
     selection: tuple = ()
     finished: str = ""
+    link: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         """One line naming the run: scene or file, AOI area, model folder and time."""
@@ -93,6 +96,7 @@ class AppState:
     change: Any = None
     report_html: str | None = None
     url_applied: bool = False
+    from_link: bool = False  # the session was opened from a link naming a scene (pages offer Run model for it)
 
 
 def get_state() -> AppState:
@@ -116,9 +120,10 @@ def query_params_of(state: AppState) -> dict[str, str]:
 
     ``scene`` (sample scene id), ``bbox`` (west,south,east,north in degrees) or ``aoi`` (``whole``
     or a GeoJSON geometry in lon/lat), ``model`` (bundle folder, relative to the repository when
-    inside it) and ``reference`` (label product key).
+    inside it), ``reference`` (label product key) and ``precision`` (only when ``bf16``).
     """
-    out = {"scene": state.scene_id or "", "model": _bundle_param(state.bundle_path), "reference": state.reference}
+    out = {"scene": state.scene_id or "", "model": _bundle_param(state.bundle_path), "reference": state.reference,
+           "precision": state.precision if state.precision == "bf16" else ""}
     if state.aoi_mode == "Bounding box" and state.bbox_text.strip():
         out["bbox"] = state.bbox_text.replace(" ", "")
     elif state.aoi_mode == "Whole scene":
@@ -140,7 +145,9 @@ def apply_query_params(state: AppState, params: Mapping[str, str], session: Muta
     from core.config import REPO_ROOT
 
     if params.get("scene"):
-        state.scene_id = params["scene"]
+        state.scene_id, state.from_link = params["scene"], True
+    if params.get("precision") == "bf16":
+        state.precision = "bf16"
     if params.get("model"):
         p = Path(params["model"])
         p = p if p.is_absolute() else REPO_ROOT / p
@@ -157,8 +164,31 @@ def apply_query_params(state: AppState, params: Mapping[str, str], session: Muta
         session["geojson"] = params["aoi"]
 
 
-def sync_query_params(state: AppState, *, write: bool) -> None:
-    """Read the URL into the state on a session's first run; with ``write``, mirror the state into the URL."""
+ANALYSIS_PAGES = frozenset({"compare", "metrics", "accuracy", "export", "correct"})
+"""Pages that show the last run: their link reopens that run, not Explore's newer selection."""
+
+
+def page_query_params(state: AppState, page: str = "") -> dict[str, str]:
+    """The query string of ``page``: the analysis it shows on :data:`ANALYSIS_PAGES`, else Explore's selection.
+
+    Args:
+        state: The session's state.
+        page: The page's ``url_path`` (``"compare"``, ...; ``""`` for Explore).
+    """
+    a = state.analysis
+    if page in ANALYSIS_PAGES and a is not None and a.link:
+        return {**a.link, "reference": state.reference}
+    return query_params_of(state)
+
+
+def sync_query_params(state: AppState, *, write: bool, page: str = "") -> None:
+    """Read the URL into the state on a session's first run; with ``write``, mirror the state into the URL.
+
+    Args:
+        state: The session's state.
+        write: Write the URL (after the page ran) instead of reading it.
+        page: ``url_path`` of the page that ran (see :func:`page_query_params`).
+    """
     if not state.url_applied:
         state.url_applied = True
         apply_query_params(state, {k: st.query_params[k] for k in st.query_params}, st.session_state)
@@ -166,4 +196,4 @@ def sync_query_params(state: AppState, *, write: bool) -> None:
     if write:
         # written on every run of every page: a page switch clears the browser's query string while the
         # server-side copy may still hold the old values, so comparing with it would skip the write
-        st.query_params.from_dict(query_params_of(state))
+        st.query_params.from_dict(page_query_params(state, page))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import streamlit as st
 
 from app import services
@@ -11,10 +13,52 @@ from core.errors import LulcError
 from core.evaluation.comparison import CompareResult
 
 
+def link_summary(state: AppState) -> str:
+    """The analysis a shared link names, in words: scene, AOI and model."""
+    if state.aoi_mode == "Bounding box" and state.bbox_text.strip():
+        aoi = f"bounding box {state.bbox_text}"
+    elif state.aoi_mode == "Whole scene":
+        aoi = "whole scene"
+    else:
+        aoi = "a GeoJSON polygon" if state.aoi_geojson else "no AOI"
+    return f"scene **{state.scene_id}** · AOI {aoi} · model {services.bundle_label(state.bundle_path)}"
+
+
+def _run_from_link(state: AppState) -> None:
+    """Offer *Run model* for the selection a shared link restored; run it on a click (the result goes into ``state``)."""
+    slot = st.empty()  # the offer is cleared once the run it offers is on the page
+    with slot.container():
+        st.info(f"This link opens {link_summary(state)}. Press Run model to make that analysis here, "
+                "or change the selection on Explore.")
+        if not st.button("Run model", type="primary", key="run_link"):
+            return
+        bar = st.progress(0.0, text="Running the model…")
+        try:
+            a = services.run_analysis(state, lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}"))
+        except LulcError as exc:
+            bar.empty()
+            st.error(str(exc))
+            return
+        except Exception as exc:  # a bug, not the link: short message, traceback in a log
+            bar.empty()
+            st.error(services.report_unexpected(exc, "Run model from a link"))
+            return
+    slot.empty()
+    a.selection = state.selection = services.selection_of(state, "Sample pack", state.scene_id)
+    a.finished = dt.datetime.now().strftime("%H:%M:%S")
+
+
 def require_analysis(state: AppState) -> Analysis:
-    """The current analysis, or a pointer to Explore and a stop of the page when there is none."""
+    """The current analysis, or a pointer to Explore and a stop of the page when there is none.
+
+    A session opened from a link that names a scene (``?scene=...&bbox=...``) gets *Run model* for that
+    selection here, so a link to any page reopens that page with the same analysis.
+    """
+    if state.analysis is None and state.from_link and state.scene_id:
+        _run_from_link(state)
     if state.analysis is None:
-        st.info("Run the model on the Explore page first.")
+        if not state.from_link:
+            st.info("Run the model on the Explore page first.")
         st.page_link(page("explore"), label="Go to Explore", icon=":material/map:")
         st.stop()
     return state.analysis

@@ -165,6 +165,8 @@ with right:
             st.warning(w)
         st.page_link(page("compare"), label="Compare prediction and labels", icon=":material/compare:")
         st.page_link(page("metrics"), label="Metrics", icon=":material/bar_chart:")
+    elif state.analysis is None and state.from_link and source == "Sample pack":
+        st.info("Opened from a link: the scene, AOI and model above come from it. Press Run model to make that analysis.")
     elif state.analysis is not None:
         st.info(f"Last run: {state.analysis.describe()}. It was made from another selection, so it is not on the map; "
                 "Compare, Metrics and Export still show it. Press Run model for the selection above.")

@@ -141,3 +141,51 @@ def test_export_png_is_print_size_with_legends(app):
     pictures = views.panels(a, services.compare_with(a, "dw"), views.composite_options(a)[0], "dynamic_world", "dynamic_world")
     img = Image.open(io.BytesIO(views.side_by_side_png(pictures, "dynamic_world", "dynamic_world")))
     assert 1900 <= img.width <= 2100
+
+
+def _param(at, key):
+    v = at.query_params.get(key)
+    return v[0] if isinstance(v, list) else v
+
+
+def test_an_analysis_page_links_to_the_run_it_shows_not_to_a_newer_selection(app):
+    run_scene(app, "brandenburg-2017-02-16", "Bounding box", bbox=SMALL)
+    app.selectbox(key="scene").set_value("hungary-2020-08-12").run()
+    assert _param(app, "scene") == "hungary-2020-08-12"  # Explore: the selection on screen
+    for name in ("compare", "metrics", "accuracy", "export"):
+        goto(app, name)
+        assert _param(app, "scene") == "brandenburg-2017-02-16", name  # the run the page shows
+        assert _param(app, "bbox") == SMALL.replace(" ", ""), name
+
+
+def test_a_link_to_compare_in_a_fresh_session_restores_the_selection_and_runs_it_there():
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import MAIN
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    for k, v in {"scene": "brandenburg-2017-02-16", "bbox": SMALL.replace(" ", ""), "model": "models/default", "reference": "osm"}.items():
+        at.query_params[k] = v
+    at.run()
+    assert any("Opened from a link" in i.value for i in at.info)  # Explore says so too
+    goto(at, "compare")
+    note = next(i.value for i in at.info if i.value.startswith("This link opens"))
+    assert "brandenburg-2017-02-16" in note and "12.56, 52.465, 12.633, 52.51" in note and "Press Run model" in note
+    assert not at.get("imgs") and at.session_state[KEY].analysis is None
+    at.button(key="run_link").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    a = at.session_state[KEY].analysis
+    assert a is not None and a.scene_id == "brandenburg-2017-02-16" and 5 < a.aoi_km2 < 40
+    assert at.selectbox(key="reference").value == "osm"  # the link's reference
+    assert any(c.value.startswith("Last run on Explore: brandenburg-2017-02-16") for c in at.caption)
+    assert not any(i.value.startswith("This link opens") for i in at.info)
+    assert not any("has changed since this run" in i.value for i in at.info)
+    assert _param(at, "scene") == "brandenburg-2017-02-16" and _param(at, "reference") == "osm"
+    goto(at, "explore")  # Explore shows the same run as current, not as "the last run"
+    assert any(c.value.startswith("Input of brandenburg-2017-02-16") for c in at.caption)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
