@@ -90,6 +90,8 @@ def write_sharpened(vrt: Path, bands: list[BandFile], grids: list[Grid], fine: G
                                 metadata={}, resampling=resampling, what=b.name, grid=fine)[0]
         todo[k] = (p, smooth)
     lines = [f"{names[k]} sharpened with {names[p]} (SFIM, Liu 2000)" for k, (p, _) in todo.items()]
+    if dst.is_file():  # made before from the same product (the cache key covers its path, size and time)
+        return dst, lines
     tags = {**metadata, "LULC_RESAMPLING": "; ".join([metadata.get("LULC_RESAMPLING", ""), *lines]).strip("; ")}
     with rasterio.open(vrt) as src:
         prof = dict(driver="GTiff", width=src.width, height=src.height, count=src.count, dtype="uint16", crs=src.crs,
