@@ -37,7 +37,7 @@ from core.products.render import class_rgba
 from core.sources.samples import get_scene, load_image, load_labels, scene_decision, scene_grid
 
 __all__ = ["design", "points_table", "points_file", "read_uploaded_points", "demo_labels", "estimate", "area_chart",
-           "reliability", "reliability_chart", "same_grid_scenes", "ChangeRun", "run_change", "sankey", "net_change_chart",
+           "reliability", "reliability_chart", "same_grid_scenes", "ChangeRun", "run_change", "sankey", "matrix_chart", "change_matrix_chart", "error_matrix_chart", "net_change_chart",
            "change_picture", "report_html", "polygons_gpkg"]
 
 
@@ -207,6 +207,48 @@ def sankey(res: ChangeResult, min_pct: float = 0.05) -> go.Figure:
                                     "hovertemplate": "%{source.label} → %{target.label}: %{value:.4f} km²<extra></extra>"}))
     fig.update_layout(title=f"Transitions {res.labels[0]} → {res.labels[1]} (km²)", margin={"t": 50, "b": 20})
     return fig
+
+
+def matrix_chart(values: np.ndarray, names: list[str], title: str, rows: str, cols: str, unit: str, decimals: int = 3) -> go.Figure:
+    """A (K, K) matrix as an annotated heatmap, readable at any page width (a table of K + 1 columns is cut off).
+
+    Args:
+        values: Float (K, K) cell values, rows first.
+        names: (K,) class names (rows and columns).
+        title: Figure title.
+        rows: Axis title of the rows.
+        cols: Axis title of the columns.
+        unit: Unit in the hover text ("km²", "%", "area proportion").
+        decimals: Decimals of the cell numbers; empty cells stay blank.
+    """
+    v = np.nan_to_num(np.asarray(values, float))
+    text = [[f"{x:,.{decimals}f}" if x > 0 else "" for x in row] for row in v]
+    fig = go.Figure(go.Heatmap(z=np.log10(1 + v / max(float(v.max()), 1e-12) * 1000), x=list(names), y=list(names), text=text,
+                               texttemplate="%{text}", textfont={"size": 13}, colorscale="Blues", showscale=False,
+                               customdata=[[f"{x:,.{decimals}f}" for x in row] for row in v],
+                               hovertemplate=f"%{{y}} → %{{x}}: %{{customdata}} {unit}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=cols, yaxis={"title": rows, "autorange": "reversed"}, margin={"t": 50}, height=520)
+    return fig
+
+
+def change_matrix_chart(res: ChangeResult, unit: str = "km2") -> go.Figure:
+    """The from-to matrix as an annotated heatmap (rows: date 1, columns: date 2), in km² or % of the compared area.
+
+    Args:
+        res: The change result (``matrix_km2`` (K, K), rows = class at date 1).
+        unit: ``"km2"`` (3 decimals) or ``"%"`` (1 decimal) of the compared area.
+    """
+    m = np.asarray(res.matrix_km2, float)
+    vals = m if unit == "km2" else 100 * m / max(res.total_km2, 1e-12)
+    label = "km²" if unit == "km2" else "% of the compared area"
+    return matrix_chart(vals, list(res.class_names), f"From-to matrix ({label}; rows: {res.labels[0]}, columns: {res.labels[1]})",
+                        f"class at {res.labels[0]}", f"class at {res.labels[1]}", label, 3 if unit == "km2" else 1)
+
+
+def error_matrix_chart(est: AreaEstimate) -> go.Figure:
+    """The error matrix of estimated area proportions ``p_ij`` (Olofsson et al. 2014 eq. 4) as an annotated heatmap."""
+    return matrix_chart(est.proportions, list(est.class_names), "Error matrix of estimated area proportions (rows: map, columns: reference)",
+                        "map class", "reference class", "of the mapped area", 4)
 
 
 def net_change_chart(res: ChangeResult) -> go.Figure:

@@ -55,10 +55,10 @@ class Analysis:
     finished: str = ""
     link: dict = field(default_factory=dict)
 
-    def describe(self) -> str:
-        """One line naming the run: scene or file, AOI area, model folder and time."""
+    def describe(self, model: str | None = None) -> str:
+        """One line naming the run: scene or file, AOI area, model (``model``, else the bundle folder's name) and time."""
         when = f" · at {self.finished}" if self.finished else ""
-        return f"{self.scene_id} · AOI {self.aoi_km2:,.2f} km² · model {Path(self.bundle_path).name}{when}"
+        return f"{self.scene_id} · AOI {self.aoi_km2:,.2f} km² · model {model or Path(self.bundle_path).name}{when}"
 
 
 @dataclass

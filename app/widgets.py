@@ -101,7 +101,7 @@ def comparison(analysis: Analysis, product: str | None) -> CompareResult | None:
 
 def run_caption(state: AppState, analysis: Analysis, where=st) -> None:
     """Name the run a page shows (scene or file, AOI, model, time), and say so when Explore's selection has moved on."""
-    where.caption(f"Last run on Explore: {analysis.describe()} · model {services.bundle_label(analysis.bundle_path)}")
+    where.caption(f"Last run on Explore: {analysis.describe(services.bundle_label(analysis.bundle_path))}")
     if analysis.selection and state.selection and analysis.selection != state.selection:
         where.info("The selection on Explore has changed since this run; what is shown here is the last run above, "
                    "not the current selection. Press Run model on Explore to update it.")

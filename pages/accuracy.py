@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import analyst, services, widgets
+from app import analyst, charts, services, widgets
 from app.state import get_state
 from core.errors import LulcError
 
@@ -32,7 +32,7 @@ st.write(f"Sample size for a standard error of {se:.3f} in overall accuracy (eq.
 st.caption("Strata are the map classes over the compared pixels (those with a reference label), so that every point can be "
            "labelled from the reference in the demonstration below.")
 num = st.column_config.NumberColumn
-st.dataframe(d.table(), hide_index=True, width="stretch",
+st.dataframe(d.table().round({"weight": 3}), hide_index=True, width="stretch",
              column_config={"mapped_pixels": num("mapped pixels", format="localized"), "weight": num("weight W_i", format="%.3f"),
                             "anticipated_users_accuracy": num("anticipated UA", format="%.2f"), "points": num("points", format="localized"),
                             "all_pixels": st.column_config.CheckboxColumn("all its pixels", help="fewer mapped pixels than the minimum: "
@@ -83,12 +83,16 @@ if est is not None:
     m[1].metric("95 % CI of OA", f"± {est.overall_ci:.3f}")
     m[2].metric("Points", f"{int(est.counts.sum()):,}")
     st.plotly_chart(analyst.area_chart(est, result.scheme.colors), width="stretch", key="area_chart")
-    et = est.table()
-    st.dataframe(et, hide_index=True, width="stretch",
-                 column_config={c: num(c, format="localized" if c == "points" else "%.3f") for c in et.columns if c != "class"})
+    short = {"points": "points", "mapped_km2": "mapped km²", "estimated_km2": "estimated km²", "ci95_km2": "± 95 % km²",
+             "users_accuracy": "user's acc.", "users_ci95": "± 95 % (UA)", "producers_accuracy": "producer's acc.",
+             "producers_ci95": "± 95 % (PA)"}
+    st.dataframe(charts.display_table(est.table(), 3).rename(columns=short), hide_index=True, width="stretch")
+    st.caption("Mapped: pixel-counted area of the map class; estimated: the good-practice area estimate with its 95 % interval; "
+               "user's and producer's accuracy with their 95 % intervals (– where a class has no point). The CSV below has the full column names.")
     with st.expander("Error matrix of estimated area proportions (rows = map, columns = reference)"):
-        mt = est.matrix_table()
-        st.dataframe(mt, width="stretch", column_config={c: num(c, format="%.4f") for c in mt.columns})
+        st.plotly_chart(analyst.error_matrix_chart(est), width="stretch", key="error_matrix")
+        st.caption("Colour: proportion on a log scale; row sums are the mapped area shares W_i, column sums the estimated shares. "
+                   "The estimates CSV has every number.")
     st.download_button("Estimates (CSV)", est.table().to_csv(index=False), file_name=f"{a.scene_id}_area_estimates.csv", mime="text/csv",
                        key="estimates_csv")
 

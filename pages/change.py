@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import analyst, services, views
+from app import analyst, charts, services, views
 from app.state import get_state
 from core.classes import get_scheme
 from core.errors import LulcError
@@ -52,12 +52,16 @@ with left:
         st.html(views.legend_html(legend))
 right.plotly_chart(analyst.sankey(res), width="stretch", key="sankey")
 st.plotly_chart(analyst.net_change_chart(res), width="stretch", key="net_change")
-unit = st.radio("From-to matrix in", ["km2", "%"], horizontal=True, key="change_unit")
-st.dataframe(res.matrix_table(unit).round(3 if unit == "km2" else 1), width="stretch")
+unit = st.radio("From-to matrix in", ["km2", "%"], format_func=lambda u: "km²" if u == "km2" else "% of the compared area",
+                horizontal=True, key="change_unit")
+st.plotly_chart(analyst.change_matrix_chart(res, unit), width="stretch", key="change_matrix")
+st.caption("Colour: area on a log scale (small transitions stay visible); the diagonal is the unchanged area. "
+           "Every transition is in the Transitions CSV below.")
 net = res.net_change()
-st.caption("Net change per class: km² to 3 decimals, net_pct in % of the date-1 area (– where the class was absent at date 1).")
-st.dataframe(net.round({c: 3 for c in net.columns if c.endswith("km2")} | {"net_pct": 1}), hide_index=True, width="stretch",
-             column_config={"net_pct": st.column_config.NumberColumn("net %", format="%.1f")})
+st.caption("Net change per class: km² to 3 decimals, net % of the date-1 area (– where the class was absent at date 1).")
+shown = charts.display_table(net.drop(columns="net_pct"), 3).rename(columns=lambda c: f"km² {c[:-4]}" if c.endswith("_km2") else c)
+shown["net %"] = charts.display_table(net[["net_pct"]], 1)["net_pct"]
+st.dataframe(shown, hide_index=True, width="stretch")
 d = st.columns(2)
 d[0].download_button("Change map (COG, from×K+to codes)", cog_bytes(res.change_map), file_name=f"change_{run.before}_{run.after}.tif",
                      mime="image/tiff", key="change_cog")

@@ -172,7 +172,7 @@ with right:
                 "Compare, Metrics and Export still show it. Press Run model for the selection above.")
 
 with left:
-    basemap = st.selectbox("Basemap", ["None (offline)", *maps.BASEMAPS], help="Basemap tiles need internet", key="basemap")
+    basemap = st.selectbox("Basemap", ["No basemap (offline)", *maps.BASEMAPS], help="Basemap tiles need internet", key="basemap")
     overlays = []
     if scene is not None and scene.georeferenced:
         rgba, crs, transform = services.scene_preview(scene.id, str(data_dir()))
@@ -199,7 +199,7 @@ with left:
         except LulcError as exc:
             st.warning(f"No Earth Engine layers: {exc}")
     fmap = maps.build_map(scenes, selected=scene.id if scene is not None else None, overlays=overlays, aoi_geojson=aoi_geo,
-                          basemap=None if basemap.startswith("None") else basemap, draw=georeferenced, tile_layers=ee_tiles)
+                          basemap=None if basemap.startswith("No basemap") else basemap, draw=georeferenced, tile_layers=ee_tiles)
     out = st_folium(fmap, key="explore_map", height=560, use_container_width=True, returned_objects=["last_active_drawing"])
     drawing = (out or {}).get("last_active_drawing")
     if drawing and drawing.get("geometry"):

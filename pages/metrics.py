@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import charts, services, widgets
 from app.state import get_state
+from core.classes import scheme_of
 
 state = get_state()
 st.title("Metrics")
@@ -28,21 +29,16 @@ if m.averaged_classes is not None and len(m.averaged_classes) < len(m.class_name
 left, right = st.columns(2)
 left.plotly_chart(charts.iou_bar(result), width="stretch")
 right.plotly_chart(charts.prf_bar(result), width="stretch")
-with left:
-    cells = st.radio("Confusion matrix cells", ["share of row", "pixels"], horizontal=True, key="cm_cells")
-    st.plotly_chart(charts.confusion_heatmap(result, normalize=cells == "share of row"), width="stretch")
-with right:
-    st.subheader("Class areas")
-    compared_km2 = sum(x.predicted_km2 for x in result.areas)
-    st.caption(f"Over the {compared_km2:,.2f} km² of the AOI's {a.aoi_km2:,.2f} km² where both the prediction and the reference "
-               "have a label (pixels the reference leaves unlabelled are not counted). The whole AOI's predicted areas are below.")
-    st.dataframe(charts.display_table(charts.areas_table(result), 2), hide_index=True, width="stretch")
-    card = services.get_bundle(a.bundle_path).card
-    from core.classes import get_scheme
-
-    sch = get_scheme(card.scheme_name)
-    st.caption(f"Predicted over the whole AOI ({a.aoi_km2:,.2f} km², every pixel with a prediction):")
-    st.dataframe(charts.display_table(charts.aoi_areas_table(sch.ids, sch.names, a.prediction.classes.data[0], a.aoi_mask, a.aoi_km2), 2),
-                 hide_index=True, width="stretch")
+cells = st.radio("Confusion matrix cells", ["share of row", "pixels"], horizontal=True, key="cm_cells")
+st.plotly_chart(charts.confusion_heatmap(result, normalize=cells == "share of row"), width="stretch")
+st.subheader("Class areas")
+compared_km2 = sum(x.predicted_km2 for x in result.areas)
+st.caption(f"Over the {compared_km2:,.2f} km² of the AOI's {a.aoi_km2:,.2f} km² where both the prediction and the reference "
+           "have a label (pixels the reference leaves unlabelled are not counted). The whole AOI's predicted areas are below.")
+st.dataframe(charts.display_table(charts.areas_table(result), 2), hide_index=True, width="stretch")
+sch = scheme_of(services.get_bundle(a.bundle_path).card)
+st.caption(f"Predicted over the whole AOI ({a.aoi_km2:,.2f} km², every pixel with a prediction):")
+st.dataframe(charts.display_table(charts.aoi_areas_table(sch.ids, sch.names, a.prediction.classes.data[0], a.aoi_mask, a.aoi_km2), 2),
+                hide_index=True, width="stretch")
 st.subheader("Per class")
 st.dataframe(charts.display_table(charts.metrics_table(result)), hide_index=True, width="stretch")

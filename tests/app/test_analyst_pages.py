@@ -27,7 +27,7 @@ def test_accuracy_page_area_estimates_with_intervals_calibration_and_html(app):
     design = app.dataframe[0].value
     assert design["points"].sum() >= 50 and set(design["class"]) >= {"grass", "crops"}
     estimates = app.dataframe[1].value
-    assert {"estimated_km2", "ci95_km2", "users_ci95", "producers_ci95"} <= set(estimates.columns)
+    assert {"estimated km²", "± 95 % km²", "± 95 % (UA)", "± 95 % (PA)"} <= set(estimates.columns)
     # a stricter target standard error asks for more points
     n_before = design["points"].sum()
     app.number_input(key="target_se").set_value(0.005)
