@@ -40,6 +40,7 @@ from core.io.outputs import check_outputs
 from core.io.raster import raster_info, scheme_classes
 from core.products.provenance import Provenance, run_provenance
 from core.products.stac import write_catalog, write_map_sidecars
+from core.sources.downloads import is_download_product, resolve_input
 from models.bundle import Bundle, load_bundle, read_card
 from trainer.progress import tqdm_progress
 
@@ -161,15 +162,20 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
             :func:`core.inputs.decision.decide`).
     """
     check_outputs({"--output": dst, "--confidence": confidence, "--probabilities": probabilities}, [src])
+    name = Path(src).name  # messages name the user's file or product, never the cached VRT
+    resolved = resolve_input(src)  # a SAFE product, Landsat C2 L2 scene or STAC Item -> a cached VRT; a GeoTIFF unchanged
+    if not quiet and resolved.is_product:
+        print(resolved.summary())
+    src = str(resolved.path)
     info = raster_info(src)
-    check_size(info, max_pixels=max_pixels, name=Path(src).name, hint="crop it, or raise --max-megapixels")
+    check_size(info, max_pixels=max_pixels, name=name, hint="crop it, or raise --max-megapixels")
     bundle = checkpoint if isinstance(checkpoint, Bundle) else load_bundle(checkpoint)
-    check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=Path(src).name)
+    check_gsd(info["crs"], info["transform"], info["height"], info["width"], bundle.card.gsd_m, name=name)
     decision = input_for_file(src, bundle.card, bands=bands, offset=offset)
     policy = plan_run(bundle.card, info["height"], info["width"], decision=decision, tile=tile, overlap=overlap,
                       batch_size=batch_size, precision=precision, runtime=runtime)
     if not quiet:
-        print(f"{Path(src).name}: {policy.decision.summary()}")
+        print(f"{name}: {policy.decision.summary()}")
         for w in policy.warnings:
             print(f"warning: {w}", file=sys.stderr)
     forward, policy = forward_for(bundle, policy, measure=policy.n_tiles >= AUTO_MEASURE_MIN_TILES, quiet=quiet)
@@ -195,13 +201,18 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
     """Input files from paths and folders (a folder gives its ``*.tif``/``*.tiff``, sorted, not recursive).
 
+    A Sentinel-2 ``.SAFE`` folder or a Landsat Collection 2 Level-2 scene folder is one input (a product), not a
+    folder of files (:func:`core.sources.downloads.is_download_product`).
+
     Raises:
         FileNotFoundError: A path does not exist, or a folder holds no GeoTIFF.
     """
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
+        if is_download_product(item):  # a SAFE product or Landsat scene folder is one input
+            files.append(p)
+        elif p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES)
             if not found:
                 raise FileNotFoundError(f"folder {p} holds no .tif/.tiff file")
@@ -397,9 +408,11 @@ def _block_source(card, src: str | None, aoi: str | None, start: str | None, end
         return source
     from core.inference.block_sources import RasterSource
 
+    name = Path(src).name
+    src = str(resolve_input(src).path)  # SAFE / Landsat / STAC Item -> cached VRT
     decision = model_decision(card, input_for_file(src, card, bands=bands, offset=offset))
     source = RasterSource(str(src), tuple(card.bands), decision)
-    print(f"{Path(src).name}: {decision.summary()}")
+    print(f"{name}: {decision.summary()}")
     return source
 
 

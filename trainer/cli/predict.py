@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.input:
         raise ValueError("predict needs --input (GeoTIFFs or folders) or, with --engine dask, --aoi with --start and --end")
-    single = len(args.input) == 1 and not Path(args.input[0]).is_dir() and not Path(args.output).is_dir()
+    from core.sources.downloads import is_download_product
+
+    single = (len(args.input) == 1 and (is_download_product(args.input[0]) or not Path(args.input[0]).is_dir())
+              and not Path(args.output).is_dir())  # a SAFE/Landsat folder is one scene, not a batch
     if args.engine == "dask":
         if not single:
             raise ValueError("--engine dask takes one input (a GeoTIFF or a VRT joining several files on one grid) "
