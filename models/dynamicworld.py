@@ -101,7 +101,15 @@ _BN = {
 
 
 class _Unit(nn.Module):
-    """Convolution (with bias) -> batch norm (eps 0.001) -> Mish."""
+    """Convolution (with bias) -> batch norm (eps 0.001) -> Mish.
+
+    Without autograd (``torch.no_grad``/``inference_mode``) in eval mode the batch norm is folded into
+    the convolution and Mish runs in place: the folded weights are computed from the current ones
+    when first needed (again after any change to them) and kept outside the state dict
+    (:meth:`fold`), so the saved weights stay the original's; training, autograd and ONNX export
+    run the separate convolution, batch norm and Mish. On the 2-core development machine this cut
+    the port's CPU time per batch of 8 x 256 x 256 px from 6.6 s to 5.1 s (docs/benchmarks/peers.md).
+    """
 
     def __init__(self, kind: str, cin: int, cout: int) -> None:
         super().__init__()
@@ -112,9 +120,42 @@ class _Unit(nn.Module):
         else:
             self.conv = nn.Conv2d(cin, cout, 1)
         self.bn = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self._folded: tuple | None = None  # (weights' device and versions, weight, bias)
+
+    def fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The convolution with the batch norm folded in (inference mode).
+
+        ``bn(conv(x)) = conv'(x)`` with ``w' = w g / sqrt(v + eps)`` per output channel and
+        ``b' = (b - m) g / sqrt(v + eps) + beta`` (g, beta, m, v: the batch norm's weight, bias, running
+        mean and variance; Ioffe & Szegedy 2015, eq. in Alg. 2). Computed in float64, stored float32.
+
+        Returns:
+            (weight (Cout, Cin/groups, kh, kw), bias (Cout,)), float32, on the convolution's device.
+        """
+        bn, conv = self.bn, self.conv
+        key = (conv.weight.device, *(t._version for t in (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)))
+        if self._folded is None or self._folded[0] != key:  # weights loaded or changed in place since: fold again
+            with torch.no_grad():
+                scale = bn.weight.double() * torch.rsqrt(bn.running_var.double() + bn.eps)
+                w = (conv.weight.double() * scale.view(-1, 1, 1, 1)).float()
+                b = ((conv.bias.double() - bn.running_mean.double()) * scale + bn.bias.double()).float()
+            self._folded = (key, w.contiguous(memory_format=torch.channels_last), b)
+        return self._folded[1], self._folded[2]
+
+    def train(self, mode: bool = True) -> _Unit:
+        """Set training mode; drops the folded weights (they are made again from the weights in eval)."""
+        self._folded = None
+        return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .float(): fold again from the moved weights
+        self._folded = None
+        return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.mish(self.bn(self.conv(x)))
+        if self.training or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+            return F.mish(self.bn(self.conv(x)))
+        w, b = self.fold()
+        return F.mish(F.conv2d(x, w, b, padding=self.conv.padding, groups=self.conv.groups), inplace=True)
 
 
 class DynamicWorldNet(nn.Module):
