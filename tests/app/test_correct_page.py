@@ -148,6 +148,19 @@ def test_bad_input_is_one_sentence_and_keeps_the_round(app, monkeypatch):
     app.text_input(key="correct_latlon").set_value("45.0, 10.0").run()
     app.button(key="correct_add_point").click().run()
     assert len(app.error) == 1 and "outside the analysed image" in app.error[0].value and not work.samples
+    # inside the image but outside the AOI, and on a pixel without data (the masks as a drawn AOI and nodata make them)
+    work.analysis.aoi_mask[:10, :] = False
+    work.cache.valid[95, 50] = False
+    lat, lon = _latlon(work, 2, 50)
+    app.text_input(key="correct_latlon").set_value(f"{lat:.7f}, {lon:.7f}").run()
+    app.button(key="correct_add_point").click().run()
+    assert len(app.error) == 1 and "outside the AOI" in app.error[0].value and not work.samples
+    lat, lon = _latlon(work, 95, 50)
+    app.text_input(key="correct_latlon").set_value(f"{lat:.7f}, {lon:.7f}").run()
+    app.button(key="correct_add_point").click().run()
+    assert len(app.error) == 1 and "without data" in app.error[0].value and not work.samples
+    work.analysis.aoi_mask[:10, :] = True
+    work.cache.valid[95, 50] = True
     app.text_input(key="correct_latlon").set_value("fifty, ten").run()
     app.button(key="correct_add_point").click().run()
     assert "latitude, longitude" in app.error[0].value
