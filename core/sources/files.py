@@ -114,7 +114,9 @@ def load_file_pair(image_path: str | Path, label_path: str | Path, scheme: Class
     """Read an (image, labels) pair for training.
 
     Args:
-        image_path: Image GeoTIFF (bands named in its descriptions, or in the sensor's file order).
+        image_path: Image GeoTIFF (bands named in its descriptions, or in the sensor's file order), or imagery as
+            downloaded: a Sentinel-2 SAFE folder/zip, a Landsat C2 L2 scene folder or MTL file, a STAC Item
+            (:func:`core.sources.downloads.resolve_input`).
         label_path: Label GeoTIFF of ``scheme`` ids (first band).
         scheme: The labels' class scheme.
         card: The card-like view of the training bands (see :func:`core.inputs.decision.decide`).
@@ -130,11 +132,14 @@ def load_file_pair(image_path: str | Path, label_path: str | Path, scheme: Class
     """
     from core.inputs.decision import decide_for_file, prepare_raster
     from core.io.raster import raster_info, read_raster
+    from core.sources.downloads import resolve_input
 
     what = what or Path(image_path).name
+    image_name = Path(image_path).name  # messages name the user's file or product, not the VRT
+    image_path = resolve_input(image_path).path  # a SAFE product, Landsat scene or STAC Item as downloaded -> a VRT
     info = raster_info(image_path)
     if info["crs"] is None:
-        raise InputError(f"{what}: the image {Path(image_path).name} has no CRS (coordinate reference system), so its blocks "
+        raise InputError(f"{what}: the image {image_name} has no CRS (coordinate reference system), so its blocks "
                          "and labels cannot be placed; write it with one (gdal_edit.py -a_srs EPSG:...)")
     decision = decide_for_file(image_path, card, offset=offset, level=level, level_reason="training config" if level else "")
     image = prepare_raster(read_raster(image_path), decision).data
