@@ -201,7 +201,7 @@ class DynamicWorldNet(nn.Module):
         h, w = x.shape[-2:]
         u = self.units
         x = u["conv2d"](x)
-        r = F.interpolate(x, size=(h // 2, w // 2), mode="bilinear", align_corners=False, antialias=True)
+        r = _half_antialiased(x)
         a = self._chain(r, "conv2d_2", "depthwise_conv2d_1", "conv2d_3", "depthwise_conv2d_2", "conv2d_4",
                         "depthwise_conv2d_3") + u["conv2d_5"](r)
         b = self._chain(a, "conv2d_6", "depthwise_conv2d_4", "conv2d_7", "depthwise_conv2d_5", "conv2d_8",
@@ -213,6 +213,41 @@ class DynamicWorldNet(nn.Module):
         e = F.interpolate(e, size=(h, w), mode="bilinear", align_corners=False)  # TF half_pixel_centers=True
         e = e * torch.rsqrt(torch.clamp((e * e).sum(dim=1, keepdim=True), min=1e-12))
         return self.classifier(e)
+
+
+_AA_TAPS = (0.125, 0.375, 0.375, 0.125)
+
+
+def _half_antialiased(x: torch.Tensor) -> torch.Tensor:
+    """``F.interpolate(x, (H // 2, W // 2), mode="bilinear", antialias=True)`` as a strided depthwise convolution.
+
+    For an exact factor of 2 (H and W even) PyTorch's antialiased bilinear filter is the triangle
+    filter stretched by 2: output pixel i takes input pixels 2i - 1 .. 2i + 2 with weights
+    (1, 3, 3, 1) / 8 per axis, renormalised by the weight that falls inside the image at the borders
+    ((3, 3, 1) / 7 for the first row or column, (1, 3, 3) / 7 for the last; ``aten/src/ATen/native/
+    UpSample.h``, ``_compute_indices_weights_aa``). So the resize is a 4 x 4 depthwise convolution with
+    stride 2 and zero padding 1, its border rows and columns scaled by 8 / 7: the same numbers up to
+    float32 rounding (about 1e-7), and exportable to ONNX, which has no antialiased resize in opset 18.
+    Odd H or W (a factor other than 2) use ``F.interpolate``.
+
+    Args:
+        x: float32 (B, C, H, W).
+
+    Returns:
+        float32 (B, C, H // 2, W // 2).
+    """
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2 or h < 4 or w < 4:
+        return F.interpolate(x, size=(h // 2, w // 2), mode="bilinear", align_corners=False, antialias=True)
+    c = x.shape[1]
+    taps = torch.tensor(_AA_TAPS, dtype=x.dtype, device=x.device)
+    k = (taps[:, None] * taps[None, :]).expand(c, 1, 4, 4).contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, k, stride=2, padding=1, groups=c)
+    fy = torch.ones(h // 2, 1, dtype=x.dtype, device=x.device)
+    fx = torch.ones(1, w // 2, dtype=x.dtype, device=x.device)
+    fy[0] = fy[-1] = 8.0 / 7.0
+    fx[:, 0] = fx[:, -1] = 8.0 / 7.0
+    return y * (fy * fx)
 
 
 def dynamic_world_normalize(x: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:

@@ -73,3 +73,26 @@ def test_training_mode_uses_batch_statistics(bundle):
         model.eval()
         y_eval = model(t)
     assert float((y_train - y_eval).abs().max()) > 1e-3  # train() batch norm uses the batch, not the fold
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 10), (1, 4, 4, 6), (1, 64, 256, 128)])
+def test_strided_convolution_equals_the_antialiased_resize(shape):
+    import torch.nn.functional as F
+
+    from models.dynamicworld import _half_antialiased
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3)).contiguous(memory_format=torch.channels_last)
+    ref = F.interpolate(x, size=(shape[2] // 2, shape[3] // 2), mode="bilinear", align_corners=False, antialias=True)
+    got = _half_antialiased(x)
+    assert got.shape == ref.shape
+    assert float((got - ref).abs().max()) < 1e-5
+
+
+def test_odd_sizes_fall_back_to_the_resize():
+    import torch.nn.functional as F
+
+    from models.dynamicworld import _half_antialiased
+
+    x = torch.randn(1, 2, 9, 7, generator=torch.Generator().manual_seed(4))
+    ref = F.interpolate(x, size=(4, 3), mode="bilinear", align_corners=False, antialias=True)
+    assert torch.equal(_half_antialiased(x), ref)
