@@ -176,6 +176,9 @@ class DynamicWorldNet(nn.Module):
             raise ValueError(f"Dynamic World takes 9 bands and gives 9 classes, not {in_channels} / {num_classes}")
         self.units = nn.ModuleDict({name: _Unit(kind, cin, cout) for name, kind, cin, cout in _UNITS})
         self.classifier = nn.Conv2d(144, num_classes, 1)  # TF conv2d_14
+        taps = torch.tensor(_AA_TAPS)
+        # the antialiased 2x resize after conv2d as a depthwise kernel (not in the state dict: a constant)
+        self.register_buffer("_aa_kernel", (taps[:, None] * taps[None, :]).expand(64, 1, 4, 4).clone(), persistent=False)
 
     def _chain(self, x: torch.Tensor, *names: str) -> torch.Tensor:
         for n in names:
@@ -201,7 +204,7 @@ class DynamicWorldNet(nn.Module):
         h, w = x.shape[-2:]
         u = self.units
         x = u["conv2d"](x)
-        r = _half_antialiased(x)
+        r = _half_antialiased(x, self._aa_kernel)
         a = self._chain(r, "conv2d_2", "depthwise_conv2d_1", "conv2d_3", "depthwise_conv2d_2", "conv2d_4",
                         "depthwise_conv2d_3") + u["conv2d_5"](r)
         b = self._chain(a, "conv2d_6", "depthwise_conv2d_4", "conv2d_7", "depthwise_conv2d_5", "conv2d_8",
@@ -218,7 +221,7 @@ class DynamicWorldNet(nn.Module):
 _AA_TAPS = (0.125, 0.375, 0.375, 0.125)
 
 
-def _half_antialiased(x: torch.Tensor) -> torch.Tensor:
+def _half_antialiased(x: torch.Tensor, kernel: torch.Tensor | None = None) -> torch.Tensor:
     """``F.interpolate(x, (H // 2, W // 2), mode="bilinear", antialias=True)`` as a strided depthwise convolution.
 
     For an exact factor of 2 (H and W even) PyTorch's antialiased bilinear filter is the triangle
@@ -226,12 +229,14 @@ def _half_antialiased(x: torch.Tensor) -> torch.Tensor:
     (1, 3, 3, 1) / 8 per axis, renormalised by the weight that falls inside the image at the borders
     ((3, 3, 1) / 7 for the first row or column, (1, 3, 3) / 7 for the last; ``aten/src/ATen/native/
     UpSample.h``, ``_compute_indices_weights_aa``). So the resize is a 4 x 4 depthwise convolution with
-    stride 2 and zero padding 1, its border rows and columns scaled by 8 / 7: the same numbers up to
-    float32 rounding (about 1e-7), and exportable to ONNX, which has no antialiased resize in opset 18.
-    Odd H or W (a factor other than 2) use ``F.interpolate``.
+    stride 2 and zero padding 1, divided by the weight inside the image (the same convolution of ones):
+    the same numbers up to float32 rounding (about 1e-7), and exportable to ONNX, which has no
+    antialiased resize in opset 18. Odd H or W (a factor other than 2) use ``F.interpolate``.
 
     Args:
         x: float32 (B, C, H, W).
+        kernel: (C, 1, 4, 4) depthwise weights, the outer product of ``_AA_TAPS`` (made when None;
+            the network passes a fixed one, so that the ONNX export sees a constant kernel).
 
     Returns:
         float32 (B, C, H // 2, W // 2).
@@ -239,15 +244,13 @@ def _half_antialiased(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h % 2 or w % 2 or h < 4 or w < 4:
         return F.interpolate(x, size=(h // 2, w // 2), mode="bilinear", align_corners=False, antialias=True)
-    c = x.shape[1]
-    taps = torch.tensor(_AA_TAPS, dtype=x.dtype, device=x.device)
-    k = (taps[:, None] * taps[None, :]).expand(c, 1, 4, 4).contiguous(memory_format=torch.channels_last)
-    y = F.conv2d(x, k, stride=2, padding=1, groups=c)
-    fy = torch.ones(h // 2, 1, dtype=x.dtype, device=x.device)
-    fx = torch.ones(1, w // 2, dtype=x.dtype, device=x.device)
-    fy[0] = fy[-1] = 8.0 / 7.0
-    fx[:, 0] = fx[:, -1] = 8.0 / 7.0
-    return y * (fy * fx)
+    if kernel is None:
+        taps = torch.tensor(_AA_TAPS, dtype=x.dtype, device=x.device)
+        kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, 4, 4)
+    y = F.conv2d(x, kernel, stride=2, padding=1, groups=kernel.shape[0])
+    # the weight inside the image: 1 inside, 7/8 on border rows/columns, 49/64 at corners (exact in float32)
+    inside = F.conv2d(torch.ones_like(x[:1, :1]), kernel[:1], stride=2, padding=1)
+    return y.div_(inside)
 
 
 def dynamic_world_normalize(x: torch.Tensor, p0: torch.Tensor, p1: torch.Tensor) -> torch.Tensor:
