@@ -89,10 +89,9 @@ if est is not None:
     st.dataframe(charts.display_table(est.table(), 3).rename(columns=short), hide_index=True, width="stretch")
     st.caption("Mapped: pixel-counted area of the map class; estimated: the good-practice area estimate with its 95 % interval; "
                "user's and producer's accuracy with their 95 % intervals (– where a class has no point). The CSV below has the full column names.")
-    with st.expander("Error matrix of estimated area proportions (rows = map, columns = reference)"):
-        st.plotly_chart(analyst.error_matrix_chart(est), width="stretch", key="error_matrix")
-        st.caption("Colour: proportion on a log scale; row sums are the mapped area shares W_i, column sums the estimated shares. "
-                   "The estimates CSV has every number.")
+    st.plotly_chart(analyst.error_matrix_chart(est), width="stretch", key="error_matrix")
+    st.caption("Error matrix of estimated area proportions p_ij (eq. 4). Colour: proportion on a log scale; row sums are the "
+               "mapped area shares W_i, column sums the estimated shares. The estimates CSV has every number.")
     st.download_button("Estimates (CSV)", est.table().to_csv(index=False), file_name=f"{a.scene_id}_area_estimates.csv", mime="text/csv",
                        key="estimates_csv")
 
