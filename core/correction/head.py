@@ -63,6 +63,10 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, *, sample_weight: n
 
     Returns:
         The head, with the standardisation folded into its weights.
+
+    The two small products of each step are ``np.einsum`` loops, not BLAS calls: on the 2-core machine under load,
+    BLAS threads made 400 steps on 1180 x 153 features (Dynamic World) take 8.7 s against 0.7 s for einsum
+    (single-threaded; ``OMP_NUM_THREADS=1`` BLAS took 0.5 s).
     """
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.int64)
@@ -80,12 +84,12 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, *, sample_weight: n
     v = [np.zeros_like(W), np.zeros_like(b)]
     b1, b2 = 0.9, 0.999
     for t in range(1, steps + 1):
-        z = xs @ W.T + b
+        z = np.einsum("nf,kf->nk", xs, W) + b  # not BLAS: see the docstring
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         g = (p - onehot) * w_s[:, None]
-        grads = [g.T @ xs + l2 * W, g.sum(0)]
+        grads = [np.einsum("nk,nf->kf", g, xs) + l2 * W, g.sum(0)]
         for i, (param, grad) in enumerate(zip((W, b), grads, strict=True)):
             m[i] = b1 * m[i] + (1 - b1) * grad
             v[i] = b2 * v[i] + (1 - b2) * grad**2
