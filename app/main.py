@@ -5,6 +5,7 @@ Entry point with ``st.navigation``; each page lives in ``pages/``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,13 +17,13 @@ import streamlit as st  # noqa: E402
 
 from app.navigation import all_pages  # noqa: E402
 from app.state import get_state, sync_query_params  # noqa: E402
-from core.config import data_dir  # noqa: E402
+from core.config import REPO_ROOT, data_dir  # noqa: E402
 
 st.set_page_config(page_title="LULC Explorer", page_icon=":material/satellite_alt:", layout="wide")
 
 navigation = st.navigation(all_pages())
 with st.sidebar:
-    st.caption(f"Data: `{data_dir()}`")
+    st.caption(f"Data: `{os.path.relpath(data_dir(), REPO_ROOT.parent)}`")  # no machine path on screen
     st.caption(
         "Sample pack: contains modified Copernicus Sentinel data; Dynamic World labels (Brown et al. 2022); "
         "OSM © OpenStreetMap contributors (ODbL); DFC2020 and Sen1Floods11 (CC-BY-4.0)."
@@ -31,6 +32,14 @@ state = get_state()
 sync_query_params(state, write=False)  # a shared link restores scene, AOI, model and reference
 try:
     navigation.run()
+except Exception as exc:  # a bug: one short message and where its details are, never a traceback
+    if os.environ.get("LULC_APP_RAISE") == "1":  # the tests see the exception itself
+        raise
+    from core.io.outputs import write_crash_log
+
+    log = write_crash_log(exc, f"app page {navigation.url_path or 'explore'}")
+    st.error(f"Something went wrong on this page ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}). "
+             + (f"The details are in `{log}`; please report the problem with that file." if log else "No log file could be written."))
 finally:
     sync_query_params(state, write=True, page=navigation.url_path)  # the address bar always reopens this analysis
 

@@ -13,6 +13,11 @@ from rasterio.crs import CRS
 from core.config import DEFAULT_DATA_DIR
 from core.io.raster import GeoRaster, write_cog
 
+# The app turns a bug on a page into one short message and a crash log (app/main.py); under test the exception
+# itself must surface (AppTest's ``at.exception``, the browser tests), so tests see bugs instead of a polite message.
+# tests/app/test_page_errors.py switches this off to test the message.
+os.environ.setdefault("LULC_APP_RAISE", "1")
+
 S2_BANDS9 = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B11", "B12"]
 
 
