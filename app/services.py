@@ -511,7 +511,10 @@ MAX_UPLOAD_PIXELS = 25_000_000
 
 
 def load_upload(name: str, data: bytes) -> GeoRaster:
-    """Read an uploaded GeoTIFF whose band descriptions name its bands.
+    """Read an uploaded GeoTIFF whose band descriptions name its bands, or a SAFE ``.zip`` or a STAC Item ``.json``.
+
+    A Sentinel-2 SAFE product (zipped) or a STAC Item with absolute asset URLs is read through
+    :func:`core.sources.downloads.resolve_input`, within the same size limits.
 
     The size is checked from the header before any pixel is read (a sparse file can declare
     200000 x 200000 pixels in a few KB). Messages name the user's file, never the server's
@@ -530,10 +533,16 @@ def load_upload(name: str, data: bytes) -> GeoRaster:
     name = Path(name).name or "upload.tif"
     if len(data) > MAX_UPLOAD_MB * 2**20:
         raise RasterReadError(f"{name} is {len(data) / 2**20:.0f} MB; uploads are limited to {MAX_UPLOAD_MB} MB: crop it first")
+    from core.sources.downloads import resolve_input
+
+    kind = Path(name).suffix.lower()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "upload.tif"
+        # a generated name in the session's temporary folder, never the user's file name or path
+        path = Path(tmp) / {".zip": "upload.zip", ".json": "item.json"}.get(kind, "upload.tif")
         path.write_bytes(data)
         try:
+            if kind in (".zip", ".json"):  # a Sentinel-2 SAFE zip or a STAC Item (absolute asset URLs) -> a VRT here
+                path = Path(resolve_input(path, cache=tmp).path)
             check_size(raster_info(path), max_pixels=MAX_UPLOAD_PIXELS, name=name)
             raster = read_raster(path, require_crs=True)
             tags = read_file_metadata(path)

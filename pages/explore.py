@@ -29,8 +29,8 @@ with right:
     ee_layers_on = False
     upload = None
     if source == "Upload GeoTIFF":
-        file = st.file_uploader(f"GeoTIFF with band descriptions (B2, B3, …), up to {services.MAX_UPLOAD_MB} MB", type=["tif", "tiff"],
-                                key="upload")
+        file = st.file_uploader(f"GeoTIFF with band descriptions (B2, B3, …), a Sentinel-2 .SAFE zip or a STAC Item, up to "
+                                f"{services.MAX_UPLOAD_MB} MB", type=["tif", "tiff", "zip", "json"], key="upload")
         if file is not None:
             try:
                 upload = services.load_upload(file.name, file.getvalue())
