@@ -482,13 +482,14 @@ def changed_share(before: Checkpoint, after: Checkpoint) -> tuple[np.ndarray, fl
 
 
 def agreement_table(rnd: Round) -> list[dict]:
-    """Per class: points held back and the share of them the round's map agrees with ("all" last)."""
-    rows = []
-    for c in rnd.classes:
-        v = rnd.agreement.get(c, float("nan"))
-        rows.append({"class": c, "held back": rnd.held_back.get(c, 0), "agreement": None if np.isnan(v) else round(v, 3)})
-    if "all" in rnd.agreement:
-        rows.append({"class": "all", "held back": sum(rnd.held_back.values()), "agreement": round(rnd.agreement["all"], 3)})
+    """Per class with held-back points: how many and the share of them the round's map agrees with ("all" last).
+
+    Empty when no point was held back (a class needs 5 points or more, see :func:`core.correction.session.fit_correction`).
+    """
+    rows = [{"class": c, "held back": rnd.held_back[c], "agreement": round(rnd.agreement[c], 3)}
+            for c in rnd.classes if rnd.held_back.get(c, 0) and not np.isnan(rnd.agreement.get(c, float("nan")))]
+    if rows and "all" in rnd.agreement:
+        rows.append({"class": "all", "held back": sum(r["held back"] for r in rows), "agreement": round(rnd.agreement["all"], 3)})
     return rows
 
 

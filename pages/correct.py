@@ -141,7 +141,11 @@ if cp.round is not None:
         st.dataframe(correction.area_table(work, before, cp), hide_index=True, width="stretch")
     with t2:
         st.markdown("**Agreement with your held-back points**")
-        st.dataframe(correction.agreement_table(cp.round), hide_index=True, width="stretch")
+        agreement = correction.agreement_table(cp.round)
+        if agreement:
+            st.dataframe(agreement, hide_index=True, width="stretch")
+        else:
+            st.caption("No point was held back yet: a class needs 5 points or more.")
         st.caption("10 % of each class's points (of classes with 5 or more) are held back from the fit and checked against the new "
                    "map. This is not an accuracy estimate: your points are not a probability sample; the Accuracy & area page gives one.")
 

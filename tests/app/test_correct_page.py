@@ -79,6 +79,7 @@ def test_add_points_retrain_undo_go_back_export(app, tmp_path, monkeypatch):
     assert built_row["change (km²)"] > 0
     assert "agreement with your held-back points" in " ".join(m.value for m in app.markdown).lower()
     assert "not an accuracy estimate" in " ".join(c.value for c in app.caption)
+    assert "No point was held back yet" in " ".join(c.value for c in app.caption)  # under 5 points a class
     # undo removes the last point; the round stays
     app.button(key="correct_undo").click().run()
     counts = {row["class"]: row["points"] for row in app.dataframe[0].value.to_dict("records")}
@@ -123,6 +124,8 @@ def test_finetune_from_the_saved_csv_reproduces_the_pages_bundle(app, tmp_path, 
     for r, c in _pixels(work, "trees", 5):
         _type_point(app, work, r, c, "trees")
     app.button(key="correct_retrain").click().run()
+    agreement = app.dataframe[2].value  # one point of each class held back
+    assert list(agreement["class"]) == ["trees", "built", "all"] and list(agreement["held back"]) == [1, 1, 2]
     app.button(key="correct_save").click().run()
     saved = next((tmp_path / "runs").iterdir())
     image = f"{data_dir}/samples/{SCENE}/image_s2.tif"

@@ -69,6 +69,7 @@ def test_click_points_retrain_and_the_map_changes(server):  # noqa: F811
             arg=before, timeout=120_000)
         assert _overlay_src(frame) != before  # the map on the map is the new round's
         page.locator("[data-testid='stImage'] img").nth(2).wait_for(timeout=60_000)  # before, after, changed pixels
+        page.locator("[data-testid='stImage']").first.scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "e2e_correct_round.png"), full_page=True)
         browser.close()
