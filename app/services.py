@@ -20,7 +20,7 @@ from shapely import geometry as sg
 
 from app.state import Analysis, AppState, query_params_of
 from core.aoi import DEFAULT_MAX_AOI_KM2, geodesic_area_km2, locate_aoi, parse_bbox, parse_geojson
-from core.config import REPO_ROOT, data_dir
+from core.config import REPO_ROOT, data_dir, runs_dir
 from core.errors import AOIError, LulcError, NoDataError
 from core.inference.policy import RunPolicy, plan_run
 from core.inference.streaming import ClassMap, predict_raster
@@ -165,7 +165,7 @@ def read_card(path: str | Path):
 
 def _scan_bundles() -> tuple[list[str], list[tuple[str, str]]]:
     ok, skipped = [], []
-    for p in find_bundles(REPO_ROOT / "models", REPO_ROOT / "runs"):
+    for p in find_bundles(REPO_ROOT / "models", runs_dir()):
         try:
             read_card(p)
         except (ValueError, OSError) as exc:  # BundleError and unreadable files: listed, not fatal

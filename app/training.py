@@ -31,12 +31,12 @@ import plotly.graph_objects as go
 
 from app import charts
 from app.state import TrainingJob
-from core.config import REPO_ROOT
+from core.config import REPO_ROOT, runs_dir
 from core.errors import LulcError
 from core.io.outputs import atomic_write_bytes, atomic_write_text
 
 CONFIG_DIR = REPO_ROOT / "trainer" / "configs"
-RUNS_DIR = REPO_ROOT / "runs"
+RUNS_DIR = runs_dir()  # $LULC_RUNS_DIR or <repo>/runs: from the environment only, never from the browser
 """Where the page's runs go and where a live run is looked for (tests point it elsewhere)."""
 ENCODERS = ("resnet18", "resnet34", "resnet50")
 SCHEME_SUFFIXES = (".json", ".csv", ".qml")
