@@ -630,6 +630,7 @@ def test_app_skips_an_unreadable_bundle_with_a_notice(monkeypatch, tmp_path):
     card["classes"] = card["classes"]["classes"]  # a bare list of classes
     (broken / "card.json").write_text(json.dumps(card))
     monkeypatch.setattr(services, "REPO_ROOT", root)
+    monkeypatch.setenv("LULC_RUNS_DIR", str(root / "runs"))  # bundles of runs are found in core.config.runs_dir()
     assert services.bundle_paths() == [str((root / "models" / "default").resolve())]
     assert services.skipped_bundles()[0][0] == "runs/broken/bundle"
     st.cache_data.clear()

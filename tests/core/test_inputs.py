@@ -206,7 +206,10 @@ def test_batch_prediction_reports_a_bad_file_and_writes_the_rest(crop, tmp_path,
     code = main(["predict", "--checkpoint", str(DEFAULT), "--input", str(folder), "--output", str(tmp_path / "out"),
                  "--tile", "128", "--overlap", "0", "--precision", "fp32"])
     assert code == 2
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["crop0_classes.tif", "crop1_classes.tif"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert [n for n in written if n.endswith(".tif")] == ["crop0_classes.tif", "crop1_classes.tif"]
+    assert not [n for n in written if n.startswith(("broken", "."))]  # nothing of the bad file, no temporary file
+    assert "catalog.json" in written  # the batch's STAC Catalog lists the maps that were written
     err = capsys.readouterr().err
     assert "broken.tif" in err and "Traceback" not in err
 
