@@ -24,6 +24,31 @@ def link_summary(state: AppState) -> str:
     return f"scene **{state.scene_id}** · AOI {aoi} · model {services.bundle_label(state.bundle_path)}"
 
 
+def with_progress(text: str, work, where: str, step_text=lambda done, total: f"Tile {done} of {total}"):
+    """Run ``work(step)`` under a progress bar; errors become one message on the page, never a traceback.
+
+    Args:
+        text: The bar's text before the first step.
+        work: Called with ``step(done, total)`` (counts, e.g. tiles); returns the result.
+        where: What ran, for the crash log of an unexpected error (:func:`app.services.report_unexpected`).
+        step_text: The bar's text after each step.
+
+    Returns:
+        ``(result, bar)``; ``(None, None)`` after a :class:`core.errors.LulcError` (its sentence shown with
+        ``st.error``) or a bug (a short message and the crash log's path); the bar is then removed.
+    """
+    bar = st.progress(0.0, text=text)
+    try:
+        return work(lambda done, total: bar.progress(done / total, text=step_text(done, total))), bar
+    except LulcError as exc:
+        bar.empty()
+        st.error(str(exc))
+    except Exception as exc:  # a bug, not the user's input: short message, traceback in a log file
+        bar.empty()
+        st.error(services.report_unexpected(exc, where))
+    return None, None
+
+
 def _run_from_link(state: AppState) -> None:
     """Offer *Run model* for the selection a shared link restored; run it on a click (the result goes into ``state``)."""
     slot = st.empty()  # the offer is cleared once the run it offers is on the page
@@ -32,16 +57,8 @@ def _run_from_link(state: AppState) -> None:
                 "or change the selection on Explore.")
         if not st.button("Run model", type="primary", key="run_link"):
             return
-        bar = st.progress(0.0, text="Running the model…")
-        try:
-            a = services.run_analysis(state, lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}"))
-        except LulcError as exc:
-            bar.empty()
-            st.error(str(exc))
-            return
-        except Exception as exc:  # a bug, not the link: short message, traceback in a log
-            bar.empty()
-            st.error(services.report_unexpected(exc, "Run model from a link"))
+        a, _ = with_progress("Running the model…", lambda step: services.run_analysis(state, step), "Run model from a link")
+        if a is None:
             return
     slot.empty()
     a.selection = state.selection = services.selection_of(state, "Sample pack", state.scene_id)

@@ -19,16 +19,10 @@ widgets.run_caption(state, a)
 
 work = correction.get_work(a)
 if work is None:
-    bar = st.progress(0.0, text="Caching the model's features of every pixel of the AOI (once per analysis)…")
-    try:
-        work = correction.prepare(a, lambda done, total: bar.progress(done / total, text=f"Caching features: pass {done} of {total}"))
-    except LulcError as exc:
-        bar.empty()
-        st.error(str(exc))
-        st.stop()
-    except Exception as exc:  # a bug: short message, traceback in a log file
-        bar.empty()
-        st.error(services.report_unexpected(exc, "Correct: feature cache"))
+    work, bar = widgets.with_progress("Caching the model's features of every pixel of the AOI (once per analysis)…",
+                                    lambda step: correction.prepare(a, step), "Correct: feature cache",
+                                    lambda done, total: f"Caching features: pass {done} of {total}")
+    if work is None:
         st.stop()
     bar.empty()
 st.caption(f"Feature cache: {work.cache.nbytes / 1e6:,.0f} MB for {work.cache.shape[0]:,} × {work.cache.shape[1]:,} px, "

@@ -5,7 +5,7 @@ import datetime as dt
 import streamlit as st
 from streamlit_folium import st_folium
 
-from app import earth_engine, maps, services
+from app import earth_engine, maps, services, widgets
 from app.navigation import page
 from app.state import get_state
 from core.config import data_dir
@@ -124,23 +124,15 @@ with right:
     waiting = source == "Upload GeoTIFF" and upload is None
     why = "Upload a readable GeoTIFF above first." if waiting else None
     if st.button("Run model", type="primary", width="stretch", key="run", disabled=waiting, help=why):
-        bar = st.progress(0.0, text="Running the model…")
-        try:
-            step = lambda done, total: bar.progress(done / total, text=f"Tile {done} of {total}")  # noqa: E731
+        def run(step):
+            """The model on the chosen source (upload, Earth Engine or sample pack), ``step`` per tile."""
             if upload is not None:
-                a = services.run_upload(state, upload, step, offset=up_offset, bands=up_bands)
-            elif use_ee:
-                a = services.run_earth_engine(state, step)
-            else:
-                a = services.run_analysis(state, step)
-        except LulcError as exc:
-            bar.empty()
+                return services.run_upload(state, upload, step, offset=up_offset, bands=up_bands)
+            return services.run_earth_engine(state, step) if use_ee else services.run_analysis(state, step)
+
+        a, bar = widgets.with_progress("Running the model…", run, "Run model")
+        if a is None:
             state.analysis = None  # the error replaces the result it belongs to
-            st.error(str(exc))
-        except Exception as exc:  # a bug: short message, traceback in a log file
-            bar.empty()
-            state.analysis = None
-            st.error(services.report_unexpected(exc, "Run model"))
         else:
             a.selection, a.finished = selection, dt.datetime.now().strftime("%H:%M:%S")
             bar.progress(1.0, text=f"Done: {a.aoi_km2:.2f} km² in {a.seconds:.1f} s")
