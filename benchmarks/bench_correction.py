@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 
 from core.classes import ClassScheme, common_scheme  # noqa: E402
 from core.correction.cache import build_cache  # noqa: E402
-from core.correction.session import FeatureCache, fit_correction, suggest_points  # noqa: E402
+from core.correction.session import FeatureCache, em_prior, fit_correction, suggest_points  # noqa: E402
 from core.evaluation.metrics import metrics_from_confusion  # noqa: E402
 from core.sources.samples import get_scene, load_labels  # noqa: E402
 from models.bundle import load_bundle  # noqa: E402
@@ -288,21 +288,6 @@ def run_untouched(s: Scene, bases: list[str], seeds: dict[str, int], n: int = 20
     return out
 
 
-def _em_prior(p: np.ndarray, train_prior: np.ndarray) -> np.ndarray:
-    """Scene priors by EM on probabilities (Saerens et al. 2002), as :func:`core.correction.session.prior_shift`."""
-    tp = np.clip(train_prior, 1e-6, None)
-    prior = tp.copy()
-    for _ in range(100):
-        q = p * (prior / tp)
-        q /= q.sum(axis=1, keepdims=True)
-        new = np.clip(q.mean(axis=0), 1e-6, None)
-        done = np.abs(new - prior).max() < 1e-6
-        prior = new
-        if done:
-            break
-    return prior
-
-
 def fit_mlp(x: np.ndarray, y: np.ndarray, k: int, seed: int, hidden: int = 64, steps: int = 500, wd: float = 1e-3):
     """A 1-hidden-layer MLP (torch) on standardised features; returns float32 (N, F) -> (N, K) probabilities.
 
@@ -357,7 +342,7 @@ def run_mlp(s: Scene, bases: list[str], seeds: dict[str, int], n: int = MLP_N) -
             t0 = time.perf_counter()
             proba = fit_mlp(x, y, k, seed)
             pick = np.random.default_rng(seed).choice(vr.size, min(vr.size, 200_000), replace=False)
-            prior = _em_prior(proba(cache.features[:, vr[pick], vc[pick]].T).astype(np.float64), np.bincount(y, minlength=k) / y.size)
+            prior = em_prior(proba(cache.features[:, vr[pick], vc[pick]].T).astype(np.float64), np.bincount(y, minlength=k) / y.size)
             shift = np.sqrt(prior / np.clip(np.bincount(y, minlength=k) / y.size, 1e-6, None))  # strength 0.5, as the core
             p = proba(cache.features[:, :, s.w2:].reshape(f, -1).T) * shift
             dt = time.perf_counter() - t0

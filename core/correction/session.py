@@ -216,18 +216,35 @@ def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, tra
     if vr.size > max_pixels:
         pick = rng.choice(vr.size, max_pixels, replace=False)
         vr, vc = vr[pick], vc[pick]
-    p = head.predict_proba(features[:, vr, vc].T).astype(np.float64)
+    tp = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)
+    prior = em_prior(head.predict_proba(features[:, vr, vc].T), train_prior)
+    return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
+
+
+def em_prior(probs: np.ndarray, train_prior: np.ndarray, *, iterations: int = 100, tol: float = 1e-6) -> np.ndarray:
+    """Class priors of the pixels behind ``probs``, by EM (Saerens, Latinne, Decaestecker, Neural Computation 2002).
+
+    Args:
+        probs: float (N, K) posterior probabilities of a classifier trained with class shares ``train_prior``.
+        train_prior: float (K,) class shares of its training samples (floored at 1e-6).
+        iterations: Most EM steps.
+        tol: Stop when no prior moves by more than this.
+
+    Returns:
+        float64 (K,) estimated class shares of the N pixels (floored at 1e-6; they sum to about 1).
+    """
+    p = np.asarray(probs, np.float64)
     tp = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)
     prior = tp.copy()
-    for _ in range(100):
+    for _ in range(iterations):
         q = p * (prior / tp)
         q /= q.sum(axis=1, keepdims=True)
         new = np.clip(q.mean(axis=0), 1e-6, None)
-        done = np.abs(new - prior).max() < 1e-6
+        done = np.abs(new - prior).max() < tol
         prior = new
         if done:
             break
-    return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
+    return prior
 
 
 def suggest_points(probs: np.ndarray, valid: np.ndarray, k: int = 20, *, spacing: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -194,3 +194,15 @@ def test_gpkg_with_polygons_layer_reads_back_the_points(tmp_path):
     assert list(fields[3]) == [2] and list(fields[4]) == ["t3"] and len(geoms) == 1
     _, _, _, pf = pyogrio.raw.read(path, layer="corrections")
     assert list(pf[2]) == ["#419bdf", ""] and list(pf[3]) == [1, 2] and list(pf[4]) == ["t1", "t2"]
+
+
+def test_em_prior_recovers_the_class_shares_of_a_shifted_scene():
+    """A calibrated classifier trained at 50/50 scores a scene that is 80/20: EM (Saerens et al. 2002) finds 0.8/0.2."""
+    from core.correction.session import em_prior
+
+    rng = np.random.default_rng(0)
+    y = rng.random(20_000) < 0.2  # class 1 on 20 % of the scene
+    x = rng.normal(np.where(y, 1.0, -1.0), 1.0)
+    p1 = 1 / (1 + np.exp(-2 * x))  # the exact posterior under equal priors for N(+-1, 1)
+    prior = em_prior(np.stack([1 - p1, p1], axis=1), np.array([0.5, 0.5]))
+    assert abs(prior[1] - 0.2) < 0.02 and abs(prior.sum() - 1) < 1e-6
