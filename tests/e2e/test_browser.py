@@ -6,56 +6,35 @@ the IoU chart. Screenshots are saved in ``artifacts/`` as test artifacts.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
+import importlib.util
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from core.config import REPO_ROOT
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+_spec = importlib.util.spec_from_file_location("bench_load", REPO_ROOT / "benchmarks" / "bench_load.py")
+bench_load = importlib.util.module_from_spec(_spec)
+sys.modules["bench_load"] = bench_load  # dataclasses look their module up
+_spec.loader.exec_module(bench_load)
+
+CHROMIUM = bench_load.CHROMIUM
 ARTIFACTS = REPO_ROOT / "artifacts"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make browser)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """``streamlit run app/main.py`` on a free port of 127.0.0.1 (the load benchmark's launcher), log in artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.address", "127.0.0.1", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start; see artifacts/streamlit.log")
+    try:
+        proc, url = bench_load.start_server(ARTIFACTS / "streamlit.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield url
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
 
 
 def test_draw_aoi_run_model_and_see_prediction_and_iou_chart(server):

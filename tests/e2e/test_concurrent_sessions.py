@@ -8,20 +8,8 @@ error or exception element.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 
-import pytest
-
-from core.config import REPO_ROOT
-
-spec = importlib.util.spec_from_file_location("bench_load", REPO_ROOT / "benchmarks" / "bench_load.py")
-bench_load = importlib.util.module_from_spec(spec)
-sys.modules["bench_load"] = bench_load  # dataclasses look their module up
-spec.loader.exec_module(bench_load)
-
-pytestmark = pytest.mark.skipif(not Path(bench_load.CHROMIUM).exists(), reason="Debian's chromium is not installed (make browser)")
+from tests.e2e.test_browser import bench_load, pytestmark  # noqa: F401  (the launcher and the skip mark)
 
 
 def test_three_simultaneous_sessions_each_see_only_their_own_analysis(tmp_path):
