@@ -35,11 +35,9 @@ try:
 except Exception as exc:  # a bug: one short message and where its details are, never a traceback
     if os.environ.get("LULC_APP_RAISE") == "1":  # the tests see the exception itself
         raise
-    from core.io.outputs import write_crash_log
+    from app.services import report_unexpected
 
-    log = write_crash_log(exc, f"app page {navigation.url_path or 'explore'}")
-    st.error(f"Something went wrong on this page ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}). "
-             + (f"The details are in `{log}`; please report the problem with that file." if log else "No log file could be written."))
+    st.error(report_unexpected(exc, f"page {navigation.url_path or 'explore'}", lead="Something went wrong on this page"))
 finally:
     sync_query_params(state, write=True, page=navigation.url_path)  # the address bar always reopens this analysis
 

@@ -620,13 +620,22 @@ def run_upload(state: AppState, raster: GeoRaster, progress: Callable[[int, int]
                               {}, time.perf_counter(), progress, _upload_rule(raster, offset=offset, bands=bands))
 
 
-def report_unexpected(exc: BaseException, where: str) -> str:
-    """Write the traceback of an unexpected error to a log file; returns a short message for ``st.error``."""
+def report_unexpected(exc: BaseException, where: str, *, lead: str = "Something unexpected went wrong") -> str:
+    """Write the traceback of an unexpected error (a bug) to a crash log; returns one short message for ``st.error``.
+
+    Args:
+        exc: The exception.
+        where: What was running, written into the log.
+        lead: The message's first words.
+
+    Returns:
+        ``"<lead> (<ExceptionType>: <first 160 characters>); the details are in `<log>`. ..."`` (no traceback).
+    """
     from core.io.outputs import write_crash_log
 
     log = write_crash_log(exc, f"app: {where}")
-    detail = f"the details are in {log}" if log else "no log file could be written"
-    return (f"Something unexpected went wrong ({type(exc).__name__}); {detail}. "
+    detail = f"the details are in `{log}`" if log else "no log file could be written"
+    return (f"{lead} ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); {detail}. "
             "Nothing was changed; try again or pick another input, and please report it with that file.")
 
 
