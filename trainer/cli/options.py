@@ -6,9 +6,7 @@ argparse only (plus the standard library), so that ``--help`` and argument error
 from __future__ import annotations
 
 import argparse
-import errno
 import math
-import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -87,24 +85,19 @@ def _one_line(exc: BaseException) -> str:
     during a later read) and ``ENOSPC``/``EFBIG`` are said to be about the output and free space, never
     blamed on the input.
     """
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return (f"an output could not be written{where}: {exc.strerror} (the disk is full or a file-size limit was "
-                "reached); nothing was left at the output paths: free space or choose another output folder")
+    from core.errors import LulcError
+    from core.io.outputs import is_write_failure
+
+    if not isinstance(exc, LulcError) and is_write_failure(exc):  # a LulcError says its own sentence; most writers raise OutputError themselves (core.io.outputs.writing_outputs)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return (f"an output could not be written{where}: the disk is full or a file-size limit was reached; nothing was "
+                "left at the output paths: free space or choose another output folder")
     if type(exc).__name__ == "RasterioIOError":
-        causes, e = [str(exc)], exc.__cause__ or exc.__context__
-        while e is not None and len(causes) < 9:
+        causes, e = [], exc.__cause__ or exc.__context__
+        while e is not None and len(causes) < 8:
             causes.append(str(e))
             e = e.__cause__ or e.__context__
-        from core.io.outputs import WRITE_FAILURE_WORDS, is_write_failure
-
-        if is_write_failure(exc):
-            specific = [c for c in causes if re.search(r"no space|too large|quota", c, re.I)]
-            detail = specific[0] if specific else next((c for c in causes if any(w in c.lower() for w in WRITE_FAILURE_WORDS)), "")
-            detail = "" if "see previous exception" in detail.lower() else f" ({detail})"
-            return " ".join((f"an output could not be written{detail}: the disk is full or a file-size limit was "
-                             "reached; nothing was left at the output paths: free space or choose another output folder").split())
-        detail = next((c for c in causes[1:] if "failed at" in c), causes[1] if len(causes) > 1 else str(exc))
+        detail = next((c for c in causes if "failed at" in c), causes[0] if causes else str(exc))
         text = f"a raster could not be read ({detail}); the file is damaged or incomplete: re-download or re-export it"
     elif isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
