@@ -173,7 +173,7 @@ def map_item(
     source = "input acquisition date" if date else ("composite date range" if span else
                                                      "time of prediction (the input's date is unknown)")
     props: dict[str, object] = {
-        "title": f"Land-cover class map {map_path.stem}",
+        "title": f"Land-cover class map: {map_path.name}",  # "map.tif" read "class map map" with the stem
         "created": created.isoformat().replace("+00:00", "Z"),
         "lulc:datetime_source": source,
     }
