@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 
 from app.state import Analysis
@@ -65,10 +67,16 @@ def side_by_side_png(pictures: dict[str, np.ndarray], model_scheme: str | None =
 
 def legend_html(scheme: ClassScheme) -> str:
     """Inline HTML legend: a colour chip and the name of each class."""
+    return swatches_html((c.name, c.color) for c in scheme.classes)
+
+
+def swatches_html(classes) -> str:
+    """Inline HTML legend of ``(name, "#rrggbb")`` pairs (names and colours escaped: users name their own classes)."""
     chips = "".join(
         f'<span style="display:inline-block;margin:2px 10px 2px 0"><span style="display:inline-block;width:12px;height:12px;'
-        f'background:{c.color};border:1px solid #555;margin-right:4px;vertical-align:middle"></span>{c.name}</span>'
-        for c in scheme.classes
+        f'background:{html.escape(str(color))};border:1px solid #555;margin-right:4px;vertical-align:middle"></span>'
+        f'{html.escape(str(name))}</span>'
+        for name, color in classes
     )
     return f'<div style="font-size:0.85em">{chips}</div>'
 

@@ -1,11 +1,10 @@
 """Correct: label points or polygons where the map is wrong, retrain the model's last layer, compare rounds, export."""
 
-import html
 
 import streamlit as st
 from streamlit_folium import st_folium
 
-from app import correction, services, widgets
+from app import correction, services, views, widgets
 from app.state import get_state
 from core.errors import LulcError
 
@@ -51,8 +50,7 @@ with right:
         st.session_state["correct_class"] = st.session_state.pop("correct_pick")
     name = st.selectbox("Class to label", classes, key="correct_class",
                         format_func=lambda c: f"{c}" + (" (your class)" if c in work.added else ""))
-    st.html(" ".join(f"<span style='display:inline-block;width:12px;height:12px;background:{html.escape(work.colors[c])};"
-                     f"border:1px solid #555;margin-right:3px'></span>{html.escape(c)}&nbsp;&nbsp;" for c in classes))
+    st.html(views.swatches_html((c, work.colors[c]) for c in classes))
     tool = st.radio("On the map", ["Click points", "Draw polygons"], horizontal=True, key="correct_tool",
                     help=f"A polygon adds {correction.POLYGON_SAMPLE} random pixels of its inside (fewer when it is smaller)")
     if any(c in work.added for c in {s.name for s in work.samples}):
