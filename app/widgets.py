@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -10,7 +11,9 @@ from app import services
 from app.navigation import page
 from app.state import Analysis, AppState
 from core.errors import LulcError
-from core.evaluation.comparison import CompareResult
+
+if TYPE_CHECKING:  # core.evaluation imports torch (torchmetrics): Explore imports this module and starts without it
+    from core.evaluation.comparison import CompareResult
 
 
 def link_summary(state: AppState) -> str:
