@@ -182,14 +182,19 @@ def change(before: str, after: str, *, checkpoint: str | None = None, scheme: st
 
 
 def polygons(map_path: str, out: str, *, mmu_ha: float = 0.5, checkpoint: str | None = None, scheme: str | None = None) -> int:
-    """Write a class map as GeoPackage polygons after removing patches below ``mmu_ha`` hectares; returns the count."""
+    """Write a class map as GeoPackage polygons after removing patches below ``mmu_ha`` hectares; returns the count.
+
+    The map's provenance tags (``LULC_*``, as ``predict`` writes them) become the polygons' provenance
+    columns and layer metadata (:func:`core.products.polygons.write_polygons`).
+    """
     from core.products.polygons import class_polygons, write_polygons
+    from core.products.provenance import read_provenance_tags
 
     sch = scheme_of(checkpoint, scheme)
     check_outputs({"--out": out}, inputs=[map_path])
     cmap = read_class_map(map_path, sch)
     layer = class_polygons(cmap, sch.ids, sch.names, mmu_ha)
-    write_polygons(layer, out)
+    write_polygons(layer, out, read_provenance_tags(map_path))
     print(layer.summary().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {len(layer)} polygons (minimum mapping unit {mmu_ha} ha) to {out}")
     return len(layer)

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,10 +125,22 @@ def class_polygons(classes: GeoRaster, class_ids: Sequence[int], class_names: Se
                         _areas_ha(geoms, classes.crs) if geoms else np.empty(0), classes.crs, float(mmu_ha))
 
 
-def write_polygons(layer: PolygonLayer, path: str | Path) -> Path:
-    """Write polygons to a GeoPackage (layer ``lulc``; fields class_id, class_name, area_ha).
+def write_polygons(layer: PolygonLayer, path: str | Path, provenance: Mapping[str, str] | None = None) -> Path:
+    """Write polygons to a GeoPackage (layer ``lulc``; fields class_id, class_name, area_ha, then the provenance).
+
+    The provenance of the map the polygons come from (:meth:`core.products.provenance.Provenance.to_tags`,
+    or :func:`core.products.provenance.read_provenance_tags` of a class-map file) goes in twice: as
+    one text column per tag, lower case (``lulc_bundle``, ``lulc_bundle_sha256``, ``lulc_run_tile``,
+    ``lulc_input_name``, ``lulc_input_date``, ...; :func:`core.products.provenance.provenance_columns`),
+    which survive a copy to another format, and as the layer's metadata (GDAL metadata in the
+    GeoPackage's ``gpkg_metadata`` tables; ``ogrinfo -al -so`` lists it).
 
     The file appears only when complete (written beside it, renamed into place).
+
+    Args:
+        layer: From :func:`class_polygons`.
+        path: ``*.gpkg``.
+        provenance: Tag -> value (``LULC_*``); ``None`` or empty: no provenance fields.
 
     Raises:
         ValueError: The path is not ``*.gpkg``.
@@ -136,13 +148,19 @@ def write_polygons(layer: PolygonLayer, path: str | Path) -> Path:
     """
     from pyogrio.raw import write
 
+    from core.products.provenance import provenance_columns
+
     path = Path(path)
     if path.suffix.lower() != ".gpkg":
         raise ValueError(f"{path.name}: polygons are written as a GeoPackage (.gpkg)")
     crs = layer.crs.to_wkt() if layer.crs is not None else None
+    cols = provenance_columns(provenance or {})
+    n = len(layer)
+    data = [layer.class_id, layer.class_name.astype(str), np.round(layer.area_ha, 4),
+            *(np.full(n, v, dtype=object) for v in cols.values())]
     with atomic_path(path) as tmp:
         tmp.unlink()  # GDAL creates the GeoPackage itself
-        write(str(tmp), shapely.to_wkb(layer.geometries) if len(layer) else np.empty(0, dtype=object),
-              [layer.class_id, layer.class_name.astype(str), np.round(layer.area_ha, 4)], ["class_id", "class_name", "area_ha"],
-              driver="GPKG", layer="lulc", crs=crs, geometry_type="Polygon")
+        write(str(tmp), shapely.to_wkb(layer.geometries) if n else np.empty(0, dtype=object), data,
+              ["class_id", "class_name", "area_ha", *cols], driver="GPKG", layer="lulc", crs=crs, geometry_type="Polygon",
+              layer_metadata={str(k): str(v) for k, v in (provenance or {}).items()} or None)
     return path

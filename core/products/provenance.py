@@ -27,7 +27,8 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["Provenance", "run_provenance", "file_sha256", "software_version", "input_metadata", "WEIGHTS_FILE"]
+__all__ = ["Provenance", "run_provenance", "file_sha256", "software_version", "input_metadata", "metadata_fields",
+           "read_provenance_tags", "provenance_columns", "WEIGHTS_FILE"]
 
 WEIGHTS_FILE = "model.safetensors"
 """The file of a bundle whose SHA-256 identifies the model (``LULC_BUNDLE_SHA256``)."""
@@ -85,10 +86,8 @@ def _first_date(text: str) -> str | None:
 def input_metadata(path: str | Path) -> dict[str, str]:
     """What is known of an input's acquisition: date, processing level and baseline, from its tags or its ``scene.json``.
 
-    Sources, first found wins per field: the GeoTIFF's tags (keys naming a sensing/acquisition
-    date, ``PROCESSING_LEVEL``/``PRODUCT_TYPE``, ``PROCESSING_BASELINE``, a product id with
-    ``_Nxxxx_``), then a ``scene.json`` in the input's folder as the sample pack writes it
-    (``acquisition``, ``processing_level.s2``, ``processing_level.processing_baseline``).
+    Reads the GeoTIFF's tags and a ``scene.json`` in the input's folder as the sample pack writes
+    it, then applies :func:`metadata_fields`.
 
     Args:
         path: The input GeoTIFF.
@@ -97,15 +96,43 @@ def input_metadata(path: str | Path) -> dict[str, str]:
         A subset of ``{"date": "YYYY-MM-DD", "level": "L1C"|"L2A", "baseline": text}``; empty when
         nothing is stated (an unreadable file or sidecar gives nothing, never an error).
     """
-    from core.inputs.evidence import level_from_metadata, read_file_metadata
+    from core.inputs.evidence import read_file_metadata
 
-    out: dict[str, str] = {}
     try:
         meta = read_file_metadata(path)
     except Exception:  # noqa: BLE001 - provenance is best effort; the prediction reads the file itself
         meta = {}
-    for key, value in meta.items():
-        k = key.upper()
+    info: object = None
+    scene = Path(path).with_name("scene.json")
+    if scene.is_file():
+        try:
+            info = json.loads(scene.read_text())
+        except (OSError, ValueError):
+            info = None
+    return metadata_fields(meta, info if isinstance(info, Mapping) else None)
+
+
+def metadata_fields(tags: Mapping[str, object], scene_info: Mapping[str, object] | None = None) -> dict[str, str]:
+    """Date, processing level and baseline of an input from its tags and, where there is one, its ``scene.json``.
+
+    Sources, first found wins per field: the tags (keys naming a sensing/acquisition date,
+    ``PROCESSING_LEVEL``/``PRODUCT_TYPE``, ``PROCESSING_BASELINE``, a product id with ``_Nxxxx_``),
+    then the sample pack's ``scene.json`` fields (``acquisition``, ``processing_level.s2``,
+    ``processing_level.processing_baseline``). Used for files (:func:`input_metadata`) and for the
+    app's uploads, whose tags are kept after the temporary file is gone.
+
+    Args:
+        tags: A GeoTIFF's tags (:func:`core.inputs.evidence.read_file_metadata`).
+        scene_info: The parsed ``scene.json``, or ``None``.
+
+    Returns:
+        A subset of ``{"date", "level", "baseline"}`` (strings).
+    """
+    from core.inputs.evidence import level_from_metadata
+
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        k = str(key).upper()
         if "date" not in out and not k.startswith("TIFFTAG") and any(w in k for w in ("SENSING", "ACQUI", "DATATAKE", "DATE")):
             d = _first_date(str(value))
             if d:
@@ -115,26 +142,21 @@ def input_metadata(path: str | Path) -> dict[str, str]:
         m = re.search(r"_N(\d{4})_", str(value))
         if "baseline" not in out and m:
             out["baseline"] = f"{m.group(1)[:2]}.{m.group(1)[2:]}"
-    level, _ = level_from_metadata(meta)
+    level, _ = level_from_metadata(dict(tags))
     if level:
         out["level"] = level
-    scene = Path(path).with_name("scene.json")
-    if scene.is_file():
-        try:
-            info = json.loads(scene.read_text())
-        except (OSError, ValueError):
-            info = {}
-        acq = info.get("acquisition") if isinstance(info, dict) else None
-        if "date" not in out and isinstance(acq, Mapping):
-            d = next((x for x in (_first_date(str(v)) for v in acq.values()) if x), None)
-            if d:
-                out["date"] = d
-        lvl = info.get("processing_level") if isinstance(info, dict) else None
-        if isinstance(lvl, Mapping):
-            if "level" not in out and str(lvl.get("s2", "")).upper() in ("L1C", "L2A"):
-                out["level"] = str(lvl["s2"]).upper()
-            if "baseline" not in out and lvl.get("processing_baseline"):
-                out["baseline"] = str(lvl["processing_baseline"])
+    info = scene_info or {}
+    acq = info.get("acquisition")
+    if "date" not in out and isinstance(acq, Mapping):
+        d = next((x for x in (_first_date(str(v)) for v in acq.values()) if x), None)
+        if d:
+            out["date"] = d
+    lvl = info.get("processing_level")
+    if isinstance(lvl, Mapping):
+        if "level" not in out and str(lvl.get("s2", "")).upper() in ("L1C", "L2A"):
+            out["level"] = str(lvl["s2"]).upper()
+        if "baseline" not in out and lvl.get("processing_baseline"):
+            out["baseline"] = str(lvl["processing_baseline"])
     return out
 
 
@@ -157,6 +179,8 @@ class Provenance:
         earth_engine: For Earth Engine inputs: ``collection``, ``start``, ``end`` and, when given,
             ``cloud_max`` (percent); else empty.
         created: When the map was made (UTC, ISO 8601, seconds).
+        input_name: What the input was, as the user knows it: a file name or a sample scene id
+            (``LULC_INPUT_NAME``; empty when unknown).
     """
 
     bundle: str
@@ -171,13 +195,14 @@ class Provenance:
     input_meta: Mapping[str, str] = field(default_factory=dict)
     earth_engine: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
+    input_name: str = ""
 
     def to_tags(self) -> dict[str, str]:
         """GeoTIFF tags (default domain) of the provenance, all values strings.
 
         ``LULC_BUNDLE``, ``LULC_BUNDLE_SHA256``, ``LULC_SOFTWARE``/``_VERSION``, ``LULC_RUN_*`` (tile,
         overlap, full frame, runtime, precision), ``LULC_INPUT_*`` (the decision's, then
-        ``LULC_INPUT_DATE``/``_ACQ_LEVEL``/``_BASELINE`` where known), ``LULC_EE_*`` and ``LULC_CREATED``.
+        ``LULC_INPUT_NAME``/``_DATE``/``_ACQ_LEVEL``/``_BASELINE`` where known), ``LULC_EE_*`` and ``LULC_CREATED``.
         """
         tags = {
             "LULC_BUNDLE": self.bundle,
@@ -191,6 +216,8 @@ class Provenance:
             "LULC_RUN_PRECISION": self.precision,
             **{str(k): str(v) for k, v in self.input_tags.items()},
         }
+        if self.input_name:
+            tags["LULC_INPUT_NAME"] = self.input_name
         for key, name in (("date", "DATE"), ("level", "ACQ_LEVEL"), ("baseline", "BASELINE")):
             if self.input_meta.get(key):
                 tags[f"LULC_INPUT_{name}"] = str(self.input_meta[key])
@@ -210,8 +237,8 @@ class Provenance:
                          "runtime": self.runtime, "precision": self.precision},
             "lulc:input_decision": {str(k): str(v) for k, v in self.input_tags.items()},
         }
-        if self.input_meta:
-            props["lulc:input"] = dict(self.input_meta)
+        if self.input_meta or self.input_name:
+            props["lulc:input"] = {**({"name": self.input_name} if self.input_name else {}), **dict(self.input_meta)}
         if self.earth_engine:
             props["lulc:earth_engine"] = dict(self.earth_engine)
         return props
@@ -225,6 +252,8 @@ def run_provenance(
     input_path: str | Path | None = None,
     earth_engine: Mapping[str, object] | None = None,
     now: dt.datetime | None = None,
+    input_meta: Mapping[str, str] | None = None,
+    input_name: str | None = None,
 ) -> Provenance:
     """The provenance of one prediction run.
 
@@ -236,6 +265,9 @@ def run_provenance(
         earth_engine: For Earth Engine inputs: ``collection``, ``start``, ``end``, optional
             ``cloud_max``; ``None`` values are left out.
         now: Creation time (default: now, UTC).
+        input_meta: The input's date/level/baseline when there is no file to read them from (the
+            app's uploads and Earth Engine composites; :func:`metadata_fields`); overrides ``input_path``'s.
+        input_name: How to name the input (default: ``input_path``'s file name).
 
     Returns:
         The :class:`Provenance`.
@@ -258,7 +290,49 @@ def run_provenance(
         runtime=str(policy.runtime),
         precision=str(policy.precision),
         input_tags=decision.to_tags() if decision is not None else {},
-        input_meta=input_metadata(input_path) if input_path is not None else {},
+        input_meta=dict(input_meta) if input_meta is not None else (input_metadata(input_path) if input_path is not None else {}),
         earth_engine={k: str(v) for k, v in (earth_engine or {}).items() if v is not None},
         created=created.isoformat().replace("+00:00", "Z"),
+        input_name=input_name if input_name is not None else (Path(input_path).name if input_path is not None else ""),
     )
+
+
+_NOT_PROVENANCE = ("LULC_PROBABILITY_",)  # how to decode a probability file, not who made it
+
+
+def read_provenance_tags(path: str | Path) -> dict[str, str]:
+    """The provenance tags (``LULC_*``, :meth:`Provenance.to_tags`) of a GeoTIFF written by this project.
+
+    Used to carry a class map's provenance into what is made from it (``trainer polygons``).
+
+    Args:
+        path: A GeoTIFF.
+
+    Returns:
+        Tag -> value; empty for a file without them (a map made elsewhere).
+
+    Raises:
+        rasterio.errors.RasterioIOError: The file cannot be opened.
+    """
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            tags = ds.tags()
+    return {k: str(v) for k, v in tags.items() if k.startswith("LULC_") and not k.startswith(_NOT_PROVENANCE)}
+
+
+def provenance_columns(tags: Mapping[str, str]) -> dict[str, str]:
+    """Provenance tags as attribute columns of a point or polygon table: ``LULC_BUNDLE_SHA256`` -> ``lulc_bundle_sha256``.
+
+    Args:
+        tags: :meth:`Provenance.to_tags` or :func:`read_provenance_tags`.
+
+    Returns:
+        Column name (lower case) -> value, in the tags' order.
+    """
+    return {str(k).lower(): str(v) for k, v in tags.items()}

@@ -58,3 +58,28 @@ def test_polygon_export_of_a_geographic_sample_map_uses_geodesic_areas(tmp_path)
     assert len(fewer) > len(layer)
     write_polygons(layer, tmp_path / "hungary.gpkg")
     assert pyogrio.read_info(tmp_path / "hungary.gpkg")["features"] == len(layer)
+
+
+def test_polygons_carry_the_maps_provenance_as_columns_and_layer_metadata(tmp_path):
+    prov = {"LULC_BUNDLE": "default", "LULC_BUNDLE_SHA256": "ab" * 32, "LULC_SOFTWARE_VERSION": "0.1.0", "LULC_RUN_TILE": "256",
+            "LULC_INPUT_NAME": "scene-a", "LULC_INPUT_DATE": "2020-08-12"}
+    layer = class_polygons(_map(), [0, 1, 2], ["water", "trees", "grass"], mmu_ha=0.1)
+    path = write_polygons(layer, tmp_path / "lulc.gpkg", prov)
+    info = pyogrio.read_info(path)
+    assert list(info["fields"]) == ["class_id", "class_name", "area_ha", *(k.lower() for k in prov)]
+    assert info["layer_metadata"] == prov
+    meta, _, _, fields = pyogrio.raw.read(path)
+    col = dict(zip(meta["fields"], fields, strict=True))
+    assert list(col["lulc_bundle_sha256"]) == ["ab" * 32] * 3 and list(col["lulc_input_date"]) == ["2020-08-12"] * 3
+
+
+def test_trainer_polygons_takes_the_provenance_from_the_maps_tags(tmp_path):
+    from core.io.raster import write_cog
+    from trainer.cli import main
+
+    tags = {"LULC_BUNDLE": "default", "LULC_BUNDLE_SHA256": "cd" * 32, "LULC_RUN_PRECISION": "fp32", "LULC_PROBABILITY_SCALE": "250"}
+    m = write_cog(_map(), tmp_path / "map.tif", tags=tags)
+    assert main(["polygons", "--map", str(m), "--out", str(tmp_path / "p.gpkg"), "--mmu", "0.1"]) == 0
+    info = pyogrio.read_info(tmp_path / "p.gpkg")
+    assert info["layer_metadata"] == {k: v for k, v in tags.items() if k != "LULC_PROBABILITY_SCALE"}
+    assert {"lulc_bundle", "lulc_bundle_sha256", "lulc_run_precision"} <= set(info["fields"])
