@@ -6,7 +6,7 @@ Pages render what these functions return; the numbers come from :mod:`core.evalu
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +56,27 @@ def points_table(analysis: Analysis, result: CompareResult, d: SamplingDesign, s
     return sample_points(_pred_index(result), result.scheme.names, d.per_class, g.transform, g.crs, seed)
 
 
-def points_file(points: pd.DataFrame, suffix: str) -> bytes:
-    """Points as GeoPackage or CSV bytes for a download button."""
+def points_file(points: pd.DataFrame, suffix: str, provenance: Mapping[str, str] | None = None) -> bytes:
+    """Points as GeoPackage or CSV bytes for a download button, with the map's provenance as columns.
+
+    Args:
+        points: From :func:`points_table`.
+        suffix: ``.gpkg`` or ``.csv``.
+        provenance: The map's provenance tags (:func:`app.exports.provenance_tags`): each becomes a
+            text column after the points' own, lower case (``lulc_bundle``, ``lulc_bundle_sha256``,
+            ``lulc_software_version``, ``lulc_run_*``, ``lulc_input_name``, ``lulc_input_date``, ...).
+
+    Raises:
+        AssessmentError: A GeoPackage of points without lon/lat (a map without CRS).
+    """
     import tempfile
 
+    from core.products.provenance import provenance_columns
+
+    cols = provenance_columns(provenance or {})
+    table = points.assign(**cols) if cols else points
     with tempfile.TemporaryDirectory() as tmp:
-        return write_points(points, Path(tmp) / f"points{suffix}").read_bytes()
+        return write_points(table, Path(tmp) / f"points{suffix}").read_bytes()
 
 
 def read_uploaded_points(name: str, data: bytes, reference_column: str) -> pd.DataFrame:
@@ -305,8 +320,12 @@ def report_html(analysis: Analysis, result: CompareResult | None, reference: str
     return render_html(rep)
 
 
-def polygons_gpkg(analysis: Analysis, mmu_ha: float) -> tuple[bytes, int]:
-    """The prediction as GeoPackage polygons after the minimum mapping unit; (bytes, polygon count)."""
+def polygons_gpkg(analysis: Analysis, mmu_ha: float, provenance: Mapping[str, str] | None = None) -> tuple[bytes, int]:
+    """The prediction as GeoPackage polygons after the minimum mapping unit; (bytes, polygon count).
+
+    ``provenance``: the map's provenance tags (:func:`app.exports.provenance_tags`), written as columns
+    and layer metadata (:func:`core.products.polygons.write_polygons`).
+    """
     import tempfile
 
     from core.products.polygons import class_polygons, write_polygons
@@ -314,4 +333,4 @@ def polygons_gpkg(analysis: Analysis, mmu_ha: float) -> tuple[bytes, int]:
     scheme = scheme_of(services.get_bundle(analysis.bundle_path).card)
     layer = class_polygons(analysis.prediction.classes, scheme.ids, scheme.names, mmu_ha)
     with tempfile.TemporaryDirectory() as tmp:
-        return write_polygons(layer, Path(tmp) / "lulc.gpkg").read_bytes(), len(layer)
+        return write_polygons(layer, Path(tmp) / "lulc.gpkg", provenance).read_bytes(), len(layer)

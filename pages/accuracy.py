@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import analyst, charts, services, widgets
+from app import analyst, charts, exports, services, widgets
 from app.state import get_state
 from core.errors import LulcError
 
@@ -37,12 +37,15 @@ st.dataframe(d.table().round({"weight": 3}), hide_index=True, width="stretch",
                             "anticipated_users_accuracy": num("anticipated UA", format="%.2f"), "points": num("points", format="localized"),
                             "all_pixels": st.column_config.CheckboxColumn("all its pixels", help="fewer mapped pixels than the minimum: "
                                                                           "every pixel of the class is a point")})
+provenance = exports.provenance_tags(a, state)  # the map's: bundle, weights' SHA-256, version, run policy, input
 dl = st.columns(2)
 if a.prediction.classes.crs is not None:
-    dl[0].download_button("Sample points (GeoPackage)", analyst.points_file(pts, ".gpkg"), file_name=f"{a.scene_id}_points.gpkg",
+    dl[0].download_button("Sample points (GeoPackage)", analyst.points_file(pts, ".gpkg", provenance), file_name=f"{a.scene_id}_points.gpkg",
                           mime="application/geopackage+sqlite3", key="points_gpkg")
-dl[1].download_button("Sample points (CSV)", analyst.points_file(pts, ".csv"), file_name=f"{a.scene_id}_points.csv", mime="text/csv",
+dl[1].download_button("Sample points (CSV)", analyst.points_file(pts, ".csv", provenance), file_name=f"{a.scene_id}_points.csv", mime="text/csv",
                       key="points_csv")
+st.caption("The points files carry the map's provenance in `lulc_*` columns: model bundle, SHA-256 of its weights, "
+           "software version, run policy and input.")
 
 st.subheader("2 · Reference labels of the points")
 how = st.radio("Reference", ["Label from the reference raster (demonstration)", "Upload labelled points"], key="label_source",
@@ -113,6 +116,6 @@ if state.report_html:
                          key="report_download")
 mmu = r[1].number_input("Minimum mapping unit (ha)", 0.0, 100.0, 0.5, 0.1, key="mmu")
 if a.prediction.classes.crs is not None and r[1].button("Build polygons", key="build_polygons"):
-    data, n = analyst.polygons_gpkg(a, mmu)
+    data, n = analyst.polygons_gpkg(a, mmu, provenance)
     r[1].download_button(f"Polygons (GeoPackage, {n} polygons)", data, file_name=f"{a.scene_id}_lulc.gpkg",
                          mime="application/geopackage+sqlite3", key="polygons_download")
