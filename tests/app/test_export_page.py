@@ -165,3 +165,26 @@ def test_an_uploads_tags_give_its_date_level_and_baseline():
 def test_export_stem_of_an_upload_is_a_safe_file_name():
     assert exports.export_stem(SimpleNamespace(source="upload", scene_id="my field (2020).tif")) == "my_field_2020_lulc"
     assert exports.export_stem(SimpleNamespace(source="samples", scene_id=SCENE)) == f"{SCENE}_lulc"
+
+
+def test_class_map_files_name_a_users_own_classes_for_the_correct_pages_map(tmp_path):
+    """The call the Correct page needs for its corrected map (its classes are the user's, ids 0..K-1)."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from core.io.raster import GeoRaster
+
+    labels = np.array([[0, 1, 2, 255]] * 4, np.uint8)[None]
+    raster = GeoRaster(labels, CRS.from_epsg(32633), Affine(10, 0, 400_000, 0, -10, 5_300_000), 255, ("label",))
+    table = {0: ("water", "#419bdf"), 1: ("olive grove", "#88b053"), 2: ("greenhouses & <plastic>", "#c4281b")}
+    files = exports.class_map_files("scene_corrected", raster, table, None)
+    assert list(files) == ["scene_corrected.tif", "scene_corrected.tif.aux.xml", "scene_corrected.qml", "scene_corrected.json"]
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    rat = gdal_rat(gdalinfo_json(tmp_path / "scene_corrected.tif"))
+    col = [f["name"] for f in rat["fieldDefn"]].index("ClassName")
+    assert [row["f"][col] for row in rat["row"]] == ["water", "olive grove", "greenhouses & <plastic>"]
+    assert 'label="greenhouses &amp; &lt;plastic&gt;"' in (tmp_path / "scene_corrected.qml").read_text()
+    item = json.loads((tmp_path / "scene_corrected.json").read_text())
+    validate_core(item)
+    assert [c["title"] for c in item["assets"]["map"]["classification:classes"]][:3] == [v[0] for v in table.values()]
