@@ -305,6 +305,15 @@ def report_html(analysis: Analysis, result: CompareResult | None, reference: str
             ("Model bundle", rel), ("Bundle SHA-256 (card.json + model.safetensors)", digest),
             ("Temperature", f"{float(getattr(bundle.card, 'temperature', 1.0)):.3f}"), ("Bands", ", ".join(bundle.bands)),
             ("Reference labels", services.LABEL_TITLES.get(reference, reference) if reference else "none")]
+    try:  # the fields every exported map carries in its tags (LULC_*), so the report and the files can be matched
+        from app.exports import analysis_provenance
+
+        p = analysis_provenance(analysis)
+        prov[5:5] = [("Weights SHA-256 (model.safetensors; LULC_BUNDLE_SHA256 of the exported maps)", p.bundle_sha256),
+                     ("Run policy", ("full frame" if p.full_frame else f"tile {p.tile} px, overlap {p.overlap} px") + f", {p.runtime} {p.precision}"),
+                     ("Software version", p.software_version)]
+    except OSError:
+        pass
     if analysis.source == "samples":
         sc = get_scene(analysis.scene_id, data_dir())
         lvl = sc.info.get("processing_level") if isinstance(sc.info, dict) else None

@@ -133,6 +133,9 @@ def test_export_page_zip_opens_with_class_names_style_stac_and_the_runs_provenan
         assert (table["lulc_bundle_sha256"] == SHA).all() and (table["lulc_bundle"] == "default").all()
         assert (table["lulc_input_name"] == SCENE).all() and (table["lulc_input_date"] == "2017-02-16").all()
         assert (table["lulc_run_tile"].astype(str) == "256").all() and "lulc_software_version" in table and len(table) > 0
+    app.button(key="build_report").click().run()
+    html = app.session_state[KEY].report_html
+    assert SHA in html and "tile 256 px, overlap 32 px, torch fp32" in html, "the report names what the files' tags name"
     app.button(key="build_polygons").click().run()
     (tmp_path / "poly.gpkg").write_bytes(downloads[f"{SCENE}_lulc.gpkg"][1])
     poly = _gpkg_table(tmp_path / "poly.gpkg")
