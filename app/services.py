@@ -55,9 +55,15 @@ DW_BUNDLE = REPO_ROOT / "models" / "dynamicworld"
 MAX_AOI_KM2 = DEFAULT_MAX_AOI_KM2
 
 
-@st.cache_resource(show_spinner="Loading model…")
+MAX_BUNDLES = 8
+"""Bundles kept loaded by the server (all sessions together; the least recently used beyond it is loaded again when asked)."""
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=MAX_BUNDLES)
 def get_bundle(path: str, precision: str = "fp32") -> Bundle:
-    """The model bundle at ``path``, loaded once per process and precision.
+    """The model bundle at ``path``, loaded once per process and precision, shared by every session.
+
+    At most :data:`MAX_BUNDLES` are kept loaded at a time.
 
     fp32 (the reference, as ``python -m trainer predict`` runs it) unless the user asked for bf16
     (:data:`core.inference.policy.PRECISIONS`).
