@@ -8,21 +8,26 @@ model on the same held-out pixels). Uploaded training files are saved in ``input
 
 Only one training runs at a time on this machine: :func:`running_runs` finds a live run in any ``runs/*`` folder
 (its trainer lock ``.fit.lock`` or the process recorded in ``job.json``), whichever session started it, and
-:func:`launch` refuses a second one naming it.
+:func:`launch` refuses a second one naming it. A live run is shown to every session (:func:`live_job`); only the
+session that started it (its :func:`owner_key`, which a reload of the same browser keeps) or an administrator
+(``LULC_ADMIN=1`` in the server's environment) may stop it (:func:`can_stop`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
+import secrets
 import shlex
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +52,12 @@ CONFIG_FILE = "train.yaml"
 STOP_MARK = ".stop-requested"
 EXIT_MARK = ".exit-status"
 LOCK_FILE = ".fit.lock"
+ADMIN_ENV = "LULC_ADMIN"
+"""``LULC_ADMIN=1`` in the server's environment lets every session stop any run (docs/server.md)."""
+XSRF_COOKIE = "_streamlit_xsrf"
+"""Streamlit's XSRF cookie: kept by the browser across reloads, so it names the browser that started a run."""
+STOP_REFUSED = ("Only the session that started this run can stop it (or an administrator, when the server runs with "
+                "LULC_ADMIN=1); it goes on, and this page follows it.")
 
 
 class TrainingBusyError(LulcError):
@@ -69,6 +80,7 @@ class RunInfo:
         init_from: Bundle it started from, or ``None``.
         pid: Trainer process id.
         started: Unix time (s).
+        owner: :func:`owner_key` of the session that started it (empty: no session may stop it but an administrator).
     """
 
     name: str
@@ -78,6 +90,7 @@ class RunInfo:
     init_from: str | None
     pid: int
     started: float
+    owner: str = ""
 
 
 def configs() -> list[str]:
@@ -421,7 +434,7 @@ def earth_engine_steps(run_name: str, points: list[tuple[float, float]], bands: 
 
 
 def launch(config: str, max_epochs: int, run_name: str | None = None, overrides: list[str] | None = None,
-           before: list[str] | None = None, bundle_name: str | None = None) -> TrainingJob:
+           before: list[str] | None = None, bundle_name: str | None = None, owner: str = "") -> TrainingJob:
     """Start training in the background; the app stays responsive.
 
     The run writes to ``runs/<name>`` (``app-YYYYmmdd-HHMMSS`` unless ``run_name`` is given); its bundle lands in
@@ -437,6 +450,7 @@ def launch(config: str, max_epochs: int, run_name: str | None = None, overrides:
         before: A command to run first (the chip export of :func:`earth_engine_steps`); training starts only if it
             succeeds, and Stop ends both.
         bundle_name: The new bundle's card name (default: the configuration's ``name``).
+        owner: :func:`owner_key` of the starting session, recorded in ``job.json`` (who may stop it, see :func:`can_stop`).
 
     Returns:
         The job (process id, run folder, log).
@@ -464,7 +478,7 @@ def launch(config: str, max_epochs: int, run_name: str | None = None, overrides:
             cmd = ["/bin/sh", "-c", f"{shlex.join(before)} && exec {shlex.join(cmd)}"]
         with open(log, "w") as fh:
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        info = RunInfo(name=name, card_name=label or yaml_name(text), config=config, max_epochs=int(max_epochs), init_from=init, pid=proc.pid, started=time.time())
+        info = RunInfo(name=name, card_name=label or yaml_name(text), config=config, max_epochs=int(max_epochs), init_from=init, pid=proc.pid, started=time.time(), owner=owner)
         atomic_write_text(run_dir / JOB_FILE, json.dumps(asdict(info)))
     return TrainingJob(pid=proc.pid, run_dir=str(run_dir), config=config, log_path=str(log), started=info.started)
 
@@ -519,8 +533,94 @@ def status(job: TrainingJob) -> str:
     return "failed"
 
 
-def stop(job: TrainingJob) -> None:
-    """Stop the training process group (``last.ckpt`` stays if an epoch finished; ``--resume`` continues it)."""
+def owner_key(state, cookies: Mapping[str, str] | None = None) -> str:
+    """Who is starting or stopping runs: a hash of the browser's XSRF cookie, else of a token kept in the session.
+
+    The cookie (:data:`XSRF_COOKIE`) stays the same when the page is reloaded, so the browser that started a run can
+    still stop it after a reload; without it (XSRF protection off, tests) the session's own random token is used. Only
+    the hash is stored (in ``job.json``).
+
+    Args:
+        state: The session's ``app.state.AppState`` (``owner_token`` is created on first use).
+        cookies: ``st.context.cookies``.
+
+    Returns:
+        32 hex digits.
+    """
+    if not getattr(state, "owner_token", ""):
+        state.owner_token = secrets.token_hex(16)
+    raw = (cookies or {}).get(XSRF_COOKIE) or state.owner_token
+    return hashlib.sha256(f"lulc-run-owner:{raw}".encode()).hexdigest()[:32]
+
+
+def is_admin() -> bool:
+    """True when the server runs with ``LULC_ADMIN=1`` (every session may stop any run)."""
+    return os.environ.get(ADMIN_ENV, "").strip() == "1"
+
+
+def can_stop(job: TrainingJob, owner: str, *, mine: bool = False) -> bool:
+    """Whether the session with ``owner`` (:func:`owner_key`) may stop ``job``.
+
+    Args:
+        job: A live run.
+        owner: The asking session's key.
+        mine: The session started the job itself (it holds it since its Start).
+
+    Returns:
+        True for the session that started it (``mine``, or the owner recorded in ``job.json``) and for an
+        administrator (:func:`is_admin`); False for everyone else, and for a run started outside the app.
+    """
+    if mine or is_admin():
+        return True
+    info = run_info(job.run_dir)
+    return bool(info is not None and info.owner and secrets.compare_digest(info.owner, owner))
+
+
+def job_of(run_dir: str | Path) -> TrainingJob | None:
+    """The live run in ``run_dir`` as a job any session can follow (its ``job.json``, else its trainer lock), or ``None``."""
+    d = Path(run_dir)
+    pid = _live_pid(d)
+    if pid is None:
+        return None
+    info = run_info(d)
+    started = info.started if info else (d / LOCK_FILE).stat().st_mtime if (d / LOCK_FILE).exists() else time.time()
+    return TrainingJob(pid=info.pid if info else pid, run_dir=str(d), config=info.config if info else "",
+                       log_path=str(d / "trainer.log"), started=started)
+
+
+def live_job() -> TrainingJob | None:
+    """The first live run in the runs folder (any session's, or one started by hand), for following it, or ``None``."""
+    if not RUNS_DIR.is_dir():
+        return None
+    for d in sorted(RUNS_DIR.iterdir()):
+        job = job_of(d) if d.is_dir() else None
+        if job is not None:
+            return job
+    return None
+
+
+def reclaim(owner: str) -> TrainingJob | None:
+    """The live run this browser started, after a reload lost the session (its ``job.json`` owner is ``owner``)."""
+    job = live_job()
+    if job is None:
+        return None
+    info = run_info(job.run_dir)
+    return job if info is not None and info.owner and secrets.compare_digest(info.owner, owner) else None
+
+
+def stop(job: TrainingJob, owner: str = "", *, mine: bool = True) -> None:
+    """Stop the training process group (``last.ckpt`` stays if an epoch finished; ``--resume`` continues it).
+
+    Args:
+        job: The run.
+        owner: The asking session's :func:`owner_key`.
+        mine: The session started the job itself.
+
+    Raises:
+        TrainingBusyError: The asking session may not stop it (:func:`can_stop`): :data:`STOP_REFUSED`.
+    """
+    if not can_stop(job, owner, mine=mine):
+        raise TrainingBusyError(STOP_REFUSED)
     (Path(job.run_dir) / STOP_MARK).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
     try:
         os.killpg(job.pid, signal.SIGTERM)

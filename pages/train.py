@@ -14,9 +14,15 @@ state = get_state()
 st.title("Train")
 st.caption("Runs `python -m trainer fit` in a separate process; the bundle it writes appears on the Explore and Models pages.")
 
+owner = training.owner_key(state, st.context.cookies)  # the browser (kept across a reload) or this session
+if state.job is None:
+    state.job = training.reclaim(owner)  # the run this browser started before the page was reloaded
 job = state.job
 job_status = training.status(job) if job is not None else None
 running_here = job_status == "running"
+watched = None if running_here else training.live_job()  # another session's run: shown, not stoppable
+if watched is not None and job is not None and watched.run_dir == job.run_dir:
+    watched = None
 
 
 def data_choice(config: str, defaults: dict) -> tuple[list[str] | None, str | None, list | None]:
@@ -141,7 +147,7 @@ def build_form() -> None:
         try:
             run = st.session_state.get(NEXT_RUN) or training.new_run_name()
             new_job = training.launch(config, epochs, run_name=run, overrides=overrides, before=before,
-                                      bundle_name=training.card_name(run, config, epochs))
+                                      bundle_name=training.card_name(run, config, epochs), owner=owner)
         except LulcError as exc:
             st.error(str(exc))
         else:
@@ -150,18 +156,22 @@ def build_form() -> None:
             st.rerun()
 
 
-def follow() -> None:
-    """The job's progress (per batch), chart, messages and, at the end, its card and comparison."""
-    j = get_state().job
+def follow(j=None, mine: bool = True) -> None:
+    """A run's progress (per batch), chart, messages and, at the end, its card and comparison.
+
+    ``j`` is this session's job (default) or, with ``mine=False``, another session's live run: shown the same way,
+    with a Stop button only for an administrator.
+    """
+    j = get_state().job if j is None else j
     if j is None:
         return
     s = training.status(j)
-    if running_here and s != "running":
+    if (running_here or not mine) and s != "running":
         st.rerun()  # the run ended: the whole page again, with the form and Start again
     prog = training.read_progress(j.run_dir)
     info = training.run_info(j.run_dir)
     name = info.card_name if info else training.run_label(j)
-    st.subheader(f"Run {name}")
+    st.subheader(f"Run {name}" + ("" if mine else " (started from another session)"))
     st.progress(training.progress_fraction(prog) if s != "finished" else 1.0, text=f"{s} · {training.progress_text(prog)}")
     log = training.progress(j)
     _, val_miou = training.latest(log)
@@ -173,9 +183,15 @@ def follow() -> None:
     with st.expander("Trainer output"):
         st.code(training.log_tail(j) or "(no output yet)")
     if s == "running":
-        if st.button("Stop training", key="train_stop"):
-            training.stop(j)
-            st.rerun()
+        if not training.can_stop(j, owner, mine=mine):
+            st.info(training.STOP_REFUSED)
+        elif st.button("Stop training", key="train_stop"):
+            try:
+                training.stop(j, owner, mine=mine)
+            except LulcError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
     elif s == "finished":
         finished(j)
     elif s == "stopped":
@@ -221,6 +237,8 @@ def finished(j) -> None:
         st.switch_page(page("explore"))
 
 
+if watched is not None:
+    st.fragment(run_every=2.0)(follow)(watched, False)
 if not running_here:
     build_form()
 (st.fragment(run_every=2.0)(follow) if running_here else follow)()

@@ -177,7 +177,7 @@ def test_start_again_after_a_finished_run(app, runs, sleeper, monkeypatch):
     app.session_state["lulc_state"].job = job
     calls = []
 
-    def fake_launch(config, epochs, run_name=None, overrides=None, before=None, bundle_name=None):
+    def fake_launch(config, epochs, run_name=None, overrides=None, before=None, bundle_name=None, owner=""):
         calls.append((config, epochs, run_name, bundle_name))
         return _job(runs / "app-20261202-074000", sleeper.pid)
 
@@ -239,3 +239,66 @@ def test_launch_writes_the_yaml_it_runs_and_names_the_bundle(runs, monkeypatch, 
     assert (runs / "app-20261202-080000" / "inputs" / "points.csv").read_text().startswith("id,lon,lat\naoi-0000,")
     job = training.launch("trainer/configs/fusion.yaml", 1, run_name="app-20261202-080000", overrides=ov, before=before)
     assert seen[-1][:2] == ["/bin/sh", "-c"] and "export-chips" in seen[-1][2] and "&& exec" in seen[-1][2]
+
+
+def _fake_popen(monkeypatch, pid: int) -> None:
+    class FakePopen:
+        def __init__(self, cmd, **kw):
+            self.pid = pid
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+
+
+def _other_session():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import MAIN
+
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.run()
+    return goto(at, "train")
+
+
+def test_another_session_follows_the_run_but_only_its_starter_or_an_admin_may_stop_it(app, runs, sleeper, monkeypatch):
+    _fake_popen(monkeypatch, sleeper.pid)
+    goto(app, "train")
+    app.button(key="train_start").click().run()
+    job = app.session_state["lulc_state"].job
+    assert job is not None and app.button(key="train_stop")  # the starter may stop it
+    (runs / job.run_dir / "progress.json").write_text(json.dumps({"stage": "training", "epoch": 0, "max_epochs": 5, "batch": 2,
+                                                                  "batches": 10, "train_loss": 0.7}))
+    other = _other_session()  # a second browser (or a reload without the browser's cookie)
+    assert not [b for b in other.button if b.key == "train_stop"]
+    assert any("started from another session" in h.value for h in other.subheader)
+    assert any("epoch 1 of 5, batch 2 of 10" in p.proto.text for p in other.get("progress"))  # its progress, live
+    assert any(training.STOP_REFUSED in i.value for i in other.info)
+    assert any("already going" in w.value for w in other.warning) and other.session_state["lulc_state"].job is None
+    with pytest.raises(training.TrainingBusyError, match="Only the session that started"):
+        training.stop(job, "someone else", mine=False)
+    assert sleeper.poll() is None and not (runs / job.run_dir / training.STOP_MARK).exists()
+    monkeypatch.setenv("LULC_ADMIN", "1")
+    other.run()
+    assert other.button(key="train_stop")  # an administrator may stop any run
+
+
+def test_a_reload_of_the_same_browser_keeps_its_run_and_its_stop_button(app, runs, sleeper, monkeypatch):
+    _fake_popen(monkeypatch, sleeper.pid)
+    monkeypatch.setattr(training, "owner_key", lambda state, cookies=None: "browser-1")  # the same browser's cookie
+    goto(app, "train")
+    app.button(key="train_start").click().run()
+    started = app.session_state["lulc_state"].job
+    reloaded = _other_session()  # a reload: a new session, the same browser
+    assert reloaded.session_state["lulc_state"].job.run_dir == started.run_dir
+    assert reloaded.button(key="train_stop") and not any(training.STOP_REFUSED in i.value for i in reloaded.info)
+    assert json.loads((runs / started.run_dir / "job.json").read_text())["owner"] == "browser-1"
+
+
+def test_the_owner_key_follows_the_browsers_cookie_else_the_session():
+    from app.state import AppState
+
+    a, b = AppState(), AppState()
+    assert training.owner_key(a) != training.owner_key(b)  # two sessions without cookies
+    assert training.owner_key(a) == training.owner_key(a)
+    cookie = {training.XSRF_COOKIE: "2|abcd|efgh|1700000000"}
+    assert training.owner_key(a, cookie) == training.owner_key(b, cookie)  # one browser, reloaded
+    assert "efgh" not in training.owner_key(a, cookie)
