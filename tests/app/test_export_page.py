@@ -193,3 +193,27 @@ def test_class_map_files_name_a_users_own_classes_for_the_correct_pages_map(tmp_
     item = json.loads((tmp_path / "scene_corrected.json").read_text())
     validate_core(item)
     assert [c["title"] for c in item["assets"]["map"]["classification:classes"]][:3] == [v[0] for v in table.values()]
+
+
+def test_an_earth_engine_runs_map_names_the_collection_dates_and_cloud_threshold(monkeypatch, tmp_path):
+    """Through services.run_earth_engine with the fake adapter: the fetched image's request reaches every file."""
+    from app import services
+    from tests.fakes import FakeEarthEngine
+
+    monkeypatch.setattr(services, "earth_engine_adapter", lambda: FakeEarthEngine())
+    monkeypatch.setattr(services, "CACHE_DIR", tmp_path / "cache")
+    state = AppState()
+    state.aoi_mode, state.bbox_text = "Bounding box", "12.56, 52.47, 12.58, 52.48"
+    state.ee_start, state.ee_end, state.ee_cloud = "2021-07-01", "2021-07-31", 0.55
+    services.run_earth_engine(state)
+    a = services.run_earth_engine(state)  # the second run reads the cached downloads: they still say what was fetched
+    files = exports.map_files(a, state)
+    stem = exports.export_stem(a)
+    (tmp_path / f"{stem}.tif").write_bytes(files[f"{stem}.tif"])
+    with rasterio.open(tmp_path / f"{stem}.tif") as ds:
+        tags = ds.tags()
+    assert tags["LULC_EE_COLLECTION"].startswith("COPERNICUS/S2") and tags["LULC_EE_CLOUD_THRESHOLD"] == "0.55"
+    assert (tags["LULC_EE_START"], tags["LULC_EE_END"]) == ("2021-07-01", "2021-07-31") and tags["LULC_BUNDLE_SHA256"] == SHA
+    item = json.loads(files[f"{stem}.json"])
+    assert item["properties"]["start_datetime"].startswith("2021-07-01") and item["properties"]["end_datetime"].startswith("2021-07-31")
+    assert item["properties"]["lulc:earth_engine"]["cloud_threshold"] == "0.55"

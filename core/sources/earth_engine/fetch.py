@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -206,8 +206,9 @@ def download(
         raise EarthEngineError(f"the AOI needs {grid.width} x {grid.height} pixels, above the limit of {max_pixels:,}; draw a smaller area")
     key = hashlib.sha256((spec.key() + json.dumps(asdict(grid), sort_keys=True)).encode()).hexdigest()[:24]
     cached = Path(cache_dir) / f"{key}.tif" if cache_dir else None
+    request = {"collection": spec.collection, "start": spec.start, "end": spec.end}  # what was fetched (the maps' provenance)
     if cached is not None and cached.exists():
-        return read_raster(cached)
+        return replace(read_raster(cached), meta=request)
     sleep = sleep or time.sleep
     count = getattr(adapter, "count_images", None)
     if count is not None and spec.start is not None and count(spec, grid) == 0:
@@ -243,7 +244,7 @@ def download(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # tiles not yet started are not requested after a failure
     raster = GeoRaster(out, CRS.from_user_input(grid.crs), grid.affine, spec.nodata, tuple(spec.bands),
-                       meta={"collection": spec.collection, "start": spec.start, "end": spec.end})
+                       meta=request)
     if cached is not None:
         write_cog(raster, cached)
     return raster
