@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -453,7 +455,29 @@ def _fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "au
     if best.best_model_path:
         model.load_state_dict(_best_state(best.best_model_path))
     card = _model_card(cfg, dm, trainer, best, fit_seconds, resumed=ckpt_path is not None)
-    bundle_dir = save_bundle(model, card, cfg.bundle_dir)
+    # the bundle is made whole (weights, calibration, held-out metrics) in a private folder outside the runs folder
+    # and published at the end (publish_bundle): no page lists a bundle that is half-written or still being scored
+    staging = Path(tempfile.mkdtemp(prefix="lulc-bundle-"))
+    try:
+        bundle = _finish_bundle(model, card, cfg, dm, staging)
+        bundle_dir = publish_bundle(staging, cfg.bundle_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    bundle.path = bundle_dir
+    print(f"bundle written to {bundle_dir}")
+    _write_comparison(bundle, cfg, dm, progress)
+    if progress is not None:
+        progress.update(stage="done", bundle=str(bundle_dir))
+    return bundle_dir
+
+
+def _finish_bundle(model: torch.nn.Module, card: ModelCard, cfg: FitConfig, dm: LulcDataModule, folder: Path) -> Bundle:
+    """Save the trained network into ``folder``, calibrate it and score it on the held-out blocks.
+
+    Returns:
+        The bundle as saved (float16 weights); its card in ``folder`` has the temperature and the metrics.
+    """
+    bundle_dir = save_bundle(model, card, folder)
     bundle = load_bundle(bundle_dir)  # evaluate exactly what was saved (float16 weights)
     from trainer.calibration import validation_calibration  # temperature scaling on the validation split
 
@@ -464,10 +488,55 @@ def _fit(cfg: FitConfig, *, resume: bool = False, offset: str | int | None = "au
                     "calibration": {**calibration.to_dict(), "split": "val"}}
     write_card(card, bundle_dir)  # the weights on disk are the ones just evaluated
     print(summarize(results))
-    print(f"bundle written to {bundle_dir}")
-    _write_comparison(bundle, cfg, dm, progress)
-    if progress is not None:
-        progress.update(stage="done", bundle=str(bundle_dir))
+    return bundle
+
+
+def publish_bundle(staging: str | Path, bundle_dir: str | Path) -> Path:
+    """Move a finished bundle folder into place so that it appears whole or not at all.
+
+    The files are copied into a hidden folder beside ``bundle_dir`` (``.<name>.<random>.partial``), the weights and
+    everything else first and ``card.json`` last (a folder without a card is no bundle, see
+    :func:`models.card.find_bundles`), each through a temporary file made durable before its rename; the folder is
+    then renamed to ``bundle_dir``. A previous bundle there is renamed aside first and removed after, so a kill or a
+    full disk leaves the previous bundle or none, never a half-written one. A ``bundle_dir`` that holds files other
+    than a bundle's is updated file by file instead (card last), keeping those files.
+
+    Args:
+        staging: A complete bundle folder (``card.json``, ``model.safetensors``, ...); left as it is.
+        bundle_dir: Where the bundle goes.
+
+    Returns:
+        ``bundle_dir``.
+
+    Raises:
+        OutputError: The folder cannot be written (the message names it and the cause, e.g. no space left).
+    """
+    from core.io.outputs import OutputError, atomic_path
+
+    staging, bundle_dir = Path(staging), Path(bundle_dir)
+    names = sorted((p.name for p in staging.iterdir() if p.is_file()), key=lambda n: (n == "card.json", n))
+    foreign = bundle_dir.is_dir() and any(not p.name.startswith(".") and p.name not in names for p in bundle_dir.iterdir())
+    try:
+        bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+        target = bundle_dir if foreign else Path(tempfile.mkdtemp(dir=bundle_dir.parent, prefix=f".{bundle_dir.name}.", suffix=".partial"))
+        try:
+            for name in names:
+                with atomic_path(target / name) as tmp:
+                    shutil.copyfile(staging / name, tmp)
+            if not foreign:
+                aside = None
+                if bundle_dir.exists():
+                    aside = bundle_dir.with_name(f".{bundle_dir.name}.old-{os.getpid()}")
+                    os.replace(bundle_dir, aside)
+                os.replace(target, bundle_dir)
+                if aside is not None:
+                    shutil.rmtree(aside, ignore_errors=True)
+        finally:
+            if not foreign:
+                shutil.rmtree(target, ignore_errors=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the bundle {bundle_dir}: {exc.strerror or exc}; free some space or choose another "
+                          "output.bundle_dir (the previous bundle, if any, is unchanged)") from None
     return bundle_dir
 
 
