@@ -514,6 +514,9 @@ def run_earth_engine(state: AppState, progress: Callable[[int, int], None] | Non
 
 MAX_UPLOAD_MB = 100
 MAX_UPLOAD_PIXELS = 25_000_000
+MAX_UPLOAD_DECODED_MB = 1024
+"""Largest upload once decompressed (MB): 25 Mpx of 13 uint16 bands is 620 MB; a tiny deflate file of a constant
+raster can declare many GB."""
 
 
 def load_upload(name: str, data: bytes) -> GeoRaster:
@@ -522,34 +525,50 @@ def load_upload(name: str, data: bytes) -> GeoRaster:
     A Sentinel-2 SAFE product (zipped) or a STAC Item with absolute asset URLs is read through
     :func:`core.sources.downloads.resolve_input`, within the same size limits.
 
-    The size is checked from the header before any pixel is read (a sparse file can declare
-    200000 x 200000 pixels in a few KB). Messages name the user's file, never the server's
-    temporary copy.
+    The file is saved under a generated id (``upload-<hex>.tif``) in a temporary folder of its own, removed when
+    it has been read; the user's file name is used in messages only and must be a plain name. From the header,
+    before any pixel is read: the pixel count (a sparse file can declare 200000 x 200000 pixels in a few KB), the
+    decompressed size (a deflate file of a constant raster is tiny on disk) and, for a GeoTIFF, that every strip or
+    tile lies inside the file (a cut-off upload). Messages name the user's file, never the server's copy.
+
+    Args:
+        name: The file's name as the browser sent it.
+        data: Its bytes (at most :data:`MAX_UPLOAD_MB` MB).
+
+    Returns:
+        The raster (C, H, W) with its CRS, transform, nodata and band names; ``meta`` has ``name`` and ``tags``.
 
     Raises:
+        UploadNameError: The name holds a folder path, ``..`` or control characters.
         RasterReadError: Too many bytes, corrupt, or not georeferenced.
-        SizeLimitError: More than :data:`MAX_UPLOAD_PIXELS` pixels.
+        SizeLimitError: More than :data:`MAX_UPLOAD_PIXELS` pixels, or more than :data:`MAX_UPLOAD_DECODED_MB` MB
+            decompressed.
+        IncompleteFileError: The header is whole but the pixel data is cut off.
     """
     import tempfile
+    import uuid
 
     from core.errors import LulcError, RasterReadError
-    from core.io.guards import check_size
+    from core.io.guards import check_blocks_in_file, check_decoded_size, check_size, upload_name
     from core.io.raster import raster_info, read_raster
 
-    name = Path(name).name or "upload.tif"
+    name = upload_name(name)
     if len(data) > MAX_UPLOAD_MB * 2**20:
         raise RasterReadError(f"{name} is {len(data) / 2**20:.0f} MB; uploads are limited to {MAX_UPLOAD_MB} MB: crop it first")
     from core.sources.downloads import resolve_input
 
     kind = Path(name).suffix.lower()
-    with tempfile.TemporaryDirectory() as tmp:
-        # a generated name in the session's temporary folder, never the user's file name or path
-        path = Path(tmp) / {".zip": "upload.zip", ".json": "item.json"}.get(kind, "upload.tif")
+    with tempfile.TemporaryDirectory(prefix="lulc-upload-") as tmp:
+        # a generated id in the upload's own temporary folder, never the user's file name or path
+        path = Path(tmp) / f"upload-{uuid.uuid4().hex}{kind if kind in ('.zip', '.json') else '.tif'}"
         path.write_bytes(data)
         try:
             if kind in (".zip", ".json"):  # a Sentinel-2 SAFE zip or a STAC Item (absolute asset URLs) -> a VRT here
                 path = Path(resolve_input(path, cache=tmp).path)
-            check_size(raster_info(path), max_pixels=MAX_UPLOAD_PIXELS, name=name)
+            info = raster_info(path)
+            check_size(info, max_pixels=MAX_UPLOAD_PIXELS, name=name)
+            check_decoded_size(info, max_bytes=MAX_UPLOAD_DECODED_MB * 2**20, name=name, file_bytes=len(data))
+            check_blocks_in_file(path, name=name)
             raster = read_raster(path, require_crs=True)
             tags = read_file_metadata(path)
         except LulcError as exc:  # say the user's file name, not the server's temporary path

@@ -18,6 +18,11 @@ from core.errors import GridMismatchError, LulcError
 __all__ = [
     "SizeLimitError",
     "GsdError",
+    "UploadNameError",
+    "IncompleteFileError",
+    "check_decoded_size",
+    "check_blocks_in_file",
+    "upload_name",
     "DEFAULT_MAX_PIXELS",
     "GSD_TOLERANCE",
     "check_size",
@@ -41,6 +46,114 @@ class SizeLimitError(LulcError):
 
 class GsdError(LulcError):
     """An input's ground sampling distance differs from the model's beyond the tolerance."""
+
+
+class UploadNameError(LulcError):
+    """An uploaded file's name carries a folder path, ``..`` or control characters."""
+
+
+class IncompleteFileError(LulcError):
+    """A raster's header is whole but its pixel data ends before the header says it does."""
+
+
+def check_decoded_size(info: Mapping[str, object], *, max_bytes: int, name: str, file_bytes: int | None = None,
+                       hint: str = "crop it, or save it with fewer bands or as uint16") -> int:
+    """Refuse a raster that would take more than ``max_bytes`` of memory once decompressed, from its header.
+
+    A deflate GeoTIFF of a constant (or sparse) raster takes a few KB on disk and gigabytes when read, so an upload
+    is judged by what its header declares (count x height x width x itemsize), never by its file size.
+
+    Args:
+        info: Header of :func:`core.io.raster.raster_info` (``height``, ``width``, ``count``, ``dtype``).
+        max_bytes: Largest decoded size (bytes).
+        name: File name for the message (the user's).
+        file_bytes: Size of the file on disk (bytes), to name the ratio.
+        hint: How to get under the limit.
+
+    Returns:
+        The decoded size in bytes.
+
+    Raises:
+        SizeLimitError: Above ``max_bytes``; the message gives the bands, shape, dtype and both sizes.
+    """
+    h, w, c = int(info["height"]), int(info["width"]), int(info.get("count", 1))
+    dtype = np.dtype(str(info.get("dtype", "uint8")))
+    size = h * w * c * dtype.itemsize
+    if size > max_bytes:
+        on_disk = f" from a {_bytes(file_bytes)} file" if file_bytes else ""
+        raise SizeLimitError(
+            f"{name} would take {_bytes(size)} of memory when read ({c} band(s) x {h:,} x {w:,} pixels of {dtype.name}){on_disk}; "
+            f"the limit is {_bytes(max_bytes)}: {hint}"
+        )
+    return size
+
+
+MAX_BLOCKS_CHECKED = 50_000
+"""Most strips or tiles :func:`check_blocks_in_file` looks at (a larger file is left to the read itself)."""
+
+
+def check_blocks_in_file(path, *, name: str) -> None:
+    """Refuse a GeoTIFF whose strips or tiles lie beyond the end of the file (a cut-off upload or download).
+
+    Reads only the TIFF directory (GDAL's ``BLOCK_OFFSET_x_y`` / ``BLOCK_SIZE_x_y`` items of the ``TIFF`` metadata
+    domain), no pixels. A block without data (offset 0: a sparse file) is allowed; other formats are not checked.
+
+    Args:
+        path: The file.
+        name: File name for the message (the user's).
+
+    Raises:
+        IncompleteFileError: The pixel data runs past the end of the file; the message gives both sizes.
+    """
+    import os
+
+    import rasterio
+
+    size = os.path.getsize(path)
+    with rasterio.open(path) as ds:
+        if ds.driver != "GTiff":
+            return
+        bh, bw = ds.block_shapes[0]
+        rows, cols = -(-ds.height // bh), -(-ds.width // bw)
+        separate = (ds.tags(ns="IMAGE_STRUCTURE").get("INTERLEAVE") or "").upper() == "BAND"
+        bands = range(1, ds.count + 1) if separate else (1,)
+        if rows * cols * len(bands) > MAX_BLOCKS_CHECKED:
+            return
+        end = 0
+        for b in bands:
+            for i in range(rows):
+                for j in range(cols):
+                    off = ds.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=b)
+                    if off and int(off) > 0:
+                        end = max(end, int(off) + int(ds.get_tag_item(f"BLOCK_SIZE_{j}_{i}", "TIFF", bidx=b) or 0))
+    if end > size:
+        raise IncompleteFileError(
+            f"{name} is incomplete: its header is whole but its pixel data runs to byte {end:,} and the file ends at "
+            f"byte {size:,} ({_bytes(end - size)} missing), so the upload or download was cut off; upload the whole file again"
+        )
+
+
+def upload_name(name: str) -> str:
+    """The name of an uploaded file as the user gave it, for messages only (files are saved under generated names).
+
+    Args:
+        name: The name the browser sent.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        UploadNameError: The name holds a folder path (a slash or a backslash), is ``.`` or ``..``, is empty or holds
+            control characters: browsers send a file's own name only.
+    """
+    bad = not name or name.strip() in (".", "..") or "/" in name or "\\" in name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+    if bad or len(name) > 255:
+        shown = "".join(ch if 32 <= ord(ch) != 127 else "?" for ch in name)[:80]
+        raise UploadNameError(
+            f"the uploaded file's name {shown!r} is not a plain file name (it holds a folder path, '..' or control "
+            "characters); rename the file, e.g. to scene.tif, and upload it again"
+        )
+    return name
 
 
 def check_size(info: Mapping[str, object], *, max_pixels: int, name: str, hint: str = "crop it first") -> None:
@@ -69,7 +182,7 @@ def check_size(info: Mapping[str, object], *, max_pixels: int, name: str, hint: 
 def _bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
-            return f"{n:,.0f} {unit}"
+            return f"{n:,.1f} {unit}" if unit in ("GB", "TB") and n < 100 else f"{n:,.0f} {unit}"
         n /= 1024
     return f"{n:,.0f} TB"
 
