@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 from core.classes import get_scheme
 from core.io.outputs import atomic_write_text
-from core.io.raster import GeoRaster, write_cog
+from core.io.raster import GeoRaster, scheme_classes, write_cog
+from core.products.styles import write_class_map_styles
 from core.sources.earth_engine import (
     EarthEngineAdapter,
     EarthEngineError,
@@ -375,7 +376,9 @@ def _fetch_chip(adapter, chip_id, grid, lab, settings, out: Path) -> dict:
         return {"status": "skipped", "reason": f"{frac:.0%} masked or nodata pixels (limit {settings.max_nodata:.0%})",
                 "nodata_fraction": round(frac, 4)}
     write_cog(img, out / f"{chip_id}.tif")
+    classes = scheme_classes(get_scheme(LABEL_SCHEMES[settings.labels]))  # colour table + RAT, so QGIS shows class names
     write_cog(GeoRaster(label.data.astype(np.uint8), img.crs, img.transform, label.nodata, ("label",)), out / f"{chip_id}_label.tif",
-              colormap=get_scheme(LABEL_SCHEMES[settings.labels]).colormap())
+              classes=classes)
+    write_class_map_styles(out / f"{chip_id}_label.tif", classes)
     return {"status": "ok", "image": f"{chip_id}.tif", "label": f"{chip_id}_label.tif", "nodata_fraction": round(frac, 4)}
 

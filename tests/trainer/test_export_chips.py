@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 import rasterio
 
+from core.classes import get_scheme
 from core.config import REPO_ROOT
 from core.sources.earth_engine import CollectionSpec, PixelGrid
+from tests.core.test_map_outputs import gdal_rat, gdalinfo_json
 from trainer.config import load_config
 from trainer.data import load_exported_chips
 from trainer.export import ExportSettings, chip_grid, export_chips
@@ -70,6 +72,10 @@ def test_export_writes_georeferenced_chips_and_manifest(points, tmp_path):
         assert ds.descriptions == ("B2", "B3", "B4", "B8", "VV", "VH")
     with rasterio.open(out / "de1_label.tif") as ds:
         assert ds.read(1).max() == 8 and ds.colormap(1)[0][:3] == (0x41, 0x9B, 0xDF)
+    # QGIS and ArcGIS show the label chips by class name: a RAT read back by GDAL, and a same-name .qml
+    rat = gdal_rat(gdalinfo_json(out / "de1_label.tif"))
+    assert rat is not None and [row["f"][2] for row in rat["row"]] == get_scheme("dynamic_world").names
+    assert "water" in (out / "de1_label.qml").read_text()
     collections = {c for c, _ in fake.calls}
     assert collections == {"COPERNICUS/S2_HARMONIZED", "COPERNICUS/S1_GRD", "GOOGLE/DYNAMICWORLD/V1"}
 
