@@ -463,7 +463,8 @@ def predict_dask(
         batch_size: Tiles per forward call; default the run policy's.
         precision: ``fp32`` (default, the reference) or ``bf16`` (torch runtime).
         runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once on this machine).
-        workers: Local worker processes (default: CPU cores); ignored with ``scheduler``.
+        workers: Local worker processes (default: CPU cores), at most one per block; with one, the blocks run in this
+            process (no cluster); ignored with ``scheduler``.
         scheduler: Address of a running Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
         block_size: Block side in pixels (rounded to a multiple of ``tile - overlap``).
         blocks_dir: Folder of block files and manifest (default ``<dst>.blocks``).
@@ -481,7 +482,7 @@ def predict_dask(
         BlockFailedError: Blocks failed on every attempt (finished blocks are kept for a rerun).
         ManifestMismatchError: The blocks folder belongs to a run with other settings.
     """
-    from core.inference.blocks import block_grid_summary, predict_distributed
+    from core.inference.blocks import block_grid_summary, local_workers, predict_distributed
     from models.runtimes import ForwardFactory, bundle_checksum, onnx_path_for
 
     if (src is None) == (aoi is None):
@@ -502,13 +503,20 @@ def predict_dask(
         runtime, precision = resolve_runtime(ckpt, precision)  # large inputs: measuring pays
         policy = dataclasses.replace(policy, runtime=runtime, precision=precision)
     onnx_path = str(onnx_path_for(ckpt)) if runtime in ("onnxruntime", "openvino") else None
-    n_workers = workers or os.cpu_count() or 1
-    threads = None if scheduler else max(1, (os.cpu_count() or 1) // n_workers)
-    factory = ForwardFactory(ckpt, runtime=runtime, precision=precision, threads=threads, onnx_path=onnx_path)
     grid = block_grid_summary(info["height"], info["width"], block_size=block_size, tile=policy.tile, overlap=policy.overlap,
                               full_frame=policy.full_frame)
-    where = f"the cluster at {scheduler}" if scheduler else f"a local cluster of {n_workers} worker process(es), {threads} thread(s) each"
-    print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px on {where}; run: {policy.summary()}; "
+    # at most one worker per block; the cores are shared among the workers that have one (a worker
+    # without a block would take threads from the others and only cost start-up)
+    n_workers = local_workers(workers, grid["n_blocks"])
+    threads = None if scheduler else max(1, (os.cpu_count() or 1) // n_workers)
+    factory = ForwardFactory(ckpt, runtime=runtime, precision=precision, threads=threads, onnx_path=onnx_path)
+    if scheduler:
+        where = f"on the cluster at {scheduler}"
+    elif n_workers == 1:
+        where = f"in this process, {threads} thread(s) (one worker's work needs no cluster)"
+    else:
+        where = f"on a local cluster of {n_workers} worker process(es), {threads} thread(s) each"
+    print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px {where}; run: {policy.summary()}; "
           f"halo tiles add {100 * (grid['halo_overhead'] - 1):.0f} %")
     scheme = scheme_of(card)
     prov = run_provenance(ckpt, card.name, policy, input_path=src, earth_engine=_ee_provenance(source) if aoi else None)

@@ -33,6 +33,13 @@ The forward pass is made on each worker from a zero-argument, picklable ``forwar
 (for example :class:`models.runtimes.ForwardFactory`) and cached per worker process, so the model
 is loaded once per worker, not once per block. ``core`` never imports torch: the factory is given
 by the caller.
+
+A local cluster gets at most one worker per block to do (:func:`local_workers`); when that is one
+worker, no cluster is started and the blocks run in the calling process with the same manifest,
+retries and files. On the 2-core development machine a 2048 x 2048 input (one block at the default
+4096 px) took 1.8-2.2x the streaming run's wall time through a 2-worker LocalCluster (worker
+start-up, a second torch import and model load, one worker idle and the other on 1 thread), and
+about the streaming run's time in-process (``docs/benchmarks/peers.md``).
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ __all__ = [
     "predict_block",
     "predict_distributed",
     "add_class_table",
+    "local_workers",
     "MANIFEST_NAME",
 ]
 
@@ -298,6 +306,22 @@ def _load_manifest(path: Path, settings: dict) -> dict:
     return manifest
 
 
+def local_workers(workers: int | None, n_blocks: int) -> int:
+    """Worker processes a local cluster gets: ``workers`` (default: CPU cores), at most one per block to do.
+
+    A worker without a block would only cost start-up time and the threads the factory divides
+    among workers; with one worker left, :func:`predict_distributed` runs the blocks in this process.
+
+    Args:
+        workers: Asked for (``--workers``); None: ``os.cpu_count()``.
+        n_blocks: Blocks to predict.
+
+    Returns:
+        At least 1.
+    """
+    return max(1, min(workers or os.cpu_count() or 1, n_blocks))
+
+
 def _open_client(scheduler: str | None, workers: int | None, threads_per_worker: int, processes: bool):
     """A dask.distributed client: on ``scheduler`` if given, else on a new LocalCluster."""
     import logging
@@ -360,7 +384,10 @@ def predict_distributed(
         policy: How the model runs (:func:`core.inference.policy.plan_run` for the whole input): tile,
             overlap, batch size; a full-frame policy makes one block of the whole input.
         block_size: Wanted block side in pixels (rounded to a multiple of ``tile - overlap``).
-        workers: Worker processes of the local cluster (default: CPU cores).
+        workers: Worker processes of the local cluster (default: CPU cores), at most one per block to do
+            (:func:`local_workers`). When that leaves one worker (one block, or ``workers=1``), the blocks run
+            in this process, one after another, with the same manifest and retries: no cluster is started
+            (on a 2-core machine its start-up, a second torch import and model load cost about 7 s).
         threads_per_worker: Dask threads per local worker (1: one block at a time per worker;
             intra-op threads of the network are the factory's business).
         processes: Local workers as processes (True) or threads in this process (False).
@@ -409,18 +436,23 @@ def predict_distributed(
     if progress:
         progress(len(result.skipped), len(blocks))
     if todo:
-        own_cluster = None
-        if client is None:
-            client, own_cluster = _open_client(scheduler, workers, threads_per_worker, processes)
-        try:
-            kwargs = {"num_classes": num_classes, "class_ids": class_ids, "colormap": colormap,
-                      "confidence": confidence_path is not None}
-            tasks = _BlockTasks(client, (source, forward_factory, str(blocks_dir), policy), kwargs)
-            failed = _run_blocks(tasks, todo, blocks, manifest, result, retries=retries, progress=progress, log=log)
-        finally:
-            if own_cluster is not None:
-                client.close()
-                own_cluster.close()
+        kwargs = {"num_classes": num_classes, "class_ids": class_ids, "colormap": colormap,
+                  "confidence": confidence_path is not None}
+        args = (source, forward_factory, str(blocks_dir), policy)
+        if client is None and scheduler is None and local_workers(workers, len(todo)) == 1:
+            # one worker would have all the work: no cluster (worker start-up, a second torch import and model load)
+            failed = _run_blocks_here(args, kwargs, todo, blocks, manifest, result, retries=retries, progress=progress, log=log)
+        else:
+            own_cluster = None
+            if client is None:
+                client, own_cluster = _open_client(scheduler, local_workers(workers, len(todo)), threads_per_worker, processes)
+            try:
+                tasks = _BlockTasks(client, args, kwargs)
+                failed = _run_blocks(tasks, todo, blocks, manifest, result, retries=retries, progress=progress, log=log)
+            finally:
+                if own_cluster is not None:
+                    client.close()
+                    own_cluster.close()
         if failed:
             done = len(result.skipped) + len(result.computed)
             raise BlockFailedError(
@@ -531,6 +563,37 @@ def _run_blocks(tasks: _BlockTasks, todo: Sequence[DaskBlock], blocks: Sequence[
                 log(f"block {key} failed (attempt {attempt} of {retries + 1}): {msg}; giving up")
                 failed.append(key)
         fut.release()
+    return failed
+
+
+def _run_blocks_here(args: tuple, kwargs: dict, todo: Sequence[DaskBlock], blocks: Sequence[DaskBlock], manifest: _Manifest,
+                     result: DistributedResult, *, retries: int, progress, log) -> list[str]:
+    """:func:`_run_blocks` without Dask: the blocks one after another in this process, with the same retries and manifest.
+
+    Returns:
+        Keys of the blocks that failed on every attempt.
+    """
+    done = len(result.skipped)
+    failed: list[str] = []
+    for block in todo:
+        for attempt in range(1, retries + 2):
+            try:
+                stats = predict_block(block, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - as a Dask task's error: recorded, retried, then reported
+                msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                result.failures.append((block.key, attempt, msg))
+                last = attempt > retries
+                log(f"block {block.key} failed (attempt {attempt} of {retries + 1}): {msg}; {'giving up' if last else 'retrying'}")
+                if last:
+                    failed.append(block.key)
+                continue
+            result.computed.append(block.key)
+            result.stats.append(stats)
+            manifest.record(block, stats["seconds"])
+            done += 1
+            if progress:
+                progress(done, len(blocks))
+            break
     return failed
 
 

@@ -253,3 +253,39 @@ def test_earth_engine_blocks_are_fetched_per_block_and_equal_single_process(src,
                                 policy=toy_policy(TILE, OVERLAP, 5), block_size=BLOCK, client=client,
                                 confidence_path=tmp_path / "ee2_conf.tif", blocks_dir=res.blocks_dir)
     assert sorted(again.skipped) == sorted(res.computed) and log.read_text() == ""
+
+
+def test_local_cluster_gets_at_most_one_worker_per_block():
+    from core.inference.blocks import local_workers
+
+    assert local_workers(2, 1) == 1 and local_workers(4, 12) == 4 and local_workers(3, 2) == 2
+    assert local_workers(None, 1000) == (os.cpu_count() or 1) and local_workers(2, 0) == 1
+
+
+def test_one_worker_runs_the_blocks_in_this_process_without_a_cluster(src, tmp_path, monkeypatch):
+    """``workers=1`` (or one block): no LocalCluster is started; same map, manifest and retries as on Dask."""
+    import core.inference.blocks as blocks
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a cluster was started for one worker's work")
+
+    monkeypatch.setattr(blocks, "_open_client", no_cluster)
+    cls_ref, conf_ref = _single(src, tmp_path)
+    marker = tmp_path / "fail-once"
+    marker.touch()
+    messages: list[str] = []
+    res = _run(src, tmp_path / "here.tif", None, factory=ToyFactory(str(marker)), workers=1, log=messages.append)
+    assert {s["pid"] for s in res.stats} == {os.getpid()} and len(res.computed) == 12
+    assert [(k, a) for k, a, _ in res.failures] == [("r0002_c0003", 1)] and any("retrying" in m for m in messages)
+    np.testing.assert_array_equal(_read(tmp_path / "here.tif"), cls_ref)
+    np.testing.assert_allclose(_read(tmp_path / "here_conf.tif"), conf_ref, atol=1e-6, rtol=0)
+    assert len(json.loads((res.blocks_dir / MANIFEST_NAME).read_text())["blocks"]) == 12
+    # a block that fails every time: reported, the others kept, as on a cluster
+    marker.touch()
+    with pytest.raises(BlockFailedError, match=r"1 of 12 block\(s\) failed after 2 attempts"):
+        _run(src, tmp_path / "fails.tif", None, factory=ToyFactory(str(marker), transient=False), workers=1, retries=1)
+    # one block left to do with two workers asked for: also here
+    whole = predict_distributed(RasterSource(str(src), tuple(S2_BANDS9)), ToyFactory(), tmp_path / "one.tif", num_classes=K,
+                                colormap=COLORS, policy=toy_policy(TILE, OVERLAP, 5), block_size=4096, workers=2)
+    assert whole.n_blocks == 1 and [s["pid"] for s in whole.stats] == [os.getpid()]
+    np.testing.assert_array_equal(_read(tmp_path / "one.tif"), cls_ref)
