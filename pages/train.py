@@ -179,7 +179,7 @@ def follow(j=None, mine: bool = True) -> None:
         val_miou = prog["val_miou"]
     if val_miou is not None:
         st.metric("Latest validation mIoU", f"{val_miou:.3f}")
-    st.plotly_chart(training.training_figure(log, prog), width="stretch")
+    st.plotly_chart(training.training_figure(log, prog), width="stretch", key=f"train_chart_{training.run_label(j)}")
     with st.expander("Trainer output"):
         st.code(training.log_tail(j) or "(no output yet)")
     if s == "running":
