@@ -15,6 +15,7 @@ Sentinel-1 dB); nodata pixels (NaN) become 0 after normalisation, i.e. the band 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,16 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.card import CARD_VERSION, BundleError, ModelCard, _atomic, check_card_schema, read_card, write_card
+from models.card import (
+    CARD_VERSION,
+    BundleError,
+    ModelCard,
+    _atomic,
+    check_card_schema,
+    default_runtime,
+    read_card,
+    write_card,
+)
 from models.dynamicworld import dynamic_world_normalize
 from models.registry import create_model
 
@@ -46,10 +56,20 @@ class Bundle:
         device: Torch device for inference (``"cpu"`` by default).
         precision: ``"fp32"``, ``"bf16"`` (autocast), or ``"auto"``: bf16 where the CPU has
             native bf16 (oneDNN reports support, e.g. AVX-512 BF16/AMX) or on CUDA, else fp32.
+        runtime: What calling the bundle runs: ``"torch"``, or ``"onnxruntime"``/``"openvino"`` (fp32 on the CPU,
+            the bundle's ONNX export, :func:`models.runtimes.onnx_path_for`, made on the first call); None
+            (default): the card's where it applies (:func:`models.card.default_runtime`; the run policy
+            names the same one), PyTorch for a bundle without a folder. :attr:`model` is always the PyTorch
+            network (training, features, export).
+
+    Raises:
+        ValueError: Unknown precision or runtime.
+        BundleError: An ONNX runtime asked for a bundle without a folder, or with bf16 or a GPU.
     """
 
     def __init__(
-        self, model: torch.nn.Module, card: ModelCard, path: Path | None = None, *, device: str = "cpu", precision: str = "fp32"
+        self, model: torch.nn.Module, card: ModelCard, path: Path | None = None, *, device: str = "cpu", precision: str = "fp32",
+        runtime: str | None = None,
     ) -> None:
         self.model = model.eval().to(device).to(memory_format=torch.channels_last)
         self.card = card
@@ -60,6 +80,15 @@ class Bundle:
         if precision == "auto":
             precision = "bf16" if (self.device.type == "cuda" or _bf16_supported()) else "fp32"
         self.precision = precision
+        if runtime is None:
+            runtime = default_runtime(card, precision, self.device.type) if path is not None else "torch"
+        if runtime not in ("torch", "onnxruntime", "openvino"):
+            raise ValueError(f"runtime must be torch, onnxruntime or openvino, got {runtime!r}")
+        if runtime != "torch" and (path is None or precision != "fp32" or self.device.type != "cpu"):
+            raise BundleError(f"runtime {runtime} runs a saved bundle in fp32 on the CPU; use runtime torch here")
+        self.runtime = runtime
+        self._onnx = None
+        self._onnx_lock = threading.Lock()
         self._mean = torch.tensor(card.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(card.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
@@ -126,6 +155,21 @@ class Bundle:
             raise BundleError(f"unknown preprocessing {self.card.preprocessing!r} (known: standardize, dynamic_world)")
         return torch.nan_to_num((x - self._mean) / self._std, nan=0.0)
 
+    def _onnx_forward(self):
+        """The ONNX Runtime / OpenVINO forward of this bundle (exported and compiled on first use), or None on torch."""
+        if self.runtime == "torch":
+            return None
+        with self._onnx_lock:
+            if self._onnx is None:
+                from models.runtimes import OnnxForward, onnx_path_for  # models.runtimes imports this module
+
+                self._onnx = OnnxForward(onnx_path_for(self.path), self.runtime)
+        return self._onnx
+
+    def _runs_onnx(self, x: np.ndarray) -> bool:
+        # the export's resize is the strided convolution, which PyTorch too uses for even sides of 4 px and more
+        return self.runtime != "torch" and x.ndim == 4 and min(x.shape[-2:]) >= 4
+
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities for a batch of raw tiles.
@@ -138,9 +182,13 @@ class Bundle:
             float32 (B, K, H, W) softmax probabilities of ``logits / card.temperature`` (calibrated
             when ``fit`` stored a temperature).
 
+        On an ONNX runtime (:attr:`runtime`) the probabilities are the exported graph's, computed the same way.
+
         Raises:
             BundleError: C differs from the card's band count.
         """
+        if self._runs_onnx(x):
+            return self._onnx_forward()(x)
         return torch.softmax(self._logits(x) / float(self.card.temperature), dim=1).cpu().numpy()
 
     def _logits(self, x: np.ndarray) -> torch.Tensor:
@@ -157,6 +205,8 @@ class Bundle:
         Raises:
             BundleError: C differs from the card's band count.
         """
+        if self._runs_onnx(x):
+            return self._onnx_forward().logits(x)
         return self._logits(x).cpu().numpy()
 
 
@@ -197,13 +247,14 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
     return path
 
 
-def load_bundle(path: str | Path, *, device: str = "cpu", precision: str = "fp32") -> Bundle:
+def load_bundle(path: str | Path, *, device: str = "cpu", precision: str = "fp32", runtime: str | None = None) -> Bundle:
     """Load a bundle folder without unpickling anything.
 
     Args:
         path: Bundle folder (``card.json`` + ``model.safetensors``).
         device: Torch device.
         precision: See :class:`Bundle`.
+        runtime: What calling the bundle runs (see :class:`Bundle`); None: the card's where it applies.
 
     Returns:
         The bundle, network in eval mode with float32 weights.
@@ -241,4 +292,4 @@ def load_bundle(path: str | Path, *, device: str = "cpu", precision: str = "fp32
             f"weights in {weights} do not match the card ({card.arch}/{card.encoder}, "
             f"{len(card.bands)} bands, {card.num_classes} classes): {' '.join(first)}"
         ) from None
-    return Bundle(model, card, path, device=device, precision=precision)
+    return Bundle(model, card, path, device=device, precision=precision, runtime=runtime)

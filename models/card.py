@@ -21,7 +21,8 @@ from pathlib import Path
 
 from core.errors import LulcError  # the one import of core that models may make: the leaf module of errors
 
-__all__ = ["BundleError", "check_card_schema", "ModelCard", "read_card", "write_card", "find_bundles", "CARD_VERSION"]
+__all__ = ["BundleError", "check_card_schema", "ModelCard", "read_card", "write_card", "find_bundles", "default_runtime",
+           "CARD_VERSION"]
 
 CARD_VERSION = 1
 
@@ -68,6 +69,7 @@ _CARD_TYPES: dict[str, tuple[str, object]] = {
     "band_agreement": ("an object of band(s) -> number", lambda v: isinstance(v, dict) and all(_is_num(x) for x in v.values())),
     "level_agreement": ("an object of level -> object", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
     "license": ("text", lambda v: isinstance(v, str)),
+    "runtime": ("one of torch, onnxruntime, openvino (or empty)", lambda v: v in ("", "torch", "onnxruntime", "openvino")),
 }
 """Card field -> (what it must be, check of its JSON value): the card's schema by type."""
 
@@ -139,6 +141,9 @@ class ModelCard:
         temperature: Softmax temperature T > 0 fitted on the validation split by ``fit``
             (temperature scaling, Guo et al. 2017): probabilities are ``softmax(logits / T)``;
             1.0 = uncalibrated. It never changes the predicted class, only the confidence.
+        runtime: The runtime fp32 CPU inference uses by default (``"openvino"``, ``"onnxruntime"``) where its
+            package is installed (:func:`default_runtime`); empty or ``"torch"``: PyTorch. Set only where that
+            runtime was measured to reproduce the PyTorch fp32 labels (``models.runtimes.measure_runtimes``).
     """
 
     name: str
@@ -163,6 +168,7 @@ class ModelCard:
     level_agreement: dict = field(default_factory=dict)
     license: str = ""
     temperature: float = 1.0
+    runtime: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -267,6 +273,29 @@ def write_card(card: ModelCard, path: str | Path) -> Path:
     with _atomic(path / "card.json") as tmp:
         tmp.write_text(card.to_json() + "\n")
     return path
+
+
+def default_runtime(card: ModelCard, precision: str = "fp32", device: str = "cpu") -> str:
+    """The runtime a bundle runs on when nobody names one: the card's ``runtime`` where it applies, else torch.
+
+    It applies to fp32 on the CPU when the runtime's package is installed (ONNX Runtime and OpenVINO run
+    fp32 on the CPU only). The run policy (``core.inference.policy.default_runtime``) applies the same rule
+    to name the runtime in messages and provenance; ``tests/test_run_policy.py`` checks that both agree.
+
+    Args:
+        card: The bundle's card.
+        precision: ``"fp32"`` or ``"bf16"``.
+        device: Torch device type (``"cpu"``, ``"cuda"``).
+
+    Returns:
+        ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
+    """
+    import importlib.util
+
+    want = getattr(card, "runtime", "") or "torch"
+    if want == "torch" or precision != "fp32" or device != "cpu" or importlib.util.find_spec(want) is None:
+        return "torch"
+    return want
 
 
 def read_card(path: str | Path) -> ModelCard:

@@ -220,6 +220,7 @@ def save_corrected_bundle(bundle, weight, bias, output, *, classes: dict, correc
     overlap = (bundle.card.metrics or {}).get("overlap")
     card = dataclasses.replace(
         bundle.card, name=out.name, classes=classes, temperature=1.0, created="", training={"correction": correction},
+        runtime="",  # the base card's runtime was measured on the base network, not on this one: PyTorch
         metrics={"overlap": overlap} if overlap is not None else {}, band_agreement={}, level_agreement={}, notes=notes,
     )
     return save_bundle(model, card, out, half=False)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def export_onnx(bundle: Bundle | str | Path, path: str | Path, *, opset: int = O
     import onnx
 
     if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle, precision="fp32")
+        bundle = load_bundle(bundle, precision="fp32", runtime="torch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _RawInput(bundle).eval().to(memory_format=torch.contiguous_format)
@@ -255,7 +256,13 @@ class OnnxForward:
             compiled = core.compile_model(str(self.path), "CPU", config)
             self._request = compiled.create_infer_request()
             out = compiled.output(0)
-            self._run = lambda x: self._request.infer({0: x})[out]
+            lock = threading.Lock()  # one infer request: calls from several threads (the app's sessions) take turns
+
+            def run(x: np.ndarray) -> np.ndarray:
+                with lock:
+                    return self._request.infer({0: x})[out]  # a copy of the output (share_outputs=False)
+
+            self._run = run
             import onnx
 
             meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
@@ -419,7 +426,8 @@ def load_forward(bundle_dir: str | Path, *, runtime: str = DEFAULT_RUNTIME, prec
 
     Args:
         bundle_dir: Bundle folder.
-        runtime: ``torch`` (reference; GPUs, bf16), ``onnxruntime`` or ``openvino`` (CPU, fp32).
+        runtime: ``torch`` (reference; GPUs, bf16; always PyTorch, whatever the card's ``runtime``), ``onnxruntime``
+            or ``openvino`` (CPU, fp32).
         precision: For ``torch``: ``fp32``, ``bf16`` or ``auto`` (see :class:`models.bundle.Bundle`).
         threads: Intra-op threads (``torch.set_num_threads`` for torch); None leaves the default.
         onnx_path: The ONNX file for the ONNX runtimes (default :func:`onnx_path_for`).
@@ -435,7 +443,7 @@ def load_forward(bundle_dir: str | Path, *, runtime: str = DEFAULT_RUNTIME, prec
     if threads:
         torch.set_num_threads(int(threads))
     if runtime == "torch":
-        return load_bundle(bundle_dir, precision=precision)
+        return load_bundle(bundle_dir, precision=precision, runtime="torch")
     return OnnxForward(onnx_path or onnx_path_for(bundle_dir), runtime, threads=threads)
 
 

@@ -10,6 +10,7 @@ bound, the card's tile/overlap, precision.
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -107,6 +108,25 @@ def test_dynamic_world_runs_full_frame_and_the_unet_by_the_cards_tiles(maps):
     assert dw.full_frame and dw.frame == (264, 264) and dw.decision.nodata_per_band and dw.precision == "fp32"
     assert not unet.full_frame and (unet.tile, unet.overlap) == (256, 32) and not unet.decision.nodata_per_band
     assert unet.precision == "fp32" and unet.batch_size == DEFAULT_BATCH_SIZE
+    # each on its card's runtime, in the app as in predict (the maps above are equal): the port on OpenVINO where installed
+    assert unet.runtime == "torch" and dw.runtime == ("openvino" if importlib.util.find_spec("openvino") else "torch")
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_policy_names_the_runtime_the_bundle_runs(name, precision, monkeypatch):
+    """The app hands the bundle itself to the predictor: what it runs when called is what the policy names."""
+    from models.bundle import load_bundle
+
+    path = REPO_ROOT / "models" / name
+    b = load_bundle(path, precision=precision)
+    assert plan_run(b.card, 64, 64, precision=precision).runtime == b.runtime
+    assert b.runtime == ("openvino" if name == "dynamicworld" and precision == "fp32" and importlib.util.find_spec("openvino")
+                         else "torch")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in ("openvino", "onnxruntime") else real(n, *a))
+    assert plan_run(b.card, 64, 64, precision=precision).runtime == load_bundle(path, precision=precision).runtime == "torch"
+    assert plan_run(b.card, 64, 64, runtime="onnxruntime").runtime == "onnxruntime"  # the user's choice stands
 
 
 def test_full_frame_pads_to_even_never_to_a_square():

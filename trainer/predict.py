@@ -96,13 +96,13 @@ def forward_for(bundle: Bundle, policy: RunPolicy, *, measure: bool = False, qui
     if runtime == "auto":  # after every input check: a refused input never costs a measurement
         runtime, precision = resolve_runtime(bundle.path, precision, measure=measure, quiet=quiet)
     policy = dataclasses.replace(policy, runtime=runtime, precision=precision)
+    if getattr(bundle, "runtime", "torch") == runtime and bundle.precision == precision:
+        return bundle, policy  # the bundle runs it when called (its card's runtime, as the policy named it)
     if runtime != "torch":
         from models.runtimes import load_forward
 
         return load_forward(bundle.path, runtime=runtime, precision=precision), policy
-    if bundle.precision != precision:
-        bundle = load_bundle(bundle.path, precision=precision)
-    return bundle, policy
+    return load_bundle(bundle.path, precision=precision, runtime="torch"), policy
 
 
 def finish_outputs(dst: str | Path, scheme: ClassScheme, provenance: Provenance | None, *, confidence: str | Path | None = None,
@@ -118,7 +118,7 @@ def finish_outputs(dst: str | Path, scheme: ClassScheme, provenance: Provenance 
 def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | None = None, probabilities: str | None = None,
             tile: int | None = None, overlap: int | None = None, batch_size: int | None = None, precision: str = "fp32",
             max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto", bands: Sequence[str] | None = None,
-            progress: Callable[[int, int], None] | None = None, quiet: bool = False, runtime: str = "torch",
+            progress: Callable[[int, int], None] | None = None, quiet: bool = False, runtime: str | None = None,
             sld: bool = False) -> Path:
     """Write a class-map COG (and optionally confidence and probability COGs) for a GeoTIFF, with its sidecars.
 
@@ -147,7 +147,9 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
         bands: Names of the input's bands in file order (``--bands``), overriding its descriptions.
         progress: Called with (tiles done, tiles total) instead of a tile progress bar.
         quiet: Do not print the decision and the output paths.
-        runtime: ``torch`` (default), ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`), or
+        runtime: None (default): the card's (:func:`core.inference.policy.default_runtime`: PyTorch, or the ONNX
+            runtime a card names, e.g. OpenVINO for the Dynamic World port, where installed); ``torch``,
+            ``onnxruntime`` or ``openvino`` (:func:`models.runtimes.load_forward`), or
             ``auto``: the fastest one measured on this machine whose labels reproduce PyTorch fp32
             (:func:`resolve_runtime`; measured for inputs of at least :data:`AUTO_MEASURE_MIN_TILES` tiles).
         sld: Also write SLD styles beside the maps.
@@ -247,7 +249,7 @@ def _output_folders(files: Sequence[Path], output: str, *extra: str | None) -> t
 def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confidence: str | None = None,
                  probabilities: str | None = None, tile: int | None = None,
                  overlap: int | None = None, batch_size: int | None = None, precision: str = "fp32", max_pixels: int = DEFAULT_MAX_PIXELS, offset: str | int | None = "auto",
-                 bands: Sequence[str] | None = None, runtime: str = "torch", sld: bool = False) -> int:
+                 bands: Sequence[str] | None = None, runtime: str | None = None, sld: bool = False) -> int:
     """Predict several GeoTIFFs (files and/or folders) with one model load and one progress bar.
 
     Writes ``<output>/<stem>_classes.tif`` with its sidecars and STAC Item ``<stem>_classes.json``
@@ -268,7 +270,8 @@ def predict_many(checkpoint: str, inputs: Sequence[str], output: str, *, confide
         max_pixels: Size limit per input (H x W).
         offset: ``"auto"``, 0 or 1000, for every input.
         bands: ``--bands`` names, for every input.
-        runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once, see :func:`resolve_runtime`).
+        runtime: None (the card's), ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once, see
+            :func:`resolve_runtime`).
         sld: Also write SLD styles.
 
     Returns:
@@ -431,7 +434,7 @@ def predict_dask(
     overlap: int | None = None,
     batch_size: int | None = None,
     precision: str = "fp32",
-    runtime: str = "torch",
+    runtime: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     block_size: int = 4096,
@@ -462,7 +465,8 @@ def predict_dask(
         overlap: Overlap between tiles in pixels (<= tile / 2); default the run policy's.
         batch_size: Tiles per forward call; default the run policy's.
         precision: ``fp32`` (default, the reference) or ``bf16`` (torch runtime).
-        runtime: ``torch``, ``onnxruntime``, ``openvino`` or ``auto`` (measured once on this machine).
+        runtime: None (the card's, :func:`core.inference.policy.default_runtime`), ``torch``, ``onnxruntime``,
+            ``openvino`` or ``auto`` (measured once on this machine).
         workers: Local worker processes (default: CPU cores), at most one per block; with one, the blocks run in this
             process (no cluster); ignored with ``scheduler``.
         scheduler: Address of a running Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
@@ -499,9 +503,10 @@ def predict_dask(
                       batch_size=batch_size, precision=precision, runtime=runtime)
     for w in policy.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if runtime == "auto":
+    if policy.runtime == "auto":
         runtime, precision = resolve_runtime(ckpt, precision)  # large inputs: measuring pays
         policy = dataclasses.replace(policy, runtime=runtime, precision=precision)
+    runtime, precision = policy.runtime, policy.precision
     onnx_path = str(onnx_path_for(ckpt)) if runtime in ("onnxruntime", "openvino") else None
     grid = block_grid_summary(info["height"], info["width"], block_size=block_size, tile=policy.tile, overlap=policy.overlap,
                               full_frame=policy.full_frame)

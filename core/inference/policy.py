@@ -22,10 +22,15 @@ What is decided, from the model's card and the input's header (H, W) only:
 - **Nodata handling**: the ``dynamic_world`` preprocessing sees the valid bands of a partly empty
   pixel (``InputDecision.nodata_per_band``), as the original runs did; other networks see NaN in
   every band of such a pixel. Either way the pixel gets no class.
-- **Precision and runtime**: PyTorch fp32 (the reference) by default everywhere; bf16 autocast and
-  other runtimes only when the user asks for them (``--precision bf16``, ``--runtime``; the app's
-  precision control). ``--runtime auto`` chooses only runtimes whose labels reproduce PyTorch fp32
-  (:func:`models.runtimes.choose_runtime`).
+- **Precision and runtime**: fp32 by default everywhere, on the card's runtime (:func:`default_runtime`):
+  PyTorch, the reference, unless the card names an ONNX runtime measured to reproduce its PyTorch fp32
+  labels and that runtime is installed (the Dynamic World port's card names OpenVINO: eager PyTorch
+  cannot fuse its Mish activations, OpenVINO runs it about 5x faster with logits within 1e-5). bf16
+  autocast and other runtimes only when the user asks for them (``--precision bf16``, ``--runtime``;
+  the app's precision control); bf16 always runs on PyTorch. ``--runtime auto`` chooses only runtimes
+  whose labels reproduce PyTorch fp32 (:func:`models.runtimes.choose_runtime`). The bundle applies the
+  same rule when it is called (``models.card.default_runtime``), so a caller that hands the bundle
+  itself to the predictor (the app) runs the runtime its policy names.
 - **Input decision and level rule**: :mod:`core.inputs.decision` (band mapping, scale, offset, level);
   :func:`input_for_file` also reads the processing level of a sample-pack image from its scene.json,
   so the CLI and the app see the same level for the same file. A level the model was not trained on
@@ -56,6 +61,7 @@ __all__ = [
     "RunCard",
     "RunPolicy",
     "plan_run",
+    "default_runtime",
     "model_decision",
     "input_for_file",
 ]
@@ -91,6 +97,29 @@ class RunCard(Protocol):
     tile: int
     preprocessing: str
     metrics: dict
+
+
+def default_runtime(card: RunCard, precision: str = "fp32") -> str:
+    """The runtime a model runs on when the user names none: the card's ``runtime`` where it applies, else torch.
+
+    The card's runtime (``"onnxruntime"``, ``"openvino"``) applies to fp32 when its package is installed
+    (found by :func:`importlib.util.find_spec`, nothing imported); otherwise, and for bf16, PyTorch. The
+    bundle decides the same way what it runs when called (``models.card.default_runtime``; ``core`` does
+    not import ``models``, ``tests/test_run_policy.py`` checks that the two agree).
+
+    Args:
+        card: The model's card (its optional ``runtime`` field).
+        precision: ``"fp32"`` or ``"bf16"``.
+
+    Returns:
+        ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
+    """
+    import importlib.util
+
+    want = str(getattr(card, "runtime", "") or "torch")
+    if want not in ("onnxruntime", "openvino") or precision != "fp32" or importlib.util.find_spec(want) is None:
+        return "torch"
+    return want
 
 
 @dataclass(frozen=True)
@@ -231,7 +260,7 @@ def plan_run(
     overlap: int | None = None,
     batch_size: int | None = None,
     precision: str = "fp32",
-    runtime: str = "torch",
+    runtime: str | None = None,
 ) -> RunPolicy:
     """Decide how a model runs on an H x W input (see the module docstring for the rules).
 
@@ -246,7 +275,7 @@ def plan_run(
             shortened to tile / 2 for a smaller user tile).
         batch_size: User override of the tiles per forward call.
         precision: ``"fp32"`` (default, the reference) or ``"bf16"``.
-        runtime: One of :data:`RUNTIMES`.
+        runtime: One of :data:`RUNTIMES`; None (default): the card's (:func:`default_runtime`).
 
     Returns:
         The policy.
@@ -257,6 +286,9 @@ def plan_run(
     """
     if precision not in PRECISIONS:
         raise RunPolicyError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    card_runtime = runtime is None
+    if card_runtime:
+        runtime = default_runtime(card, precision)
     if runtime not in RUNTIMES:
         raise RunPolicyError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     reasons = []
@@ -276,6 +308,8 @@ def plan_run(
         TileGrid(max(1, height), max(1, width), t, o)  # validate tile/overlap now, before any pixel is read
     except ValueError as exc:
         raise RunPolicyError(f"model {getattr(card, 'name', 'model')!r} cannot run with tile {t} px and overlap {o} px: {exc}") from None
+    if card_runtime and runtime != "torch":
+        reasons.append(f"runtime {runtime} from the card (it reproduces the PyTorch fp32 labels)")
     prep = str(getattr(card, "preprocessing", "standardize"))
     return RunPolicy(
         model=str(getattr(card, "name", "model")), height=int(height), width=int(width), tile=t, overlap=o,

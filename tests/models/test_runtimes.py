@@ -132,3 +132,47 @@ def test_a_corrupt_runtime_choice_cache_is_measured_again(content, tmp_path, mon
     monkeypatch.setattr(rt, "measure_runtimes", lambda bundle_dir, **kw: measured)
     assert rt.choose_runtime(DEFAULT_BUNDLE_DIR)[:2] == ("torch", "fp32")
     assert json.loads(path.read_text())[key] == measured
+
+
+DW_DIR = DEFAULT_BUNDLE_DIR.parent / "dynamicworld"
+
+
+def test_dynamic_world_bundle_runs_its_cards_runtime_with_the_torch_labels(data_dir):
+    """The port's card names OpenVINO: calling the bundle runs it there, with PyTorch fp32's labels."""
+    if "openvino" not in available_runtimes():
+        pytest.skip("openvino is not installed")
+    from models.bundle import Bundle
+
+    b = load_bundle(DW_DIR)
+    assert b.card.runtime == "openvino" and b.runtime == "openvino"
+    ref = load_bundle(DW_DIR, runtime="torch")
+    assert ref.runtime == "torch" and load_forward(DW_DIR, runtime="torch").runtime == "torch"
+    with rasterio.open(data_dir / "samples" / "virginia-2016-01-12" / "image_s2.tif") as ds:
+        names = list(ds.descriptions)
+        idx = [names.index(band) + 1 for band in b.bands]
+        x = np.stack([ds.read(idx, window=Window(c, r, 128, 96)) for r, c in ((0, 0), (500, 300))]).astype(np.float32)
+    p, q = b(x), ref(x)
+    assert b._onnx is not None  # it really ran on OpenVINO
+    assert p.shape == q.shape == (2, 9, 96, 128)
+    assert float(np.abs(p - q).max()) < 1e-4 and (p.argmax(1) == q.argmax(1)).mean() >= 0.999
+    np.testing.assert_allclose(b.logits(x), ref.logits(x), atol=1e-3, rtol=0)
+    # bf16 and a bundle without a folder run on PyTorch; the U-Net's card names no runtime
+    assert load_bundle(DW_DIR, precision="bf16").runtime == "torch"
+    assert Bundle(ref.model, ref.card).runtime == "torch"
+    assert load_bundle(DEFAULT_BUNDLE_DIR).runtime == "torch"
+    with pytest.raises(BundleError, match="fp32 on the CPU"):
+        Bundle(ref.model, ref.card, None, runtime="openvino")
+
+
+def test_a_corrected_bundle_does_not_inherit_its_bases_runtime(tmp_path):
+    """The card's runtime was measured on the base network; a corrected network runs on PyTorch."""
+    from models.card import read_card
+    from models.features import feature_count, save_corrected_bundle
+
+    base = load_bundle(DW_DIR, runtime="torch")
+    n_feat, k0 = feature_count(base.model), base.num_classes
+    classes = {"name": "mine", "classes": [{"id": 0, "name": "a", "color": "#000000"}, {"id": 1, "name": "b", "color": "#ffffff"}]}
+    correction = {"base_classes": k0, "base_temperature": 1.0, "base_class_names": base.card.class_names}
+    out = save_corrected_bundle(base, np.zeros((2, n_feat + k0), np.float32), np.zeros(2, np.float32), tmp_path / "c",
+                                classes=classes, correction=correction)
+    assert read_card(out).runtime == "" and load_bundle(out).runtime == "torch"

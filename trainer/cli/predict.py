@@ -45,8 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "bf16 but some labels differ")
     r.add_argument("--max-megapixels", type=_int_at_least(1), default=500,
                    help="refuse inputs larger than this many million pixels (default 500, about four Sentinel-2 tiles)")
-    r.add_argument("--runtime", default="torch", choices=["torch", "auto", "onnxruntime", "openvino"],
-                   help="inference runtime: torch (default: the reference, the same map as the app's; GPUs, bf16), "
+    r.add_argument("--runtime", default=None, choices=["torch", "auto", "onnxruntime", "openvino"],
+                   help="inference runtime (default: the model card's, the same as the app's: torch, the reference, or for "
+                   "the Dynamic World port openvino where installed, whose labels reproduce torch fp32); torch (GPUs, bf16); "
                    "onnxruntime/openvino on the CPU (fp32; the bundle is exported to ONNX once and cached), or auto: the "
                    "fastest of them whose labels match PyTorch fp32 (logits within 1e-3, 99.9 %% of labels), measured once "
                    "per machine and bundle and cached (measured for inputs of 64+ tiles or --engine dask; smaller inputs use "
