@@ -49,18 +49,24 @@ def bench_dask(src: Path, out: Path, args, workers: int) -> dict:
     """One distributed run on a fresh LocalCluster of ``workers`` processes."""
     from core.classes import scheme_of
     from core.inference.block_sources import RasterSource
-    from core.inference.blocks import block_grid_summary, predict_distributed
+    from core.inference.blocks import block_grid_summary, local_workers, predict_distributed
+    from core.inference.policy import plan_run
     from models.bundle import read_card
-    from models.runtimes import ForwardFactory
+    from models.runtimes import ForwardFactory, onnx_path_for
 
     card = read_card(args.bundle)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    factory = ForwardFactory(str(Path(args.bundle).resolve()), runtime=args.runtime, precision="fp32", threads=threads)
+    policy = plan_run(card, args.size, args.size, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                      runtime=args.runtime)
+    n_blocks = block_grid_summary(args.size, args.size, block_size=args.block_size, tile=args.tile, overlap=args.overlap)["n_blocks"]
+    threads = max(1, (os.cpu_count() or 1) // local_workers(workers, n_blocks))  # as predict_dask divides the cores
+    onnx = str(onnx_path_for(args.bundle)) if args.runtime != "torch" else None
+    factory = ForwardFactory(str(Path(args.bundle).resolve()), runtime=args.runtime, precision="fp32", threads=threads,
+                             onnx_path=onnx)
     t0 = time.perf_counter()
     res = predict_distributed(
         RasterSource(str(src), tuple(card.bands)), factory, out, num_classes=card.num_classes,
         class_ids=[int(c["id"]) for c in card.classes["classes"]], colormap=scheme_of(card).colormap(),
-        tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, block_size=args.block_size, workers=workers,
+        policy=policy, block_size=args.block_size, workers=workers,
     )
     wall = time.perf_counter() - t0
     per_worker: dict[int, float] = {}
@@ -131,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--bundle", default="models/default")
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "openvino"])
-    p.add_argument("--skip", nargs="*", default=[], choices=["single", "dask1", "dask2", "resume"])
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run (default 1 2)")
+    p.add_argument("--skip", nargs="*", default=[], help="parts to leave out: single, dask<N> (e.g. dask1), resume")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args(argv)
     report: dict = {"size": args.size, "cores": os.cpu_count(), "runtime": args.runtime}
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             report["single"] = r
             print(f"single process: {r['wall_s']:.1f} s (model load {r['load_s']:.1f} s excluded), {r['mpx_s']:.3f} Mpx/s, "
                   f"{r['n_tiles']} tiles, peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
-        for w in (1, 2):
+        for w in args.workers:
             if f"dask{w}" in args.skip:
                 continue
             r = bench_dask(src, tmp / f"dask{w}.tif", args, w)
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
             with rasterio.open(tmp / "single.tif") as a:
                 ref = a.read(1)
-            for w in (1, 2):
+            for w in args.workers:
                 if f"dask{w}" in report:
                     with rasterio.open(tmp / f"dask{w}.tif") as b:
                         report[f"dask{w}"]["labels_equal_single"] = float((b.read(1) == ref).mean())
@@ -174,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({r['killed_after_s']:.1f} s); resumed run {r['resumed_s']:.1f} s = {r['resumed_over_clean']:.2f} x clean "
                   f"[{r['resume_line']}]; labels equal to the clean run: {r['labels_equal_clean']:.5f}", flush=True)
     print("\nsummary")
-    for w in (1, 2):
+    for w in args.workers:
         r = report.get(f"dask{w}")
         if r and "overhead_vs_single" in r:
             print(f"  dask {w} worker(s): wall {r['overhead_vs_single']:.2f} x single process; labels equal {r['labels_equal_single']:.5f}")

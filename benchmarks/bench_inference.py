@@ -188,20 +188,16 @@ def worker(spec: dict) -> dict:
     fwd = TimedForward(b)
     out: dict = {"bundle": desc, "precision": b.precision, "load_s": load_s, "threads": torch.get_num_threads()}
     if spec["mode"] == "tiled":
+        import rasterio
+
+        from core.inference.policy import plan_run
         from core.inference.streaming import predict_geotiff
 
+        with rasterio.open(spec["src"]) as ds:
+            h, w = ds.height, ds.width
+        policy = plan_run(b.card, h, w, tile=tile, overlap=spec["overlap"], batch_size=bs, runtime="torch")
         t0 = time.perf_counter()
-        predict_geotiff(
-            spec["src"],
-            spec["dst"],
-            fwd,
-            bands=b.bands,
-            num_classes=b.num_classes,
-            class_ids=b.class_ids,
-            tile=tile,
-            overlap=spec["overlap"],
-            batch_size=bs,
-        )
+        predict_geotiff(spec["src"], spec["dst"], fwd, policy, bands=b.bands, num_classes=b.num_classes, class_ids=b.class_ids)
         wall = time.perf_counter() - t0
         out.update(n_tiles=fwd.tiles)
     else:  # naive
