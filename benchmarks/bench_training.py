@@ -38,8 +38,13 @@ import torch  # noqa: E402
 CONFIG = "trainer/configs/default.yaml"
 
 
-def bench_steps(steps: int, batch_size: int, chip: int, warmup: int = 2, seed: int = 0) -> dict:
-    """Time ``steps`` optimizer steps of the training step on random batches."""
+def bench_steps(steps: int, batch_size: int, chip: int, warmup: int = 2, seed: int = 0, precision: str = "fp32",
+                channels_last: bool = False) -> dict:
+    """Time ``steps`` optimizer steps of the training step on random batches.
+
+    ``precision="bf16"``: forward and loss under CPU bf16 autocast (what Lightning's ``bf16-mixed`` does);
+    ``channels_last``: model and batches in channels-last memory format.
+    """
     from trainer.config import load_config
     from trainer.module import SegmentationTask
 
@@ -51,6 +56,8 @@ def bench_steps(steps: int, batch_size: int, chip: int, warmup: int = 2, seed: i
         cfg, in_channels=len(bands), class_names=[f"c{i}" for i in range(k)], class_weights=[1.0] * k
     )
     task.train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    task = task.to(memory_format=fmt)
     o = cfg["optim"]
     opt = torch.optim.AdamW(task.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
     gen = torch.Generator().manual_seed(seed)
@@ -67,7 +74,9 @@ def bench_steps(steps: int, batch_size: int, chip: int, warmup: int = 2, seed: i
         with torch.no_grad():
             x, ym = task.augment(x, y.unsqueeze(1).float())
             y = ym.squeeze(1).round().long()
-        loss = task._loss(task(x), y)
+        x = x.contiguous(memory_format=fmt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = task._loss(task(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -88,6 +97,8 @@ def bench_steps(steps: int, batch_size: int, chip: int, warmup: int = 2, seed: i
         "batch_size": batch_size,
         "chip_size": chip,
         "bands": len(bands),
+        "precision": precision,
+        "channels_last": channels_last,
         "arch": cfg["model"]["arch"],
         "encoder": cfg["model"]["encoder"],
         "threads": torch.get_num_threads(),
@@ -153,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--chip-size", type=int, default=128)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--variants", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp32-cl", "bf16-cl"],
+                   help="precision and memory format of the step, run in turn (-cl: channels_last); default fp32")
+    p.add_argument("--rounds", type=int, default=1, help="times each variant runs, interleaved (default 1)")
     p.add_argument("--ddp", action="store_true", help="run a 2-process DDP fit instead (heavy, needs data)")
     p.add_argument("--ddp-timeout", type=float, default=3600.0, help="seconds before the DDP run is stopped")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
@@ -185,16 +199,25 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.chip_size}), {args.warmup} warm-up + {args.steps} timed steps, {torch.get_num_threads()} threads =="
         )
         try:
-            r = bench_steps(args.steps, args.batch_size, args.chip_size, warmup=args.warmup)
-            report["train_step"] = r
-            print(
-                f"  model {r['arch']}/{r['encoder']}; step mean {r['step_s_mean']:.2f} s, median "
-                f"{r['step_s_median']:.2f} s, min {r['step_s_min']:.2f} s"
-            )
-            print(
-                f"  {r['chips_per_s']:.2f} chips/s ({args.chip_size}x{args.chip_size})  =  "
-                f"{r['img256_per_s']:.2f} images/s at 256x256"
-            )
+            runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+            for _ in range(args.rounds):
+                for v in args.variants:
+                    r = bench_steps(args.steps, args.batch_size, args.chip_size, warmup=args.warmup,
+                                    precision=v.split("-")[0], channels_last=v.endswith("-cl"))
+                    runs[v].append(r)
+                    print(
+                        f"  [{v}] model {r['arch']}/{r['encoder']}; step mean {r['step_s_mean']:.2f} s, median "
+                        f"{r['step_s_median']:.2f} s, min {r['step_s_min']:.2f} s; {r['chips_per_s']:.2f} chips/s "
+                        f"({args.chip_size}x{args.chip_size}) = {r['img256_per_s']:.2f} images/s at 256x256; load "
+                        f"{os.getloadavg()[0]:.1f}", flush=True
+                    )
+            report["train_step"] = runs[args.variants[0]][-1]
+            report["variants"] = runs
+            if len(args.variants) > 1:
+                base = float(np.median([r["step_s_median"] for r in runs[args.variants[0]]]))
+                for v in args.variants:
+                    med = float(np.median([r["step_s_median"] for r in runs[v]]))
+                    print(f"  {v}: median step {med:.3f} s = {base / med:.2f}x the speed of {args.variants[0]}")
         except Exception as exc:  # noqa: BLE001
             import traceback
 
