@@ -5,7 +5,8 @@ for fast land cover mapping", microsoft/landcover) and Development Seed's PEARL:
 its last feature map and base probabilities are cached once per scene, and only a final linear layer
 (multinomial logistic regression with L2) is refit on the user's points plus replay ("seed") samples drawn
 from the base model's own prediction, so that classes the user did not touch keep their extent and the class
-priors are not those of the clicks. Uncertain pixels are suggested by the min-margin rule (the margin
+priors are not those of the clicks (each untouched class gets replay samples of its own, weighted by the share of
+its area the user's points leave it; :func:`~core.correction.session.fit_correction`). Uncertain pixels are suggested by the min-margin rule (the margin
 between the top two probabilities; it beat entropy in microsoft/landcover's simulations).
 
 Modules: :mod:`~core.correction.head` (the logistic head), :mod:`~core.correction.points` (points I/O),

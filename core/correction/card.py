@@ -25,7 +25,7 @@ PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#4
 """Colours of user classes whose name matches no built-in class (Sasha Trubetskoy's 20 distinct colours)."""
 
 METHOD = ("frozen network, logistic head (L2) on its last feature map and log-probabilities, fitted on the points plus "
-          "replay samples of the base map (Robinson et al. AAAI 2020; PEARL)")
+          "replay samples of the base map and of its untouched classes (Robinson et al. AAAI 2020; PEARL)")
 """The method, as the card's ``training.correction.method`` names it."""
 
 

@@ -206,3 +206,41 @@ def test_em_prior_recovers_the_class_shares_of_a_shifted_scene():
     p1 = 1 / (1 + np.exp(-2 * x))  # the exact posterior under equal priors for N(+-1, 1)
     prior = em_prior(np.stack([1 - p1, p1], axis=1), np.array([0.5, 0.5]))
     assert abs(prior[1] - 0.2) < 0.02 and abs(prior.sum() - 1) < 1e-6
+
+
+def _small_class_cache(h: int = 120, w: int = 120) -> FeatureCache:
+    """The base says "a" where f0 < -1 (16 % of the pixels), "b" elsewhere, "c" never."""
+    f = np.random.default_rng(0).normal(size=(2, h, w)).astype(np.float32)
+    pa = 1 / (1 + np.exp(-4 * (-1.0 - f[0])))
+    probs = np.stack([pa, 1 - pa, np.full_like(pa, 1e-3)]).astype(np.float32)
+    probs /= probs.sum(0)
+    return FeatureCache(np.concatenate([f, np.log(probs)]).astype(np.float32), probs, np.ones((h, w), bool), ("a", "b", "c"))
+
+
+def test_untouched_small_class_keeps_its_extent_next_to_labelled_classes():
+    """Points of "b" and "c" only (none in "a"): the untouched-class replay keeps "a"; uniform replay alone loses ~45 % of it."""
+    cache = _small_class_cache()
+    f0, f1 = cache.features[0], cache.features[1]
+    rng = np.random.default_rng(0)
+    rb, cb = np.nonzero((f0 > -1) & (f1 < 1))
+    rc, cc = np.nonzero((f0 > -1) & (f1 >= 1))
+    pb, pc = rng.choice(rb.size, 100, replace=False), rng.choice(rc.size, 100, replace=False)
+    rows, cols, names = np.r_[rb[pb], rc[pc]], np.r_[cb[pb], cc[pc]], ["b"] * 100 + ["c"] * 100
+    base_a = cache.base_probs.argmax(0) == 0
+    kept = {}
+    for per_class in (0, 200):
+        rnd = fit_correction(cache, rows, cols, names, classes=("a", "b", "c"), untouched_replay=per_class)
+        kept[per_class] = (rnd.head.predict_map(cache.features).argmax(0)[base_a] == 0).mean()
+    assert kept[200] > 0.85 and kept[0] < 0.75
+
+
+def test_base_precision_from_the_points_that_land_on_a_base_class():
+    """Half of class 0's points lie on base class 2 (25 % of the map): 2 has precision 1 - 0.5 * 0.5 / 0.25 = 0; a quarter: 0.5."""
+    from core.correction.session import base_precision
+
+    base_at = np.array([0, 2, 0, 2, 1, 1, 1, 1])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    prec = base_precision(base_at, labels, base_area=np.array([0.5, 0.25, 0.25]), class_area=np.array([0.5, 0.5]))
+    assert prec[2] == 0.0 and prec[1] == 0.0  # base class 1 is all taken by class 1's own points: only untouched classes are asked
+    prec = base_precision(np.array([0, 0, 2, 0, 1, 1]), np.array([0, 0, 0, 0, 1, 1]), np.array([0.5, 0.25, 0.25]), np.array([0.5, 0.5]))
+    assert abs(prec[2] - 0.5) < 1e-9
