@@ -31,7 +31,8 @@ Also measured:
 
 * ``untouched``: the user labels in the base model's classes (reference crosswalked to Dynamic World names,
   so the replay of :func:`~core.correction.session.fit_correction` is on) at N = 200 and never labels
-  ``trees``; on the classes without a point, the per-class IoU against the reference of the corrected map
+  ``trees`` (``--untouched-replay 0`` runs it with the uniform replay alone, the method before the untouched-class replay);
+  on the classes without a point, the per-class IoU against the reference of the corrected map
   minus that of the base map (goal: within 0.01), and the share of the base map's pixels of those classes
   the corrected map keeps;
 * ``mlp``: the logistic head against a 1-hidden-layer MLP (torch, 64 ReLU units, Adam, weight decay) on the
@@ -62,7 +63,7 @@ import numpy as np  # noqa: E402
 
 from core.classes import ClassScheme, common_scheme  # noqa: E402
 from core.correction.cache import build_cache  # noqa: E402
-from core.correction.session import FeatureCache, em_prior, fit_correction, suggest_points  # noqa: E402
+from core.correction.session import UNTOUCHED_REPLAY, FeatureCache, em_prior, fit_correction, suggest_points  # noqa: E402
 from core.evaluation.metrics import metrics_from_confusion  # noqa: E402
 from core.sources.samples import get_scene, load_labels  # noqa: E402
 from models.bundle import load_bundle  # noqa: E402
@@ -247,8 +248,11 @@ def run_scene(s: Scene, bases: list[str], ns: list[int], seeds: dict[str, int], 
     return out
 
 
-def run_untouched(s: Scene, bases: list[str], seeds: dict[str, int], n: int = 200) -> list[dict]:
-    """Labels in the base classes (replay on), one class never labelled; per-class IoU change on untouched classes."""
+def run_untouched(s: Scene, bases: list[str], seeds: dict[str, int], n: int = 200, untouched_replay: int = UNTOUCHED_REPLAY) -> list[dict]:
+    """Labels in the base classes (replay on), one class never labelled; per-class IoU change on untouched classes.
+
+    ``untouched_replay`` is passed to :func:`~core.correction.session.fit_correction` (0: the uniform replay alone).
+    """
     if s.cw.source != s.scheme.name:  # water / not water has no Dynamic World name for "not water"
         return []
     dw_names = s.common.names
@@ -266,7 +270,7 @@ def run_untouched(s: Scene, bases: list[str], seeds: dict[str, int], n: int = 20
             flat = stratified(rng, ref_dw, s.left, given, n)
             rows, cols = flat // s.ref.shape[1], flat % s.ref.shape[1]
             names = [dw_names[int(v)] for v in ref_dw[rows, cols]]
-            rnd = fit_correction(cache, rows, cols, names, seed=seed)
+            rnd = fit_correction(cache, rows, cols, names, seed=seed, untouched_replay=untouched_replay)
             corr = np.array([dw_names.index(c) for c in rnd.classes])[s.right_map(rnd.head, cache).argmax(axis=0)]
             sc = s.confusion(corr[sel], ref_dw[:, s.w2:][sel])
             untouched = [c for c in range(len(dw_names)) if dw_names[c] not in set(names)
@@ -520,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bases", nargs="+", default=["default", "dynamicworld"], choices=list(BASES), help="base bundles corrected")
     p.add_argument("--dw-seeds", type=int, help="seeds for the dynamicworld base (default --seeds)")
     p.add_argument("--skip", nargs="*", default=[], choices=["untouched", "mlp", "round"], help="parts left out")
+    p.add_argument("--untouched-replay", type=int, default=UNTOUCHED_REPLAY,
+                   help=f"replay samples per untouched class in the untouched-class run (default {UNTOUCHED_REPLAY}; 0: uniform replay alone)")
     p.add_argument("--quick", action="store_true", help="brandenburg-osm and slovenia-0820, N 25 200, 2 seeds, default base")
     p.add_argument("--json", metavar="PATH", help="write every run and the summary as JSON")
     p.add_argument("--plot", metavar="PATH", help="write the OA-against-N plot (PNG)")
@@ -551,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         build[key] = s.build_s
         runs += run_scene(s, a.bases, ns, seeds, log)
         if "untouched" not in a.skip:
-            untouched += run_untouched(s, a.bases, seeds)
+            untouched += run_untouched(s, a.bases, seeds, untouched_replay=a.untouched_replay)
         if "mlp" not in a.skip and MLP_N in ns:
             mlp += run_mlp(s, a.bases, seeds)
         if "round" not in a.skip and key == "brandenburg-osm":
