@@ -36,7 +36,7 @@ from core.io.outputs import atomic_write_bytes, check_outputs
 __all__ = ["KEY", "Work", "Sample", "Checkpoint", "POLYGON_SAMPLE", "SAVE_ROOT", "get_work", "prepare", "add_point",
            "add_polygon", "add_class", "merge_classes", "undo", "clear", "suggest", "retrain", "go_back", "counts_table",
            "area_table", "agreement_table", "paint", "changed_rgba", "imagery_rgba", "points_csv_bytes", "points_gpkg_bytes",
-           "map_cog_bytes", "save_bundle", "cache_bytes_estimate", "MAX_CACHE_BYTES"]
+           "map_cog_bytes", "map_package_bytes", "save_bundle", "cache_bytes_estimate", "MAX_CACHE_BYTES"]
 
 KEY = "correct_work"
 """``st.session_state`` key of the :class:`Work` of the current analysis."""
@@ -597,6 +597,43 @@ def map_cog_bytes(work: Work, cp: Checkpoint | None = None) -> bytes:
     raster = GeoRaster(cp.labels[None].copy(), a.image.crs, a.image.transform, 255, ("class",),
                        meta={"classes": ",".join(cp.classes)})
     return cog_bytes(raster, colormap={i: col[c] for i, c in enumerate(cp.classes)})
+
+
+def map_package_bytes(work: Work, cp: Checkpoint | None = None, state=None) -> bytes:
+    """A checkpoint's map (default the latest) with the sidecars every class map gets, zipped.
+
+    The zip holds ``<scene>_corrected.tif`` (uint8 class ids 0..K-1 in the checkpoint's classes, colour table,
+    255 nodata, provenance tags), ``.tif.aux.xml`` (raster attribute table naming the user's classes, so QGIS and
+    ArcGIS show them), ``.qml`` (QGIS paletted style) and ``.json`` (STAC Item with checksums), built by
+    :func:`app.exports.class_map_files` as for the Export page. The provenance is the corrected run's
+    (:func:`app.exports.analysis_provenance`) with the bundle named ``<base> + correction, <round>``; its
+    ``LULC_BUNDLE_SHA256`` is the base bundle's weights (a correction not saved has no weights file; the
+    saved bundle's card records that hash as ``base_sha256``).
+
+    Args:
+        work: The correction session.
+        cp: The checkpoint (default the current one).
+        state: The app session (Earth Engine cloud threshold), or ``None``.
+
+    Returns:
+        The zip's bytes.
+
+    Raises:
+        FileNotFoundError: The base bundle has no ``model.safetensors``.
+    """
+    from dataclasses import replace
+
+    from app import exports
+    from core.io.raster import GeoRaster
+
+    cp = cp or work.current
+    a = work.analysis
+    col = colors_of(work, cp.classes)
+    raster = GeoRaster(cp.labels[None].copy(), a.image.crs, a.image.transform, 255, ("class",))
+    prov = exports.analysis_provenance(a, state)
+    prov = replace(prov, bundle=f"{prov.bundle} + correction, {cp.title}")
+    files = exports.class_map_files(f"{a.scene_id}_corrected", raster, {i: (c, col[c]) for i, c in enumerate(cp.classes)}, prov)
+    return exports.zip_bytes(files)
 
 
 def save_bundle(work: Work, root: str | Path | None = None) -> Path:

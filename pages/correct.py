@@ -1,5 +1,6 @@
 """Correct: label points or polygons where the map is wrong, retrain the model's last layer, compare rounds, export."""
 
+import functools
 
 import streamlit as st
 from streamlit_folium import st_folium
@@ -142,7 +143,7 @@ if cp.round is not None:
                    "map. This is not an accuracy estimate: your points are not a probability sample; the Accuracy & area page gives one.")
 
 st.subheader("Export")
-e1, e2, e3, e4 = st.columns(4)
+e1, e2, e3, e5, e4 = st.columns(5)
 stem = f"{a.scene_id}_corrections"
 if work.samples:
     e1.download_button("Corrections (GeoPackage)", correction.points_gpkg_bytes(work), file_name=f"{stem}.gpkg",
@@ -152,6 +153,9 @@ if work.samples:
 if cp.round is not None:
     e3.download_button(f"Corrected map, {cp.title} (COG)", correction.map_cog_bytes(work), file_name=f"{a.scene_id}_corrected.tif",
                        mime="image/tiff", key="correct_dl_cog")
+    e5.download_button(f"Corrected map for QGIS, {cp.title} (zip: COG, class names, .qml, STAC Item)",
+                       functools.partial(correction.map_package_bytes, work, cp, state), file_name=f"{a.scene_id}_corrected.zip",
+                       mime="application/zip", key="correct_dl_zip")
     if e4.button("Save corrected model", key="correct_save", help="Writes a bundle into runs/, named by date; Explore lists it under Model"):
         saved = act(correction.save_bundle)
         if saved is not None:

@@ -4,6 +4,7 @@ bad input; and ``finetune`` from the saved corrections CSV reproduces the page's
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import numpy as np
@@ -95,7 +96,24 @@ def test_add_points_retrain_undo_go_back_export(app, tmp_path, monkeypatch):
     assert app.radio(key="correct_round").options == ["Base model", "Round 1"]
     assert np.array_equal(work.current.labels, first) and len(work.samples) == 7
     # exports: GeoPackage and CSV of the corrections, the map as a COG, the bundle into runs/
-    assert len(app.get("download_button")) == 3
+    assert len(app.get("download_button")) == 4
+    # the corrected map for QGIS: COG + RAT naming the user's classes + .qml + STAC Item, the round in the provenance
+    import zipfile
+
+    from tests.core.test_map_outputs import gdal_rat, gdalinfo_json
+
+    pkg = tmp_path / "pkg"
+    zipfile.ZipFile(io.BytesIO(correction.map_package_bytes(work))).extractall(pkg)
+    stem = f"{work.analysis.scene_id}_corrected"
+    assert sorted(p.name for p in pkg.iterdir()) == sorted(f"{stem}{s}" for s in (".tif", ".tif.aux.xml", ".qml", ".json"))
+    info = gdalinfo_json(pkg / f"{stem}.tif")
+    assert [row["f"][2] for row in gdal_rat(info)["row"]] == list(work.current.classes)
+    assert "built" in (pkg / f"{stem}.qml").read_text()
+    tags = info["metadata"][""]
+    assert tags["LULC_BUNDLE"].endswith("+ correction, Round 1") and len(tags["LULC_BUNDLE_SHA256"]) == 64
+    item = json.loads((pkg / f"{stem}.json").read_text())
+    classes = {c["value"]: c["name"] for c in item["assets"]["map"]["classification:classes"]}
+    assert classes == {**dict(enumerate(work.current.classes)), 255: "no_data"}
     gpkg = tmp_path / "c.gpkg"
     gpkg.write_bytes(correction.points_gpkg_bytes(work))
     import pyogrio
