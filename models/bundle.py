@@ -161,9 +161,14 @@ class Bundle:
             return None
         with self._onnx_lock:
             if self._onnx is None:
-                from models.runtimes import OnnxForward, onnx_path_for  # models.runtimes imports this module
+                from models.runtimes import (  # models.runtimes imports this module
+                    OnnxForward,
+                    onnx_metadata,
+                    onnx_path_for,
+                )
 
-                self._onnx = OnnxForward(onnx_path_for(self.path), self.runtime)
+                # the export is keyed by this card's and weights' checksum, so its metadata are this card's
+                self._onnx = OnnxForward(onnx_path_for(self.path), self.runtime, metadata=onnx_metadata(self))
         return self._onnx
 
     def _runs_onnx(self, x: np.ndarray) -> bool:

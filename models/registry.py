@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import segmentation_models_pytorch as smp
 import torch
 from safetensors.torch import load_file
 
@@ -23,15 +22,17 @@ from models.dynamicworld import DynamicWorldNet
 
 __all__ = ["ARCHITECTURES", "create_model", "load_encoder_weights", "find_bundles"]
 
-ARCHITECTURES: dict[str, type[torch.nn.Module]] = {
-    "unet": smp.Unet,
-    "unetplusplus": smp.UnetPlusPlus,
-    "fpn": smp.FPN,
-    "deeplabv3plus": smp.DeepLabV3Plus,
-    "dynamicworld": DynamicWorldNet,
+ARCHITECTURES: dict[str, str] = {
+    "unet": "Unet",
+    "unetplusplus": "UnetPlusPlus",
+    "fpn": "FPN",
+    "deeplabv3plus": "DeepLabV3Plus",
+    "dynamicworld": "DynamicWorldNet",
 }
-"""Architecture name -> network class (smp classes; ``dynamicworld`` is the fixed Dynamic World network,
-9 bands in, 9 classes out, any H and W, which ignores ``encoder``)."""
+"""Architecture name -> network class name: a ``segmentation_models_pytorch`` class, imported only when such a
+network is built (importing smp and timm takes 2-6 s on a 2-core machine, which a Dynamic World run does not
+need); ``dynamicworld`` is :class:`models.dynamicworld.DynamicWorldNet`, the fixed Dynamic World network, 9 bands
+in, 9 classes out, any H and W, which ignores ``encoder``."""
 
 
 def create_model(
@@ -64,9 +65,11 @@ def create_model(
         raise KeyError(f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
     if arch == "dynamicworld":
         return DynamicWorldNet(in_channels=in_channels, num_classes=num_classes)
+    import segmentation_models_pytorch as smp
+
     local = encoder_weights is not None and Path(str(encoder_weights)).suffix == ".safetensors"
     try:
-        model = ARCHITECTURES[arch](
+        model = getattr(smp, ARCHITECTURES[arch])(
             encoder_name=encoder,
             encoder_weights=None if local else encoder_weights,
             in_channels=in_channels,

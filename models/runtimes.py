@@ -223,12 +223,15 @@ class OnnxForward:
         onnx_path: File written by :func:`export_onnx`.
         runtime: ``"onnxruntime"`` or ``"openvino"``.
         threads: Intra-op threads (default: the runtime's own choice, all cores).
+        metadata: The file's ``metadata_props`` when the caller has them (:func:`onnx_metadata` of the bundle it
+            was exported from); OpenVINO then needs no ``onnx`` import to read them from the file.
 
     Raises:
         BundleError: The runtime is not installed or the file is not an exported bundle.
     """
 
-    def __init__(self, onnx_path: str | Path, runtime: str = "onnxruntime", *, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, runtime: str = "onnxruntime", *, threads: int | None = None,
+                 metadata: dict[str, str] | None = None) -> None:
         self.path = Path(onnx_path)
         self.runtime = runtime
         if runtime == "onnxruntime":
@@ -263,9 +266,11 @@ class OnnxForward:
                     return self._request.infer({0: x})[out]  # a copy of the output (share_outputs=False)
 
             self._run = run
-            import onnx
+            if metadata is None:
+                import onnx
 
-            meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+                metadata = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+            meta = metadata
         else:
             raise BundleError(f"unknown ONNX runtime {runtime!r} (known: onnxruntime, openvino)")
         if "card" not in meta:

@@ -96,3 +96,17 @@ def test_odd_sizes_fall_back_to_the_resize():
     x = torch.randn(1, 2, 9, 7, generator=torch.Generator().manual_seed(4))
     ref = F.interpolate(x, size=(4, 3), mode="bilinear", align_corners=False, antialias=True)
     assert torch.equal(_half_antialiased(x), ref)
+
+
+def test_the_port_runs_without_importing_smp():
+    """A Dynamic World run does not pay for segmentation_models_pytorch and timm (2-6 s of start-up on 2 cores)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from models.bundle import load_bundle; b = load_bundle(sys.argv[1]); "
+            "p = b(np.full((1, 9, 32, 32), 1000.0, np.float32)); assert p.shape == (1, 9, 32, 32); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('segmentation_models_pytorch', 'timm')))")
+    out = subprocess.run([sys.executable, "-c", code, str(BUNDLE)], capture_output=True, text=True, timeout=300,
+                         cwd=BUNDLE.parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
