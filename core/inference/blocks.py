@@ -182,6 +182,7 @@ def predict_block(
     colormap: Mapping[int, str] | None = None,
     confidence: bool = False,
     gdal_cache_mb: int = 64,
+    forward: ForwardFn | None = None,
 ) -> dict:
     """Predict one block and write its COG(s); idempotent (a rerun rewrites the same files).
 
@@ -199,6 +200,8 @@ def predict_block(
         colormap: Class id -> ``#rrggbb``.
         confidence: Also write the confidence COG.
         gdal_cache_mb: GDAL block cache of the task (MB).
+        forward: The forward pass already made from ``forward_factory`` (the in-process runner makes it once);
+            None: made once per process from the factory (:func:`core.inference.block_sources.made_once`).
 
     Returns:
         ``{"key", "seconds", "tiles", "peak_rss_mb", "pid"}``; peak RSS is the worker process's
@@ -210,7 +213,7 @@ def predict_block(
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    forward = made_once(forward_factory)
+    forward = forward if forward is not None else made_once(forward_factory)
     lut = _class_lut(num_classes, class_ids)
     cls = np.full((block.height, block.width), NODATA_CLASS, dtype=np.uint8)
     conf = np.zeros((block.height, block.width), dtype=np.float32) if confidence else None
@@ -575,10 +578,13 @@ def _run_blocks_here(args: tuple, kwargs: dict, todo: Sequence[DaskBlock], block
     """
     done = len(result.skipped)
     failed: list[str] = []
+    forward = None
     for block in todo:
         for attempt in range(1, retries + 2):
             try:
-                stats = predict_block(block, *args, **kwargs)
+                if forward is None:
+                    forward = args[1]()  # the factory's forward, made once here (a failed load is retried like a block)
+                stats = predict_block(block, *args, forward=forward, **kwargs)
             except Exception as exc:  # noqa: BLE001 - as a Dask task's error: recorded, retried, then reported
                 msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
                 result.failures.append((block.key, attempt, msg))
