@@ -194,6 +194,11 @@ class TrainerConfig(_Section):
 
     Scale out with ``devices``, ``num_nodes`` and ``strategy`` (``"ddp"`` uses gloo on CPU, NCCL
     on GPUs): more machines need only these values changed.
+
+    ``precision`` is Lightning's (``"32-true"``; ``"bf16-mixed"``: bf16 autocast, faster on CPUs with native
+    bf16). ``channels_last``: the network's weights and every batch in channels-last (NHWC) memory format
+    during training, validation and test (off by default; the saved bundle is the same either way, its
+    weights are stored contiguous).
     """
 
     max_epochs: int = 60
@@ -203,6 +208,7 @@ class TrainerConfig(_Section):
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    channels_last: bool = False
     log_every_n_steps: int = 5
     limit_train_batches: float | int | None = None
     progress_bar: bool = True

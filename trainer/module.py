@@ -14,6 +14,7 @@ are safe for any number of bands, and the noise leaves band ratios' expectation 
 Validation metrics come from one confusion matrix per epoch (:mod:`core.evaluation.metrics`).
 Fine-tuning (``model.init_from``, ``model.encoder_weights``): ``model.freeze_encoder`` keeps the encoder's weights and
 BatchNorm statistics as loaded (no gradient, eval mode); only the decoder and the head learn.
+Memory format (``trainer.channels_last``): the network's weights and each batch in channels-last (NHWC), off by default.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class SegmentationTask(L.LightningModule):
                 raise ValueError(f"model.freeze_encoder: architecture {m['arch']!r} has no separate encoder to freeze")
             encoder.requires_grad_(False)
             encoder.eval()
+        self.channels_last = bool(cfg.get("trainer", {}).get("channels_last", False))
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32), ignore_index=NODATA_CLASS)
         self.dice = DiceLoss(mode="multiclass", ignore_index=NODATA_CLASS)
         self.dice_weight = float(cfg["loss"]["dice_weight"])
@@ -131,7 +135,9 @@ class SegmentationTask(L.LightningModule):
         return cls(cfg.to_dict(), in_channels, list(class_names), [float(w) for w in class_weights])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K, H, W) of normalised input (B, C, H, W)."""
+        """Logits (B, K, H, W) of normalised input (B, C, H, W) (in channels-last memory format with ``trainer.channels_last``)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
     def focal(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
