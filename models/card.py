@@ -330,6 +330,10 @@ def read_card(path: str | Path) -> ModelCard:
 def find_bundles(*roots: str | Path) -> list[Path]:
     """Folders below ``roots`` (searched recursively) that hold a model bundle (``card.json``).
 
+    Folders whose name (below the root) starts with ``.`` are skipped: that is where bundles are
+    built before they are renamed into place (``.bundle.*.partial``), so a bundle is never listed
+    half-made.
+
     Returns:
         Sorted bundle folder paths; missing roots are skipped.
     """
@@ -337,5 +341,7 @@ def find_bundles(*roots: str | Path) -> list[Path]:
     for root in roots:
         root = Path(root)
         if root.is_dir():
-            found.update(p.parent.resolve() for p in root.rglob("card.json") if (p.parent / "model.safetensors").exists())
+            found.update(p.parent.resolve() for p in root.rglob("card.json")
+                         if (p.parent / "model.safetensors").exists()
+                         and not any(part.startswith(".") for part in p.relative_to(root).parts[:-1]))
     return sorted(found)

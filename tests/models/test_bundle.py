@@ -117,7 +117,10 @@ def test_local_encoder_weights_are_loaded(tmp_path):
 def test_find_bundles(tmp_path):
     save_bundle(trained_like_model(), card(), tmp_path / "a" / "b1")
     (tmp_path / "c").mkdir()
+    # a complete bundle still in its hidden build folder (before the rename into place) is not listed
+    save_bundle(trained_like_model(), card(), tmp_path / "runs" / ".bundle.x1.partial")
     assert [p.name for p in find_bundles(tmp_path, tmp_path / "missing")] == ["b1"]
+    assert find_bundles(tmp_path / "runs" / ".bundle.x1.partial") != []  # a hidden root itself is searched
 
 
 def test_bundle_loading_never_unpickles(tmp_path):
