@@ -184,7 +184,8 @@ def predict(checkpoint: str | Bundle, src: str, dst: str, *, confidence: str | N
     if not quiet:
         print(f"run: {policy.summary()}")
     scheme = scheme_of(bundle.card)
-    prov = run_provenance(bundle.path, bundle.card.name, policy, input_path=src) if bundle.path is not None else None
+    prov = (run_provenance(bundle.path, bundle.card.name, policy, input_path=src, input_name=name)  # the user's name, not the VRT's
+            if bundle.path is not None else None)
     kwargs = dict(bands=bundle.bands, num_classes=bundle.num_classes, class_ids=bundle.class_ids, colormap=scheme.colormap(),
                   confidence_path=confidence, probabilities_path=probabilities, class_names=dict(zip(scheme.ids, scheme.names, strict=True)),
                   tags=prov.to_tags() if prov is not None else None)
@@ -524,7 +525,8 @@ def predict_dask(
     print(f"{grid['n_blocks']} block(s) of {grid['block_size']} px {where}; run: {policy.summary()}; "
           f"halo tiles add {100 * (grid['halo_overhead'] - 1):.0f} %")
     scheme = scheme_of(card)
-    prov = run_provenance(ckpt, card.name, policy, input_path=src, earth_engine=_ee_provenance(source) if aoi else None)
+    prov = run_provenance(ckpt, card.name, policy, input_path=str(getattr(source, 'path', src)) if src else None,
+                          input_name=Path(src).name if src else None, earth_engine=_ee_provenance(source) if aoi else None)
     with tqdm(total=grid["n_blocks"], unit="block", desc="predict (dask)") as bar:
         res = predict_distributed(
             source, factory, dst, num_classes=card.num_classes,

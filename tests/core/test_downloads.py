@@ -510,3 +510,16 @@ def test_sfim_sharpening_reduces_the_error_on_a_downsampled_10m_band(tmp_path, d
     assert rmse[1] < 0.95 * rmse[0], rmse
     kb = card.bands.index("B2")
     np.testing.assert_array_equal(x1[kb], x0[kb])  # 10 m bands untouched
+
+
+def test_predict_names_the_product_not_its_cached_vrt_in_the_provenance(tmp_path, data_dir):
+    """A map made from a STAC Item (or a SAFE) is tagged with the name the user gave, not the cache's ``.vrt``."""
+    from trainer.predict import predict
+
+    bands, crs, t = pack_crop(data_dir, NZ, size=60)
+    item = make_stac(tmp_path / "stac", bands, crs, t)
+    model = Path(__file__).resolve().parents[2] / "models" / "default"
+    predict(str(model), str(item), str(tmp_path / "map.tif"), quiet=True)
+    with rasterio.open(tmp_path / "map.tif") as ds:
+        name = ds.tags()["LULC_INPUT_NAME"]
+    assert name == Path(item).name and not name.endswith(".vrt")
