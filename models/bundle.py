@@ -30,7 +30,6 @@ from models.card import (
     ModelCard,
     _atomic,
     check_card_schema,
-    default_runtime,
     read_card,
     write_card,
 )
@@ -58,7 +57,7 @@ class Bundle:
             native bf16 (oneDNN reports support, e.g. AVX-512 BF16/AMX) or on CUDA, else fp32.
         runtime: What calling the bundle runs: ``"torch"``, or ``"onnxruntime"``/``"openvino"`` (fp32 on the CPU,
             the bundle's ONNX export, :func:`models.runtimes.onnx_path_for`, made on the first call); None
-            (default): the card's where it applies (:func:`models.card.default_runtime`; the run policy
+            (default): the card's where it applies (:meth:`models.card.ModelCard.default_runtime`; the run policy
             names the same one), PyTorch for a bundle without a folder. :attr:`model` is always the PyTorch
             network (training, features, export).
 
@@ -81,7 +80,7 @@ class Bundle:
             precision = "bf16" if (self.device.type == "cuda" or _bf16_supported()) else "fp32"
         self.precision = precision
         if runtime is None:
-            runtime = default_runtime(card, precision, self.device.type) if path is not None else "torch"
+            runtime = card.default_runtime(precision, self.device.type) if path is not None else "torch"
         if runtime not in ("torch", "onnxruntime", "openvino"):
             raise ValueError(f"runtime must be torch, onnxruntime or openvino, got {runtime!r}")
         if runtime != "torch" and (path is None or precision != "fp32" or self.device.type != "cpu"):

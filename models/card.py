@@ -21,8 +21,7 @@ from pathlib import Path
 
 from core.errors import LulcError  # the one import of core that models may make: the leaf module of errors
 
-__all__ = ["BundleError", "check_card_schema", "ModelCard", "read_card", "write_card", "find_bundles", "default_runtime",
-           "CARD_VERSION"]
+__all__ = ["BundleError", "check_card_schema", "ModelCard", "read_card", "write_card", "find_bundles", "CARD_VERSION"]
 
 CARD_VERSION = 1
 
@@ -142,7 +141,7 @@ class ModelCard:
             (temperature scaling, Guo et al. 2017): probabilities are ``softmax(logits / T)``;
             1.0 = uncalibrated. It never changes the predicted class, only the confidence.
         runtime: The runtime fp32 CPU inference uses by default (``"openvino"``, ``"onnxruntime"``) where its
-            package is installed (:func:`default_runtime`); empty or ``"torch"``: PyTorch. Set only where that
+            package is installed (:meth:`default_runtime`); empty or ``"torch"``: PyTorch. Set only where that
             runtime was measured to reproduce the PyTorch fp32 labels (``models.runtimes.measure_runtimes``).
     """
 
@@ -169,6 +168,28 @@ class ModelCard:
     license: str = ""
     temperature: float = 1.0
     runtime: str = ""
+
+    def default_runtime(self, precision: str = "fp32", device: str = "cpu") -> str:
+        """The runtime this model runs on when nobody names one: :attr:`runtime` where it applies, else torch.
+
+        It applies to fp32 on the CPU when the runtime's package is installed (found by
+        :func:`importlib.util.find_spec`, nothing imported; ONNX Runtime and OpenVINO run fp32 on the CPU
+        only). The one rule for the bundle (:class:`models.bundle.Bundle`) and the run policy
+        (``core.inference.policy.default_runtime``, which calls this method).
+
+        Args:
+            precision: ``"fp32"`` or ``"bf16"``.
+            device: Torch device type (``"cpu"``, ``"cuda"``).
+
+        Returns:
+            ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
+        """
+        import importlib.util
+
+        want = self.runtime or "torch"
+        if want not in ("onnxruntime", "openvino") or precision != "fp32" or device != "cpu" or importlib.util.find_spec(want) is None:
+            return "torch"
+        return want
 
     @property
     def num_classes(self) -> int:
@@ -273,29 +294,6 @@ def write_card(card: ModelCard, path: str | Path) -> Path:
     with _atomic(path / "card.json") as tmp:
         tmp.write_text(card.to_json() + "\n")
     return path
-
-
-def default_runtime(card: ModelCard, precision: str = "fp32", device: str = "cpu") -> str:
-    """The runtime a bundle runs on when nobody names one: the card's ``runtime`` where it applies, else torch.
-
-    It applies to fp32 on the CPU when the runtime's package is installed (ONNX Runtime and OpenVINO run
-    fp32 on the CPU only). The run policy (``core.inference.policy.default_runtime``) applies the same rule
-    to name the runtime in messages and provenance; ``tests/test_run_policy.py`` checks that both agree.
-
-    Args:
-        card: The bundle's card.
-        precision: ``"fp32"`` or ``"bf16"``.
-        device: Torch device type (``"cpu"``, ``"cuda"``).
-
-    Returns:
-        ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
-    """
-    import importlib.util
-
-    want = getattr(card, "runtime", "") or "torch"
-    if want == "torch" or precision != "fp32" or device != "cpu" or importlib.util.find_spec(want) is None:
-        return "torch"
-    return want
 
 
 def read_card(path: str | Path) -> ModelCard:

@@ -29,7 +29,7 @@ What is decided, from the model's card and the input's header (H, W) only:
   autocast and other runtimes only when the user asks for them (``--precision bf16``, ``--runtime``;
   the app's precision control); bf16 always runs on PyTorch. ``--runtime auto`` chooses only runtimes
   whose labels reproduce PyTorch fp32 (:func:`models.runtimes.choose_runtime`). The bundle applies the
-  same rule when it is called (``models.card.default_runtime``), so a caller that hands the bundle
+  same rule when it is called (``ModelCard.default_runtime``), so a caller that hands the bundle
   itself to the predictor (the app) runs the runtime its policy names.
 - **Input decision and level rule**: :mod:`core.inputs.decision` (band mapping, scale, offset, level);
   :func:`input_for_file` also reads the processing level of a sample-pack image from its scene.json,
@@ -100,26 +100,21 @@ class RunCard(Protocol):
 
 
 def default_runtime(card: RunCard, precision: str = "fp32") -> str:
-    """The runtime a model runs on when the user names none: the card's ``runtime`` where it applies, else torch.
+    """The runtime a model runs on when the user names none: the card's rule, else torch.
 
-    The card's runtime (``"onnxruntime"``, ``"openvino"``) applies to fp32 when its package is installed
-    (found by :func:`importlib.util.find_spec`, nothing imported); otherwise, and for bf16, PyTorch. The
-    bundle decides the same way what it runs when called (``models.card.default_runtime``; ``core`` does
-    not import ``models``, ``tests/test_run_policy.py`` checks that the two agree).
+    The rule is the card's own (``models.card.ModelCard.default_runtime``: its ``runtime`` for fp32 on the
+    CPU where that package is installed, else PyTorch), the one the bundle applies when it is called, so
+    the policy names what runs. A card-like object without that method runs on PyTorch.
 
     Args:
-        card: The model's card (its optional ``runtime`` field).
+        card: The model's card.
         precision: ``"fp32"`` or ``"bf16"``.
 
     Returns:
         ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
     """
-    import importlib.util
-
-    want = str(getattr(card, "runtime", "") or "torch")
-    if want not in ("onnxruntime", "openvino") or precision != "fp32" or importlib.util.find_spec(want) is None:
-        return "torch"
-    return want
+    rule = getattr(card, "default_runtime", None)
+    return str(rule(precision)) if callable(rule) else "torch"
 
 
 @dataclass(frozen=True)
