@@ -32,7 +32,7 @@ from core.classes import ClassScheme, scheme_of
 from core.config import data_dir
 from core.errors import LulcError
 from core.io.raster import scheme_classes
-from core.products.package import probability_raster, write_map_package, zip_files
+from core.products.package import probability_raster, write_map_package, zip_bytes
 from core.products.provenance import Provenance, metadata_fields, run_provenance
 
 __all__ = ["export_stem", "analysis_scheme", "earth_engine_request", "analysis_provenance", "provenance_tags", "map_files",
@@ -169,17 +169,6 @@ def class_map_files(stem: str, classes, class_table: Mapping[int, tuple[str, str
     with tempfile.TemporaryDirectory(prefix="lulc-export-") as tmp:
         paths = write_map_package(tmp, stem, classes, class_table, provenance, confidence=confidence)
         return {p.name: p.read_bytes() for p in paths}
-
-
-def zip_bytes(files: Mapping[str, bytes]) -> bytes:
-    """A zip of named files (for one browser download; see :func:`core.products.package.zip_files`)."""
-    with tempfile.TemporaryDirectory(prefix="lulc-zip-") as tmp:
-        paths = []
-        for name, data in files.items():
-            p = Path(tmp) / Path(name).name
-            p.write_bytes(data)
-            paths.append(p)
-        return zip_files(paths)
 
 
 def probabilities_tif(a: Analysis, state: AppState | None = None, progress: Callable[[int, int], None] | None = None) -> bytes:

@@ -12,7 +12,7 @@ offers it as the same files ``python -m trainer predict --output map.tif --confi
   ``round(p x 250)``, 255 = no data), one band per class named by the class, with the tags that say
   how to decode them (:func:`probability_tags`).
 
-:func:`zip_files` packs such a folder for a browser download (one file per download).
+:func:`zip_bytes` packs such a folder's files for a browser download (one file per download).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from core.products.provenance import Provenance
 from core.products.stac import write_map_sidecars
 from core.products.styles import style_path
 
-__all__ = ["probability_tags", "probability_raster", "write_map_package", "zip_files"]
+__all__ = ["probability_tags", "probability_raster", "write_map_package", "zip_bytes"]
 
 
 def probability_tags() -> dict[str, str]:
@@ -112,22 +112,21 @@ def write_map_package(
     return [*out, item]
 
 
-def zip_files(paths: Sequence[str | Path]) -> bytes:
-    """A zip archive of files, each under its own name (no folders), in the given order.
+def zip_bytes(files: Mapping[str, bytes]) -> bytes:
+    """A zip archive of named files held in memory (name -> bytes), each under its own name, in the given order.
 
-    GeoTIFFs are stored as they are (already DEFLATE-compressed), text files compressed.
+    GeoTIFFs are stored as they are (already DEFLATE-compressed), other files compressed. For a browser
+    download of a folder :func:`write_map_package` wrote (one file per download).
 
     Raises:
-        FileNotFoundError: A file is missing.
-        ValueError: Two files have the same name.
+        ValueError: A name holds a folder, or two names are the same file name.
     """
-    names = [Path(p).name for p in paths]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two files of one zip share a name: {names}")
+    names = [Path(n).name for n in files]
+    if names != list(files) or len(set(names)) != len(names):
+        raise ValueError(f"the files of one zip need distinct plain file names: {list(files)}")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for p in paths:
-            p = Path(p)
-            method = zipfile.ZIP_STORED if p.suffix.lower() in (".tif", ".tiff") else zipfile.ZIP_DEFLATED
-            zf.write(p, arcname=p.name, compress_type=method)
+        for name, data in files.items():
+            method = zipfile.ZIP_STORED if Path(name).suffix.lower() in (".tif", ".tiff") else zipfile.ZIP_DEFLATED
+            zf.writestr(name, data, compress_type=method)
     return buf.getvalue()
