@@ -542,31 +542,36 @@ def _run_blocks(tasks: _BlockTasks, todo: Sequence[DaskBlock], blocks: Sequence[
     from distributed import as_completed
 
     by_key = {b.key: b for b in blocks}
-    done = len(result.skipped)
     pending = as_completed([tasks.submit(b, 1) for b in todo])
     failed: list[str] = []
     for fut in pending:
         key, attempt = tasks.attempts.pop(fut.key)
         if fut.status == "finished":
-            stats = fut.result()
-            result.computed.append(key)
-            result.stats.append(stats)
-            manifest.record(by_key[key], stats["seconds"])
-            done += 1
-            if progress:
-                progress(done, len(blocks))
+            _block_done(by_key[key], fut.result(), result, manifest, len(blocks), progress)
+        elif _block_failed(key, attempt, fut.exception(), result, retries, log):
+            failed.append(key)
         else:
-            exc = fut.exception()
-            msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            result.failures.append((key, attempt, msg))
-            if attempt <= retries:
-                log(f"block {key} failed (attempt {attempt} of {retries + 1}): {msg}; retrying")
-                pending.add(tasks.submit(by_key[key], attempt + 1))
-            else:
-                log(f"block {key} failed (attempt {attempt} of {retries + 1}): {msg}; giving up")
-                failed.append(key)
+            pending.add(tasks.submit(by_key[key], attempt + 1))
         fut.release()
     return failed
+
+
+def _block_done(block: DaskBlock, stats: dict, result: DistributedResult, manifest: _Manifest, n_blocks: int, progress) -> None:
+    """Record a finished block at once (result, manifest) and report the progress over all ``n_blocks``."""
+    result.computed.append(block.key)
+    result.stats.append(stats)
+    manifest.record(block, stats["seconds"])
+    if progress:
+        progress(len(result.skipped) + len(result.computed), n_blocks)
+
+
+def _block_failed(key: str, attempt: int, exc: BaseException, result: DistributedResult, retries: int, log) -> bool:
+    """Record a failed attempt and log it; True when it was the last allowed one (the block is given up)."""
+    msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    result.failures.append((key, attempt, msg))
+    last = attempt > retries
+    log(f"block {key} failed (attempt {attempt} of {retries + 1}): {msg}; {'giving up' if last else 'retrying'}")
+    return last
 
 
 def _run_blocks_here(args: tuple, kwargs: dict, todo: Sequence[DaskBlock], blocks: Sequence[DaskBlock], manifest: _Manifest,
@@ -576,7 +581,6 @@ def _run_blocks_here(args: tuple, kwargs: dict, todo: Sequence[DaskBlock], block
     Returns:
         Keys of the blocks that failed on every attempt.
     """
-    done = len(result.skipped)
     failed: list[str] = []
     forward = None
     for block in todo:
@@ -586,19 +590,10 @@ def _run_blocks_here(args: tuple, kwargs: dict, todo: Sequence[DaskBlock], block
                     forward = args[1]()  # the factory's forward, made once here (a failed load is retried like a block)
                 stats = predict_block(block, *args, forward=forward, **kwargs)
             except Exception as exc:  # noqa: BLE001 - as a Dask task's error: recorded, retried, then reported
-                msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                result.failures.append((block.key, attempt, msg))
-                last = attempt > retries
-                log(f"block {block.key} failed (attempt {attempt} of {retries + 1}): {msg}; {'giving up' if last else 'retrying'}")
-                if last:
+                if _block_failed(block.key, attempt, exc, result, retries, log):
                     failed.append(block.key)
                 continue
-            result.computed.append(block.key)
-            result.stats.append(stats)
-            manifest.record(block, stats["seconds"])
-            done += 1
-            if progress:
-                progress(done, len(blocks))
+            _block_done(block, stats, result, manifest, len(blocks), progress)
             break
     return failed
 
