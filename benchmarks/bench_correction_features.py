@@ -1,0 +1,149 @@
+"""Correct the map (issue 17): head features, L2 and prior shift for a scheme of the user's own.
+
+Run from the repository root (the Dynamic World caches of every scene are built once for the DW baseline)::
+
+    nice -n 10 .venv/bin/python benchmarks/bench_correction_features.py [--refs slovenia-0820 ...] [--seeds 5]
+
+Same simulated user as ``benchmarks/bench_correction.py`` (the same scenes, the same stratified random draws
+at N = 200 on the left half, the same 10 % held back, scored on the right half in the common scheme), base
+``models/default``, labels in the reference's own classes. The own-scheme path of
+:func:`core.correction.session.fit_correction` (logistic head, then the EM prior shift of Saerens et al. 2002)
+is re-run with:
+
+* features: the cache (16 decoder channels + 9 base log-probabilities) or the cache plus the scene's bands
+  as ``log1p(10 * reflectance)`` (reflectance = DN / 1e4, clipped to [0, 2]);
+* L2 0.1 (the product) or 0.3;
+* prior-shift strength 0.5 (the product), 0.75 or 1.0;
+* calibration before EM: none (the product) or one temperature fitted on 5-fold out-of-fold logits of the
+  points (Guo et al., "On calibration of modern neural networks", ICML 2017; for EM under label shift,
+  Alexandari et al., "Maximum likelihood with bias-corrected calibration is hard-to-beat at label shift
+  adaptation", ICML 2020).
+
+It prints, per variant, OA minus the Dynamic World port's OA on every reference (mean over seeds), sorted by
+the worst reference. Results: ``docs/benchmarks/correction.md`` (*What was tried*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import bench_correction as bc  # noqa: E402
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+
+from core.correction.head import LogisticHead, fit_head  # noqa: E402
+from core.correction.session import FeatureCache, _held_back, em_prior  # noqa: E402
+from core.sources.samples import get_scene  # noqa: E402
+
+OWN_SCHEME_REFS = ["slovenia-0820", "slovenia-0830", "slovenia-0909", "slovenia-0731", "brandenburg-osm", "dfc2020-val",
+                   "sen1floods11-water"]
+EM_PIXELS = 200_000
+
+
+def with_bands(scene: bc.Scene, cache: FeatureCache) -> FeatureCache:
+    """The cache with the scene's bands appended as float32 ``log1p(10 * reflectance)`` channels."""
+    with rasterio.open(get_scene(scene.sid).path / "image_s2.tif") as src:
+        img = src.read().astype(np.float32)
+    if img.shape[1:] != cache.features.shape[1:]:
+        raise SystemExit(f"{scene.key}: image {img.shape} and cache {cache.features.shape} are not on one grid")
+    img = np.log1p(10 * np.clip(img, 0, 20000) / 1e4)
+    return FeatureCache(np.concatenate([cache.features, img]), cache.base_probs, cache.valid, cache.base_names)
+
+
+def temperature(z: np.ndarray, y: np.ndarray) -> float:
+    """Temperature minimising the NLL of ``softmax(z / T)`` (golden-section search on log T in [-3, 3])."""
+    def nll(log_t: float) -> float:
+        q = z / np.exp(log_t)
+        q = q - q.max(axis=1, keepdims=True)
+        return float((np.log(np.exp(q).sum(axis=1)) - q[np.arange(y.size), y]).mean())
+    a, b = -3.0, 3.0
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(60):
+        c, d = b - g * (b - a), a + g * (b - a)
+        if nll(c) < nll(d):
+            b = d
+        else:
+            a = c
+    return float(np.exp((a + b) / 2))
+
+
+def out_of_fold_logits(x: np.ndarray, y: np.ndarray, k: int, l2: float, seed: int, folds: int = 5) -> np.ndarray:
+    """(N, K) logits of each point from a head fitted without its fold (stratified folds)."""
+    rng = np.random.default_rng(seed + 77)
+    fold = np.zeros(y.size, int)
+    for c in np.unique(y):
+        m = rng.permutation(np.flatnonzero(y == c))
+        fold[m] = np.arange(m.size) % folds
+    z = np.zeros((y.size, k))
+    for f in range(folds):
+        z[fold == f] = fit_head(x[fold != f], y[fold != f], k, l2=l2).logits(x[fold == f])
+    return z
+
+
+def fit_variant(x, y, k: int, seed: int, l2: float, calibrate: bool, strength: float, pixels: np.ndarray) -> LogisticHead:
+    """Head on the points, optionally temperature-calibrated, with its priors shifted towards EM's."""
+    head = fit_head(x, y, k, l2=l2)
+    tp = np.clip(np.bincount(y, minlength=k) / y.size, 1e-6, None)
+    w, b = head.weight.astype(np.float64), head.bias.astype(np.float64)
+    if calibrate:
+        t = temperature(out_of_fold_logits(x, y, k, l2, seed), y)
+        w, b = w / t, b / t
+    head = LogisticHead(w.astype(np.float32), b.astype(np.float32))
+    prior = em_prior(head.predict_proba(pixels), tp)
+    return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--refs", nargs="+", default=OWN_SCHEME_REFS, choices=OWN_SCHEME_REFS)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--n", type=int, default=200, choices=[25, 50, 100, 200, 400])
+    a = p.parse_args(argv)
+    table: dict[tuple, dict[str, list[float]]] = {}
+    for key in a.refs:
+        s = bc.Scene(key, ["default"])
+        own_ids = [s.id_of[c] for c in s.own_classes]
+        w = s.ref.shape[1]
+        dw = s.baselines[bc.DW]["oa"]
+        index = {c: i for i, c in enumerate(s.own_classes)}
+        k = len(s.own_classes)
+        for feats in ("cache", "cache+bands"):
+            cache = s.caches["default"] if feats == "cache" else with_bands(s, s.caches["default"])
+            vr, vc = np.nonzero(cache.valid)
+            if vr.size > EM_PIXELS:  # as core.correction.session.prior_shift: EM on at most 200,000 pixels
+                pick = np.random.default_rng(0).choice(vr.size, EM_PIXELS, replace=False)
+                vr, vc = vr[pick], vc[pick]
+            pixels = cache.features[:, vr, vc].T
+            for seed in range(a.seeds):
+                rng = np.random.default_rng(1000 + seed)
+                for n in (25, 50, 100, 200, 400):  # bench_correction draws every N in turn from one generator
+                    flat = bc.stratified(rng, s.ref, s.left, own_ids, n)
+                    if n == a.n:
+                        break
+                rows, cols = flat // w, flat % w
+                labels = np.array([index[s.scheme.classes[s.scheme.ids.index(int(v))].name] for v in s.ref[rows, cols]])
+                held = _held_back(labels, np.random.default_rng(seed), 0.1)
+                x, y = cache.features[:, rows, cols].T[~held], labels[~held]
+                for l2 in (0.1, 0.3):
+                    for cal in (False, True):
+                        for strength in (0.5, 0.75, 1.0):
+                            head = fit_variant(x, y, k, seed, l2, cal, strength, pixels)
+                            oa = s.score_own(s.right_map(head, cache).argmax(axis=0), s.own_classes)["oa"]
+                            table.setdefault((feats, l2, "T" if cal else "-", strength), {}).setdefault(key, []).append(oa - dw)
+        print(f"{key}: done (DW port OA {dw:.3f})", flush=True)
+    rows_ = sorted(((min(np.mean(v) for v in d.values()), v, d) for v, d in table.items()), key=lambda r: -r[0])
+    print("features, L2, calibration, strength | worst | mean | " + " | ".join(a.refs))
+    for worst, v, d in rows_:
+        means = [np.mean(d[r]) for r in a.refs]
+        print(f"{v[0]}, {v[1]}, {v[2]}, {v[3]} | {worst:+.3f} | {np.mean(means):+.3f} | " + " | ".join(f"{m:+.3f}" for m in means))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
