@@ -38,12 +38,11 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 
 from core.correction.head import LogisticHead, fit_head  # noqa: E402
-from core.correction.session import FeatureCache, _held_back, em_prior  # noqa: E402
+from core.correction.session import FeatureCache, _held_back, prior_shift  # noqa: E402
 from core.sources.samples import get_scene  # noqa: E402
 
 OWN_SCHEME_REFS = ["slovenia-0820", "slovenia-0830", "slovenia-0909", "slovenia-0731", "brandenburg-osm", "dfc2020-val",
                    "sen1floods11-water"]
-EM_PIXELS = 200_000
 
 
 def with_bands(scene: bc.Scene, cache: FeatureCache) -> FeatureCache:
@@ -86,17 +85,18 @@ def out_of_fold_logits(x: np.ndarray, y: np.ndarray, k: int, l2: float, seed: in
     return z
 
 
-def fit_variant(x, y, k: int, seed: int, l2: float, calibrate: bool, strength: float, pixels: np.ndarray) -> LogisticHead:
-    """Head on the points, optionally temperature-calibrated, with its priors shifted towards EM's."""
+def fit_variant(x, y, k: int, seed: int, l2: float, calibrate: bool, strength: float, cache: FeatureCache) -> LogisticHead:
+    """Head on the points, optionally temperature-calibrated, then the product's EM prior shift.
+
+    The shift is :func:`core.correction.session.prior_shift` with one seed, so every variant sees the same
+    sample of (at most 200,000) pixels.
+    """
     head = fit_head(x, y, k, l2=l2)
-    tp = np.clip(np.bincount(y, minlength=k) / y.size, 1e-6, None)
-    w, b = head.weight.astype(np.float64), head.bias.astype(np.float64)
+    tp = np.bincount(y, minlength=k) / y.size
     if calibrate:
         t = temperature(out_of_fold_logits(x, y, k, l2, seed), y)
-        w, b = w / t, b / t
-    head = LogisticHead(w.astype(np.float32), b.astype(np.float32))
-    prior = em_prior(head.predict_proba(pixels), tp)
-    return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
+        head = LogisticHead((head.weight / t).astype(np.float32), (head.bias / t).astype(np.float32))
+    return prior_shift(head, cache.features, cache.valid, tp, rng=np.random.default_rng(0), strength=strength)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         k = len(s.own_classes)
         for feats in ("cache", "cache+bands"):
             cache = s.caches["default"] if feats == "cache" else with_bands(s, s.caches["default"])
-            vr, vc = np.nonzero(cache.valid)
-            if vr.size > EM_PIXELS:  # as core.correction.session.prior_shift: EM on at most 200,000 pixels
-                pick = np.random.default_rng(0).choice(vr.size, EM_PIXELS, replace=False)
-                vr, vc = vr[pick], vc[pick]
-            pixels = cache.features[:, vr, vc].T
             for seed in range(a.seeds):
                 rng = np.random.default_rng(1000 + seed)
                 for n in (25, 50, 100, 200, 400):  # bench_correction draws every N in turn from one generator
@@ -133,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 for l2 in (0.1, 0.3):
                     for cal in (False, True):
                         for strength in (0.5, 0.75, 1.0):
-                            head = fit_variant(x, y, k, seed, l2, cal, strength, pixels)
+                            head = fit_variant(x, y, k, seed, l2, cal, strength, cache)
                             oa = s.score_own(s.right_map(head, cache).argmax(axis=0), s.own_classes)["oa"]
                             table.setdefault((feats, l2, "T" if cal else "-", strength), {}).setdefault(key, []).append(oa - dw)
         print(f"{key}: done (DW port OA {dw:.3f})", flush=True)
