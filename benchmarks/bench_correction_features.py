@@ -20,7 +20,9 @@ is re-run with:
   shift adaptation", ICML 2020), fitted by NLL on 5-fold out-of-fold logits of the points.
 
 It prints, per variant, OA minus the Dynamic World port's OA on every reference (mean over seeds), sorted by
-the worst reference. Results: ``docs/benchmarks/correction.md`` (*What was tried*).
+the worst reference. ``--priors`` prints instead, per seed, the scene's class shares estimated by EM and by
+mean matching (below) beside the true shares, and the OA of the product's head (L2 0.1) with each of them as
+priors (``--bases`` picks the base's features: ``default``, ``dynamicworld``, ``default+bands``). Results: ``docs/benchmarks/correction.md`` (*What was tried*).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 
 from core.correction.head import LogisticHead, fit_head  # noqa: E402
-from core.correction.session import FeatureCache, _held_back, prior_shift  # noqa: E402
+from core.correction.session import FeatureCache, _held_back, em_prior, prior_shift  # noqa: E402
 from core.sources.samples import get_scene  # noqa: E402
 
 OWN_SCHEME_REFS = ["slovenia-0820", "slovenia-0830", "slovenia-0909", "slovenia-0731", "brandenburg-osm", "dfc2020-val",
@@ -111,6 +113,79 @@ def out_of_fold_logits(x: np.ndarray, y: np.ndarray, k: int, l2: float, seed: in
     return z
 
 
+def project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``v`` (K,) onto the probability simplex (Duchi et al., ICML 2008)."""
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u)
+    r = np.nonzero(u * np.arange(1, v.size + 1) > (css - 1))[0][-1]
+    return np.maximum(v - (css[r] - 1) / (r + 1), 0)
+
+
+def mean_matching_prior(x: np.ndarray, y: np.ndarray, k: int, scene: np.ndarray, steps: int = 5000) -> np.ndarray:
+    """Class shares ``pi`` whose mix of the points' class means matches the scene's mean feature vector.
+
+    ``argmin |M pi - m|^2`` on the simplex, by projected gradient, where ``M`` (F, K) holds each class's mean of
+    the standardised features of its points and ``m`` the scene's (zero after standardising): distribution
+    matching under target shift with a linear kernel (Zhang, Schölkopf, Muandet, Wang, "Domain adaptation under
+    target and conditional shift", ICML 2013). It does not use the head, so it checks EM on the same features.
+
+    Args:
+        x: float (N, F) point features.
+        y: int (N,) point classes (every class present).
+        k: K.
+        scene: float (P, F) features of the scene's valid pixels.
+        steps: Gradient steps.
+
+    Returns:
+        float64 (K,) class shares.
+    """
+    mu, sd = scene.mean(0), scene.std(0) + 1e-6
+    m = np.stack([((x[y == c] - mu) / sd).mean(0) for c in range(k)], 1)
+    pi = np.full(k, 1 / k)
+    lr = 1 / max(np.linalg.norm(m, 2) ** 2, 1e-9)
+    for _ in range(steps):
+        pi = project_simplex(pi - lr * (m.T @ (m @ pi)))
+    return pi
+
+
+def diagnose_priors(keys: list[str], seeds: int, n: int, bases: list[str]) -> None:
+    """Print, per seed, the EM and mean-matching class shares, the true shares and the OA with each as priors."""
+    for key in keys:
+        s = bc.Scene(key, ["default"])
+        own_ids = [s.id_of[c] for c in s.own_classes]
+        index = {c: i for i, c in enumerate(s.own_classes)}
+        k, w = len(index), s.ref.shape[1]
+        dw = s.baselines[bc.DW]["oa"]
+        truth = np.array([(s.ref[s.valid] == i).mean() for i in own_ids])
+        truth = truth / truth.sum()
+        print(f"{key}: classes {', '.join(s.own_classes)}; true shares {np.round(truth, 3).tolist()}; DW port OA {dw:.3f}")
+        for base in bases:
+            cache = with_bands(s, s.caches["default"]) if base == "default+bands" else s.caches[base]
+            vr, vc = np.nonzero(cache.valid)
+            scene = cache.features[:, vr, vc].T.astype(np.float64)
+            for seed in range(seeds):
+                rng = np.random.default_rng(1000 + seed)
+                for n_ in (25, 50, 100, 200, 400):  # the draws of bench_correction's random user
+                    flat = bc.stratified(rng, s.ref, s.left, own_ids, n_)
+                    if n_ == n:
+                        break
+                rows, cols = flat // w, flat % w
+                labels = np.array([index[s.scheme.classes[s.scheme.ids.index(int(v))].name] for v in s.ref[rows, cols]])
+                held = _held_back(labels, np.random.default_rng(seed), 0.1)
+                x, y = cache.features[:, rows, cols].T[~held], labels[~held]
+                tp = np.bincount(y, minlength=k) / y.size
+                head = fit_head(x, y, k, l2=0.1)
+                est = {"EM": em_prior(head.predict_proba(scene), tp), "mean matching": mean_matching_prior(x, y, k, scene), "true": truth}
+                parts = []
+                for name, prior in est.items():
+                    for strength in (0.5, 1.0):
+                        h = LogisticHead(head.weight, (head.bias + strength * np.log(np.clip(prior, 1e-6, None) / tp)).astype(np.float32))
+                        oa = s.score_own(s.right_map(h, cache).argmax(axis=0), s.own_classes)["oa"]
+                        parts.append(f"{name} x{strength} {oa - dw:+.3f}")
+                print(f"  {base} seed {seed}: EM {np.round(est['EM'], 3).tolist()} mean matching "
+                      f"{np.round(est['mean matching'], 3).tolist()}; OA - DW: " + ", ".join(parts), flush=True)
+
+
 def fit_variant(x, y, k: int, seed: int, l2: float, calibrate: str, strength: float, cache: FeatureCache) -> LogisticHead:
     """Head on the points, optionally calibrated (``"-"``, ``"T"``, ``"BCTS"``), then the product's EM prior shift.
 
@@ -137,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--l2", nargs="+", type=float, default=[0.1, 0.3])
     p.add_argument("--calibration", nargs="+", default=["-", "T", "BCTS"], choices=["-", "T", "BCTS"])
     p.add_argument("--strength", nargs="+", type=float, default=[0.5, 0.75, 1.0])
+    p.add_argument("--priors", action="store_true", help="print the prior diagnosis instead of the variants")
+    p.add_argument("--bases", nargs="+", default=["default", "default+bands", "dynamicworld"],
+                   choices=["default", "default+bands", "dynamicworld"], help="features of the prior diagnosis")
     a = p.parse_args(argv)
+    if a.priors:
+        diagnose_priors(a.refs, a.seeds, a.n, a.bases)
+        return 0
     table: dict[tuple, dict[str, list[float]]] = {}
     for key in a.refs:
         s = bc.Scene(key, ["default"])
