@@ -27,10 +27,11 @@ from app import services
 from app.state import Analysis
 from core.config import runs_dir
 from core.correction import MAX_POINTS, CorrectionError
-from core.correction.cache import build_cache_raster
+from core.correction.cache import build_cache_raster, with_prior_features
 from core.correction.card import card_fields, class_colors, replay_head
 from core.correction.points import PointSet, write_points_csv, write_points_gpkg
-from core.correction.session import CorrectionSession, FeatureCache, Round
+from core.correction.session import CorrectionSession, FeatureCache, Round, is_own_scheme
+from core.errors import LulcError
 from core.io.outputs import atomic_write_bytes, check_outputs
 
 __all__ = ["KEY", "Work", "Sample", "Checkpoint", "POLYGON_SAMPLE", "SAVE_ROOT", "get_work", "prepare", "add_point",
@@ -126,6 +127,9 @@ class Work:
         last_drawing: The last drawing handled.
         cache_seconds: Wall time of the feature cache.
         groups: Actions so far (ids of :attr:`Sample.group`).
+        prior_note: Why the Dynamic World port's features are not used for the class priors of classes of the
+            user's own (empty when they are, or before the first such round).
+        prior_tried: Whether :func:`attach_prior_features` ran.
     """
 
     analysis: Analysis
@@ -142,6 +146,8 @@ class Work:
     last_drawing: str | None = None
     cache_seconds: float = 0.0
     groups: int = 0
+    prior_note: str = ""
+    prior_tried: bool = False
 
     @property
     def grid(self):
@@ -396,6 +402,41 @@ def _labels(work: Work) -> np.ndarray:
     return work.session.class_map()
 
 
+def attach_prior_features(work: Work) -> None:
+    """Cache the Dynamic World port's features of the AOI for the class priors of classes of the user's own, once.
+
+    As ``python -m trainer finetune`` does (:func:`trainer.finetune.prior_cache`): nothing is attached when the
+    model is the port itself, the port cannot read the image, or the two caches would exceed
+    :data:`MAX_CACHE_BYTES`; :attr:`Work.prior_note` then says so and the priors come from the head alone.
+    """
+    from models.dynamicworld import DynamicWorldNet
+    from models.features import base_of, feature_count, feature_forward
+
+    work.prior_tried = True
+    a = work.analysis
+    bundle = services.get_bundle(a.bundle_path)
+    if isinstance(base_of(bundle)[0], DynamicWorldNet):
+        return
+    if a.prior_decision is None:
+        work.prior_note = "The Dynamic World port cannot read this image, so your classes' shares of the AOI come from your points' model alone."
+        return
+    port = services.get_bundle(str(services.DW_BUNDLE))
+    pb, _, pnames = base_of(port)
+    need = (feature_count(pb) + len(pnames)) * a.image.height * a.image.width * 4
+    if work.cache.nbytes + need > MAX_CACHE_BYTES:
+        work.prior_note = (f"The Dynamic World port's features of this AOI would need {need / 2**30:.1f} GiB more, so your classes' "
+                           "shares of the AOI come from your points' model alone.")
+        return
+    try:
+        pc = build_cache_raster(a.image, port.card, feature_forward(port), decision=a.prior_decision,
+                                channels=feature_count(pb) + len(pnames), base_names=pnames, mask=a.aoi_mask)
+    except LulcError as exc:  # the port refuses this input after all: the head's own priors, said on the page
+        work.prior_note = f"The Dynamic World port cannot run on this image ({exc}), so your classes' shares of the AOI come from your points' model alone."
+        return
+    work.cache = with_prior_features(work.cache, pc, port.card.name)
+    work.session.cache = work.cache
+
+
 def retrain(work: Work) -> Checkpoint:
     """Fit a new round on all samples (:meth:`CorrectionSession.fit`) and make its map; it becomes the latest checkpoint.
 
@@ -409,7 +450,10 @@ def retrain(work: Work) -> Checkpoint:
     rows = np.array([s.row for s in work.samples], np.int64)
     cols = np.array([s.col for s in work.samples], np.int64)
     work.session.merges = dict(work.merges)
-    rnd = work.session.fit(rows, cols, [s.name for s in work.samples], seed=SEED)
+    names = [s.name for s in work.samples]
+    if not work.prior_tried and is_own_scheme(work.cache.base_names, names, work.merges):
+        attach_prior_features(work)
+    rnd = work.session.fit(rows, cols, names, seed=SEED)
     cp = Checkpoint(rnd, _labels(work), rnd.classes, tuple(work.samples), tuple(dict(p) for p in work.polygons),
                     time.perf_counter() - t0)
     work.checkpoints.append(cp)

@@ -62,7 +62,8 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 
 from core.classes import ClassScheme, common_scheme  # noqa: E402
-from core.correction.cache import build_cache  # noqa: E402
+from core.correction.cache import build_cache, with_prior_features  # noqa: E402
+from core.correction.head import fit_head  # noqa: E402
 from core.correction.session import UNTOUCHED_REPLAY, FeatureCache, em_prior, fit_correction, suggest_points  # noqa: E402
 from core.evaluation.metrics import metrics_from_confusion  # noqa: E402
 from core.sources.samples import get_scene, load_labels  # noqa: E402
@@ -114,6 +115,10 @@ class Scene:
                                    base_names=tuple(bundle.card.class_names))
             self.build_s[b] = time.perf_counter() - t0
             self.caches[b] = cache
+        # the product's own-class priors for a base other than the port: EM on the port's features (fit_correction)
+        for b in self.caches:
+            if b != DW:
+                self.caches[b] = with_prior_features(self.caches[b], self.caches[DW], "dynamicworld")
         valid_ref = np.isin(self.ref, self.scheme.ids) & (self.ref_to_common[self.ref.clip(0, 255)] != 255)
         self.valid = valid_ref & np.logical_and.reduce([c.valid for c in self.caches.values()])
         self.left = self.valid & (self.cols < w // 2)
@@ -346,7 +351,14 @@ def run_mlp(s: Scene, bases: list[str], seeds: dict[str, int], n: int = MLP_N) -
             t0 = time.perf_counter()
             proba = fit_mlp(x, y, k, seed)
             pick = np.random.default_rng(seed).choice(vr.size, min(vr.size, 200_000), replace=False)
-            prior = em_prior(proba(cache.features[:, vr[pick], vc[pick]].T).astype(np.float64), np.bincount(y, minlength=k) / y.size)
+            tp = np.bincount(y, minlength=k) / y.size
+            if cache.prior_features is None:
+                prior = em_prior(proba(cache.features[:, vr[pick], vc[pick]].T).astype(np.float64), tp)
+            else:  # the same priors as fit_correction's: EM of a logistic head on the port's features of the points
+                pf = cache.prior_features
+                xp = pf[:, vr[pick], vc[pick]].T
+                prior_head = fit_head(pf[:, rows, cols].T[~held], y, k, l2=0.1)
+                prior = em_prior(prior_head.predict_proba(xp[np.isfinite(xp).all(axis=1)]), tp)
             shift = np.sqrt(prior / np.clip(np.bincount(y, minlength=k) / y.size, 1e-6, None))  # strength 0.5, as the core
             p = proba(cache.features[:, :, s.w2:].reshape(f, -1).T) * shift
             dt = time.perf_counter() - t0
@@ -364,8 +376,9 @@ def run_round_time(s: Scene, bases: list[str], rounds: int = 20, n: int = 200) -
     own_ids = [i for i in (s.id_of[c] for c in s.own_classes) if (s.valid[:a, :a] & (s.ref[:a, :a] == i)).sum() >= 2]
     for b in bases:
         full = s.caches[b]
+        pf = None if full.prior_features is None else np.ascontiguousarray(full.prior_features[:, :a, :a])
         cache = FeatureCache(np.ascontiguousarray(full.features[:, :a, :a]), np.ascontiguousarray(full.base_probs[:, :a, :a]),
-                             full.valid[:a, :a].copy(), full.base_names)
+                             full.valid[:a, :a].copy(), full.base_names, pf, full.prior_name)
         ref = s.ref[:a, :a]
         mask = s.valid[:a, :a]
         times = []

@@ -56,6 +56,8 @@ with right:
                     help=f"A polygon adds {correction.POLYGON_SAMPLE} random pixels of its inside (fewer when it is smaller)")
     if any(c in work.added for c in {s.name for s in work.samples}):
         st.caption("You use a class of your own, so the new map has exactly the classes you labelled: label every class it should show.")
+        if work.prior_note:
+            st.caption(work.prior_note)
     else:
         st.caption("Labelling only the model's classes corrects the map within its classes; classes you do not label keep their extent.")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")

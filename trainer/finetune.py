@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.correction.cache import build_cache
+from core.config import PRIOR_BUNDLE_DIR
+from core.correction.cache import build_cache, with_prior_features
 from core.correction.card import PALETTE, card_fields, class_colors, replay_head
 from core.correction.points import read_points, to_pixels
-from core.correction.session import FeatureCache, Round, fit_correction
+from core.correction.session import FeatureCache, Round, fit_correction, is_own_scheme
+from core.errors import LulcError
 from core.io.outputs import check_outputs
 from models.bundle import Bundle, load_bundle
 from models.features import base_of, feature_count, feature_forward, head_weights, save_corrected_bundle
 
-__all__ = ["scene_cache", "corrected_bundle", "finetune", "class_colors", "PALETTE"]
+__all__ = ["scene_cache", "prior_cache", "corrected_bundle", "finetune", "class_colors", "PALETTE"]
 
 
 def scene_cache(bundle: Bundle, src: str | Path, *, progress=None) -> tuple[FeatureCache, dict]:
@@ -35,6 +37,30 @@ def scene_cache(bundle: Bundle, src: str | Path, *, progress=None) -> tuple[Feat
     if head is not None:  # replay the corrected map, in the corrected classes
         cache = replay_head(cache, *head, tuple(bundle.card.class_names))
     return cache, grid
+
+
+def prior_cache(bundle: Bundle, src: str | Path, cache: FeatureCache, *, progress=None) -> tuple[FeatureCache, str]:
+    """``cache`` with the Dynamic World port's features attached for the prior estimate of an own-class correction.
+
+    Nothing is attached when the base network is the port itself (its own features are those) or when the port
+    cannot run on ``src`` (then the priors come from EM on the head, as :func:`fit_correction` does without them).
+
+    Returns:
+        (the cache, a note: ``""`` or why the port's features are not attached).
+    """
+    from models.dynamicworld import DynamicWorldNet
+
+    base, _, _ = base_of(bundle)
+    if isinstance(base, DynamicWorldNet):
+        return cache, ""
+    try:
+        port = load_bundle(PRIOR_BUNDLE_DIR)
+        pb, _, pnames = base_of(port)
+        pc, _ = build_cache(src, port.card, feature_forward(port), channels=feature_count(pb) + len(pnames), base_names=pnames,
+                            progress=progress)
+        return with_prior_features(cache, pc, port.card.name), ""
+    except (LulcError, ValueError) as exc:
+        return cache, f"the scene's class priors come from the head alone: the Dynamic World port cannot run on it ({exc})"
 
 
 def corrected_bundle(bundle: Bundle, rnd: Round, output: str | Path, *, rounds: int = 1, colors: dict[str, str] | None = None,
@@ -73,11 +99,18 @@ def finetune(checkpoint: str, src: str, points: str, output: str, *, class_colum
     if not quiet:
         print(f"{Path(src).name}: caching features of {bundle.card.name} ...", flush=True)
     cache, _ = scene_cache(bundle, src)
+    note = ""
+    if is_own_scheme(cache.base_names, list(pts.names), merges):
+        if not quiet:
+            print(f"{Path(src).name}: classes of your own; caching the Dynamic World port's features for the class priors ...", flush=True)
+        cache, note = prior_cache(bundle, src, cache)
     rnd = fit_correction(cache, rows, cols, list(pts.names), seed=seed, merges=merges)
     out = corrected_bundle(bundle, rnd, output, merges=merges)
     if not quiet:
         agree = rnd.agreement.get("all")
         print(f"classes: {', '.join(f'{c} ({n})' for c, n in rnd.points_per_class.items())}; replay {rnd.replay_map}")
         print(f"agreement with your held-back points: {agree:.3f}" if agree is not None else "no points held back")
+        if note:
+            print(note)
         print(f"wrote {out} (feature cache {cache.nbytes / 1e6:.0f} MB)")
     return out, rnd

@@ -7,6 +7,7 @@ output channels across tile overlaps), so the cached base probabilities are thos
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from core.inference.policy import input_for_file, plan_run
 from core.inference.streaming import _band_indexes, _window_reader
 from core.inference.tiling import ForwardFn, ProgressFn
 
-__all__ = ["build_cache", "build_cache_raster"]
+__all__ = ["build_cache", "build_cache_raster", "with_prior_features"]
 
 
 def _run(policy, read, forward: ForwardFn, h: int, w: int, channels: int, base_names: tuple[str, ...],
@@ -103,5 +104,25 @@ def build_cache_raster(raster, card, forward: ForwardFn, *, decision, channels: 
 
     cache = _run(policy, read, forward, h, w, channels, tuple(base_names), progress)
     if mask is not None:
-        cache = FeatureCache(cache.features, cache.base_probs, cache.valid & mask, cache.base_names)
+        cache = dataclasses.replace(cache, valid=cache.valid & mask)
     return cache
+
+
+def with_prior_features(cache: FeatureCache, prior: FeatureCache, name: str) -> FeatureCache:
+    """``cache`` with a second network's features attached for the prior estimate of :func:`~core.correction.session.fit_correction`.
+
+    Args:
+        cache: The base bundle's cache.
+        prior: The second network's cache of the same scene on the same grid (the Dynamic World port's).
+        name: The second network's name (recorded on the corrected bundle's card).
+
+    Returns:
+        The cache with ``prior_features`` (float32 (F2, H, W), NaN where ``prior`` has no data) and ``prior_name``.
+
+    Raises:
+        ValueError: The two caches are not on one grid.
+    """
+    if prior.shape != cache.shape:
+        raise ValueError(f"the prior network's cache {prior.shape} is not on the base cache's grid {cache.shape}")
+    pf = np.where(prior.valid[None], prior.features, np.float32(np.nan)).astype(np.float32)
+    return FeatureCache(cache.features, cache.base_probs, cache.valid, cache.base_names, pf, name)

@@ -25,7 +25,8 @@ PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#4
 """Colours of user classes whose name matches no built-in class (Sasha Trubetskoy's 20 distinct colours)."""
 
 METHOD = ("frozen network, logistic head (L2) on its last feature map and log-probabilities, fitted on the points plus "
-          "replay samples of the base map and of its untouched classes (Robinson et al. AAAI 2020; PEARL)")
+          "replay samples of the base map and of its untouched classes (Robinson et al. AAAI 2020; PEARL); for classes of "
+          "the user's own, no replay and the class priors moved halfway to the scene's, estimated by EM (Saerens et al. 2002)")
 """The method, as the card's ``training.correction.method`` names it."""
 
 
@@ -92,7 +93,7 @@ def card_fields(rnd: Round, *, name: str, base_bundle: str | Path | None, base_c
         "points_per_class": dict(rnd.points_per_class), "held_back_per_class": dict(rnd.held_back),
         "rounds": int(rounds) + int(prior.get("rounds", 0)),
         "held_back_agreement": {k: (None if np.isnan(v) else round(float(v), 4)) for k, v in rnd.agreement.items()},
-        "replay": dict(rnd.replay_map), "method": METHOD,
+        "replay": dict(rnd.replay_map), "method": METHOD, "priors": rnd.priors,
     }
     if merges:
         correction["merges"] = dict(merges)

@@ -16,7 +16,7 @@ import numpy as np
 from core.correction import MAX_POINTS, CorrectionError
 from core.correction.head import LogisticHead, fit_head
 
-__all__ = ["FeatureCache", "Round", "CorrectionSession", "fit_correction", "prior_shift", "suggest_points", "base_precision",
+__all__ = ["FeatureCache", "Round", "CorrectionSession", "fit_correction", "prior_shift", "suggest_points", "base_precision", "is_own_scheme",
            "REPLAY_PER_POINT", "UNTOUCHED_REPLAY"]
 
 REPLAY_PER_POINT = 5
@@ -36,12 +36,18 @@ class FeatureCache:
         base_probs: float32 (K0, H, W) base class probabilities.
         valid: bool (H, W): pixels with data.
         base_names: The K0 base class names.
+        prior_features: float32 (F2, H, W) features of a second network on which the scene's class priors are
+            estimated for a scheme of the user's own (NaN where it has no data; see :func:`fit_correction`), or
+            ``None``: the head's own EM on ``features``.
+        prior_name: Name of that network (recorded on the corrected bundle's card).
     """
 
     features: np.ndarray
     base_probs: np.ndarray
     valid: np.ndarray
     base_names: tuple[str, ...]
+    prior_features: np.ndarray | None = None
+    prior_name: str = ""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -51,7 +57,8 @@ class FeatureCache:
     @property
     def nbytes(self) -> int:
         """Size of the cache in bytes."""
-        return int(self.features.nbytes + self.base_probs.nbytes + self.valid.nbytes)
+        extra = 0 if self.prior_features is None else self.prior_features.nbytes
+        return int(self.features.nbytes + self.base_probs.nbytes + self.valid.nbytes + extra)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class Round:
         agreement: Agreement with the held-back points per class (NaN where none was held back) and ``"all"``.
         replay_map: Base class name -> user class name used for the replay samples.
         number: Round number (1 = the first fit).
+        priors: How the scene's class priors were set: ``"replay"`` (a correction within the base scheme),
+            ``"em:<network>"`` (EM on that network's features, :attr:`FeatureCache.prior_features`) or
+            ``"em:head"`` (EM on the head itself).
     """
 
     head: LogisticHead
@@ -75,6 +85,23 @@ class Round:
     agreement: dict[str, float]
     replay_map: dict[str, str]
     number: int = 1
+    priors: str = "replay"
+
+
+def is_own_scheme(base_names: tuple[str, ...], names: list[str], merges: dict[str, str] | None = None) -> bool:
+    """Whether points of these class names make a scheme of the user's own, as :func:`fit_correction` decides it.
+
+    Args:
+        base_names: The cache's K0 base class names.
+        names: The points' class names.
+        merges: Class -> class it is merged into.
+
+    Returns:
+        True when some (merged) name is not among the base classes left after the merges (no replay; EM priors).
+    """
+    merges = {str(k): str(v) for k, v in (merges or {}).items() if k != v}
+    kept = {b for b in base_names if b not in merges}
+    return not {merges.get(str(n), str(n)) for n in names} <= kept
 
 
 def _check_points(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, names: list[str], classes: tuple[str, ...] | None) -> None:
@@ -166,7 +193,14 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
 
     A scheme of the user's own (any class that is not a base class) gets no replay; the head's class priors,
     which are the points' class shares, are moved halfway (in log space) towards the scene's priors estimated
-    by EM (:func:`prior_shift`). Measured on the pack (``../shared/checks/14-correct``): mapping base classes to
+    by EM (:func:`prior_shift`). Where the cache carries :attr:`~FeatureCache.prior_features` (the Dynamic World
+    port's 153 features, for a base that is not the port), EM runs on a second head fitted on those features
+    of the same points, and the shift is applied to the head on the base's features. Measured with
+    ``benchmarks/bench_correction_features.py --priors`` (slovenia-0820, 200 random points, 5 seeds): on
+    ``models/default``'s 25 features EM and a head-free estimator (mean matching) both put shrubland at 0.13-0.35
+    of the scene (true 0.036), on the port's features at 0.01-0.17, and the ``models/default`` head with the
+    port's EM priors beats the Dynamic World model on every own-scheme reference at N = 200, random and
+    suggested points (``docs/benchmarks/correction.md``). Measured on the pack (``../shared/checks/14-correct``): mapping base classes to
     the user's by the majority of points on them and replaying them gave OA 0.43/0.46 (Brandenburg
     OSM/Slovenia); no replay 0.52/0.64; the prior shift 0.52/0.83 (Dynamic World 0.47/0.77); L2 0.1 beat
     0.001-0.01.
@@ -229,8 +263,18 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
                                        rng, xs, ys, ws)
     x, y, wts = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
     head = fit_head(x, y, len(classes), sample_weight=wts, l2=l2)
+    priors = "replay"
     if own_scheme:
-        head = prior_shift(head, fmap, cache.valid, np.bincount(labels[~held], minlength=len(classes)) / n_train, rng=rng)
+        tp = np.bincount(labels[~held], minlength=len(classes)) / n_train
+        pf = cache.prior_features
+        ok = np.zeros(0, bool) if pf is None else np.isfinite(pf[:, rows[~held], cols[~held]]).all(axis=0)
+        if pf is not None and ok.all():
+            prior_head = fit_head(pf[:, rows[~held], cols[~held]].T, labels[~held], len(classes), l2=l2)
+            head = prior_shift(head, fmap, cache.valid, tp, rng=rng, prior_head=prior_head, prior_features=pf)
+            priors = f"em:{cache.prior_name or 'prior features'}"
+        else:  # no second network, or a point where it has no data: EM on the head itself
+            head = prior_shift(head, fmap, cache.valid, tp, rng=rng)
+            priors = "em:head"
     agreement: dict[str, float] = {}
     if held.any():
         pred = head.predict_proba(x_pts[held]).argmax(axis=1)
@@ -241,7 +285,7 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
         agreement["all"] = float((pred == truth).mean())
     counts = Counter(names)
     return Round(head, tuple(classes), {c: int(counts.get(c, 0)) for c in classes},
-                 {c: int((held & (labels == index[c])).sum()) for c in classes}, agreement, replay_map, number)
+                 {c: int((held & (labels == index[c])).sum()) for c in classes}, agreement, replay_map, number, priors)
 
 
 def _untouched_replay(cache: FeatureCache, base_arg: np.ndarray, lut: np.ndarray, y_fit: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -269,7 +313,8 @@ def _untouched_replay(cache: FeatureCache, base_arg: np.ndarray, lut: np.ndarray
 
 
 def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, train_prior: np.ndarray, *,
-                rng: np.random.Generator, strength: float = 0.5, max_pixels: int = 200_000) -> LogisticHead:
+                rng: np.random.Generator, strength: float = 0.5, max_pixels: int = 200_000,
+                prior_head: LogisticHead | None = None, prior_features: np.ndarray | None = None) -> LogisticHead:
     """Move a head's class priors from its training points' towards the scene's (EM of Saerens et al. 2002).
 
     The head was fitted on points whose class shares (``train_prior``) are the user's clicks, not the scene's
@@ -286,16 +331,29 @@ def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, tra
         rng: Draws the pixel sample.
         strength: Fraction of the log prior ratio applied.
         max_pixels: Pixels used for EM.
+        prior_head: A head fitted on the same points with the same classes, on ``prior_features``: EM runs on
+            its probabilities instead of ``head``'s (pixels where ``prior_features`` is NaN are left out).
+        prior_features: float32 (F2, H, W), with ``prior_head``.
 
     Returns:
         The head with its bias shifted.
+
+    Raises:
+        ValueError: Only one of ``prior_head`` and ``prior_features`` is given.
     """
+    if (prior_head is None) != (prior_features is None):
+        raise ValueError("prior_head and prior_features go together")
     vr, vc = np.nonzero(valid)
     if vr.size > max_pixels:
         pick = rng.choice(vr.size, max_pixels, replace=False)
         vr, vc = vr[pick], vc[pick]
     tp = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)
-    prior = em_prior(head.predict_proba(features[:, vr, vc].T), train_prior)
+    if prior_head is None:
+        probs = head.predict_proba(features[:, vr, vc].T)
+    else:
+        x = prior_features[:, vr, vc].T
+        probs = prior_head.predict_proba(x[np.isfinite(x).all(axis=1)])
+    prior = em_prior(probs, train_prior)
     return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
 
 

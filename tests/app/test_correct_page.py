@@ -132,18 +132,28 @@ def test_add_points_retrain_undo_go_back_export(app, tmp_path, monkeypatch):
         assert len(list(csv.DictReader(f))) == 7
 
 
-def test_finetune_from_the_saved_csv_reproduces_the_pages_bundle(app, tmp_path, monkeypatch, data_dir):
+@pytest.mark.parametrize(("built", "trees", "order", "priors"), [
+    ("built", "trees", ["trees", "built"], "replay"),  # the base's classes: replay of its map
+    ("settlement", "woodland", ["settlement", "woodland"], "em:dynamicworld"),  # the user's own: the port's EM priors
+])
+def test_finetune_from_the_saved_csv_reproduces_the_pages_bundle(app, tmp_path, monkeypatch, data_dir, built, trees, order, priors):
     from trainer.cli import main
 
     monkeypatch.setattr(correction, "SAVE_ROOT", tmp_path / "runs")
     work = _open(app)
+    if built not in work.classes:
+        for name in (built, trees):
+            app.text_input(key="correct_new_name").set_value(name).run()
+            app.button(key="correct_add_class").click().run()
     for r, c in _pixels(work, "crops", 6):
-        _type_point(app, work, r, c, "built")
+        _type_point(app, work, r, c, built)
     for r, c in _pixels(work, "trees", 5):
-        _type_point(app, work, r, c, "trees")
+        _type_point(app, work, r, c, trees)
     app.button(key="correct_retrain").click().run()
+    assert not app.error, [e.value for e in app.error]
+    assert work.current.round.priors == priors and (work.cache.prior_features is not None) == (priors != "replay")
     agreement = app.dataframe[2].value  # one point of each class held back
-    assert list(agreement["class"]) == ["trees", "built", "all"] and list(agreement["held back"]) == [1, 1, 2]
+    assert list(agreement["class"]) == [*order, "all"] and list(agreement["held back"]) == [1, 1, 2]
     app.button(key="correct_save").click().run()
     saved = next((tmp_path / "runs").iterdir())
     image = f"{data_dir}/samples/{SCENE}/image_s2.tif"
@@ -161,6 +171,7 @@ def test_finetune_from_the_saved_csv_reproduces_the_pages_bundle(app, tmp_path, 
     app_card = json.loads((saved / "card.json").read_text())["training"]["correction"]
     cli_card = json.loads((cli / "card.json").read_text())["training"]["correction"]
     assert app_card["held_back_agreement"] == cli_card["held_back_agreement"]
+    assert app_card["priors"] == cli_card["priors"] == priors
 
 
 def test_bad_input_is_one_sentence_and_keeps_the_round(app, monkeypatch):

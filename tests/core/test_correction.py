@@ -244,3 +244,45 @@ def test_base_precision_from_the_points_that_land_on_a_base_class():
     assert prec[2] == 0.0 and prec[1] == 0.0  # base class 1 is all taken by class 1's own points: only untouched classes are asked
     prec = base_precision(np.array([0, 0, 2, 0, 1, 1]), np.array([0, 0, 0, 0, 1, 1]), np.array([0.5, 0.25, 0.25]), np.array([0.5, 0.5]))
     assert abs(prec[2] - 0.5) < 1e-9
+
+
+def _own_class_scene(h: int = 80, w: int = 80, seed: int = 1):
+    """Own classes ``meadow`` (80 % of the pixels) and ``heath`` (20 %) that the base's features do not see
+    (pure noise) and a second network's features do (class + small noise); 20 points of each class."""
+    from core.correction.cache import with_prior_features
+
+    rng = np.random.default_rng(seed)
+    truth = (rng.random((h, w)) < 0.2).astype(int)  # 1 = heath
+    base = _cache(h, w, seed)
+    prior_feats = np.stack([truth + rng.normal(0, 0.2, (h, w)), rng.normal(0, 1, (h, w))]).astype(np.float32)
+    prior = FeatureCache(prior_feats, base.base_probs, np.ones((h, w), bool), base.base_names)
+    flat = np.concatenate([rng.choice(np.flatnonzero(truth.ravel() == k), 20, replace=False) for k in (0, 1)])
+    names = ["meadow"] * 20 + ["heath"] * 20
+    return base, with_prior_features(base, prior, "port"), flat // w, flat % w, names, truth
+
+
+def test_own_class_priors_come_from_the_second_networks_features():
+    """EM on the second network's features finds the scene's 80/20 shares, so the map is mostly meadow; the head
+    alone (noise features) cannot tell and splits the scene about evenly."""
+    base, with_port, rows, cols, names, truth = _own_class_scene()
+    shares = {}
+    for key, cache in (("head", base), ("port", with_port)):
+        rnd = fit_correction(cache, rows, cols, names, hold_back=0.0)
+        shares[key] = float((rnd.head.predict_map(cache.features).argmax(axis=0) == rnd.classes.index("meadow")).mean())
+        assert rnd.priors == f"em:{key}"
+    assert shares["port"] > 0.75 and shares["port"] - shares["head"] > 0.15, shares
+
+
+def test_own_class_priors_fall_back_to_the_head_where_the_second_network_has_no_data():
+    from core.correction.cache import with_prior_features
+
+    _, with_port, rows, cols, names, _ = _own_class_scene()
+    pf = with_port.prior_features.copy()
+    pf[:, rows[0], cols[0]] = np.nan  # a point where the port has no data
+    cache = FeatureCache(with_port.features, with_port.base_probs, with_port.valid, with_port.base_names, pf, "port")
+    rnd = fit_correction(cache, rows, cols, names, hold_back=0.0)
+    assert rnd.priors == "em:head" and np.isfinite(rnd.head.bias).all()
+    # labels in the base classes: replay, the second network is not used
+    assert fit_correction(with_port, rows, cols, ["a"] * 20 + ["b"] * 20, hold_back=0.0).priors == "replay"
+    with pytest.raises(ValueError, match="grid"):
+        with_prior_features(with_port, _cache(10, 10), "port")

@@ -37,12 +37,14 @@ def test_finetune_writes_a_bundle_predict_runs(small_tif, tmp_path, capsys):
     assert [c["name"] for c in card["classes"]["classes"]] == ["left", "right"]
     corr = card["training"]["correction"]
     assert corr["points_per_class"] == {"left": names.count("left"), "right": names.count("right")} and len(corr["base_sha256"]) == 64
+    assert corr["priors"] == "em:dynamicworld"  # classes of the user's own: priors by EM on the Dynamic World port's features
     assert main(["predict", "--checkpoint", str(out), "--input", str(small_tif), "--output", str(tmp_path / "m.tif")]) == 0
     with rasterio.open(tmp_path / "m.tif") as ds:
         assert set(np.unique(ds.read(1))) <= {0, 1, 255}
     # a corrected bundle can be corrected again
     assert main(["finetune", "--checkpoint", str(out), "--input", str(small_tif), "--points", str(pts), "--output", str(tmp_path / "again")]) == 0
-    assert json.loads((tmp_path / "again" / "card.json").read_text())["training"]["correction"]["rounds"] == 2
+    again = json.loads((tmp_path / "again" / "card.json").read_text())["training"]["correction"]
+    assert again["rounds"] == 2 and again["priors"] == "replay"  # its own classes now: replay of its map
 
 
 @pytest.mark.parametrize(("rows", "names", "message"), [
