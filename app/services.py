@@ -20,7 +20,7 @@ from shapely import geometry as sg
 
 from app.state import Analysis, AppState, query_params_of
 from core.aoi import DEFAULT_MAX_AOI_KM2, geodesic_area_km2, locate_aoi, parse_bbox, parse_geojson
-from core.config import REPO_ROOT, data_dir, runs_dir
+from core.config import DW_BUNDLE_DIR, REPO_ROOT, data_dir, runs_dir
 from core.errors import AOIError, LulcError, NoDataError
 from core.inference.policy import RunPolicy, plan_run
 from core.inference.streaming import ClassMap, predict_raster
@@ -50,7 +50,7 @@ LABEL_TITLES = {"dw": "Dynamic World", "osm": "OpenStreetMap land use", "dfc": "
                 "lulc": "Slovenian land-use reference", "dw_model": "Dynamic World model (run locally)"}
 MODEL_REFERENCES = ("dw", "dw_model")
 """Reference products that are a model's output (Dynamic World), not ground truth."""
-DW_BUNDLE = REPO_ROOT / "models" / "dynamicworld"
+DW_BUNDLE = DW_BUNDLE_DIR
 """The ported Dynamic World bundle, run locally as a reference for every source."""
 MAX_AOI_KM2 = DEFAULT_MAX_AOI_KM2
 

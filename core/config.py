@@ -16,9 +16,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR_ENV = "LULC_DATA_DIR"
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_BUNDLE_DIR = REPO_ROOT / "models" / "default"
-PRIOR_BUNDLE_DIR = REPO_ROOT / "models" / "dynamicworld"
-"""The Dynamic World port, on whose features a correction to classes of the user's own estimates the scene's
-class priors when the corrected bundle's base is another network (:func:`core.correction.session.fit_correction`)."""
+DW_BUNDLE_DIR = REPO_ROOT / "models" / "dynamicworld"
+"""The Dynamic World port: the app's local Dynamic World reference, the trainer's comparison model, and the
+network on whose features a correction to classes of the user's own estimates the scene's class priors when the
+base is another network (:func:`core.correction.session.fit_correction`)."""
 
 
 def data_dir() -> Path:

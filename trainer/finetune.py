@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.config import PRIOR_BUNDLE_DIR
+from core.config import DW_BUNDLE_DIR
 from core.correction.cache import build_cache, with_prior_features
 from core.correction.card import PALETTE, card_fields, class_colors, replay_head
 from core.correction.points import read_points, to_pixels
@@ -54,7 +54,7 @@ def prior_cache(bundle: Bundle, src: str | Path, cache: FeatureCache, *, progres
     if isinstance(base, DynamicWorldNet):
         return cache, ""
     try:
-        port = load_bundle(PRIOR_BUNDLE_DIR)
+        port = load_bundle(DW_BUNDLE_DIR)
         pb, _, pnames = base_of(port)
         pc, _ = build_cache(src, port.card, feature_forward(port), channels=feature_count(pb) + len(pnames), base_names=pnames,
                             progress=progress)

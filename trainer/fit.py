@@ -30,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger
 from rasterio.windows import Window
 
 from core.classes import NODATA_CLASS, common_scheme, harmonize
-from core.config import REPO_ROOT
+from core.config import DW_BUNDLE_DIR, REPO_ROOT
 from core.errors import LulcError
 from core.evaluation.comparison import Comparison
 from core.inference.policy import DEFAULT_OVERLAP, DEFAULT_TILE, model_decision, plan_run
@@ -192,7 +192,7 @@ def _batches(trainer: L.Trainer) -> int | None:
 
 COMPARISON_FILE = "comparison.json"
 """Name of the end-of-run comparison inside a run folder."""
-DW_BUNDLE = REPO_ROOT / "models" / "dynamicworld"
+DW_BUNDLE = DW_BUNDLE_DIR
 """The ported Dynamic World model compared with every new bundle where a crosswalk to the reference exists."""
 
 
