@@ -405,33 +405,35 @@ def _labels(work: Work) -> np.ndarray:
 def attach_prior_features(work: Work) -> None:
     """Cache the Dynamic World port's features of the AOI for the class priors of classes of the user's own, once.
 
-    As ``python -m trainer finetune`` does (:func:`trainer.finetune.prior_cache`): nothing is attached when the
-    model is the port itself, the port cannot read the image, or the two caches would exceed
-    :data:`MAX_CACHE_BYTES`; :attr:`Work.prior_note` then says so and the priors come from the head alone.
+    As ``python -m trainer finetune`` does (:func:`trainer.finetune.prior_cache`). The port reads the image as it
+    did for the analysis' local Dynamic World reference (that run's input decision, ``classes.meta``). Nothing
+    is attached when the model is the port itself, the analysis has no such reference (the port cannot read the
+    image) or the two caches would exceed :data:`MAX_CACHE_BYTES`; :attr:`Work.prior_note` then says why, and
+    the priors come from the head alone.
     """
-    from models.dynamicworld import DynamicWorldNet
     from models.features import base_of, feature_count, feature_forward
 
     work.prior_tried = True
     a = work.analysis
-    bundle = services.get_bundle(a.bundle_path)
-    if isinstance(base_of(bundle)[0], DynamicWorldNet):
+    if services.read_card(a.bundle_path).arch == "dynamicworld":
         return
-    if a.prior_decision is None:
-        work.prior_note = "The Dynamic World port cannot read this image, so your classes' shares of the AOI come from your points' model alone."
+    alone = "so your classes' shares of the AOI come from your points' model alone."
+    reference = a.references.get("dw_model")
+    if reference is None:
+        work.prior_note = f"The Dynamic World port cannot read this image, {alone}"
         return
     port = services.get_bundle(str(services.DW_BUNDLE))
     pb, _, pnames = base_of(port)
-    need = (feature_count(pb) + len(pnames)) * a.image.height * a.image.width * 4
+    channels = feature_count(pb) + len(pnames)
+    need = channels * a.image.height * a.image.width * 4
     if work.cache.nbytes + need > MAX_CACHE_BYTES:
-        work.prior_note = (f"The Dynamic World port's features of this AOI would need {need / 2**30:.1f} GiB more, so your classes' "
-                           "shares of the AOI come from your points' model alone.")
+        work.prior_note = f"The Dynamic World port's features of this AOI would need {need / 2**30:.1f} GiB more, {alone}"
         return
     try:
-        pc = build_cache_raster(a.image, port.card, feature_forward(port), decision=a.prior_decision,
-                                channels=feature_count(pb) + len(pnames), base_names=pnames, mask=a.aoi_mask)
-    except LulcError as exc:  # the port refuses this input after all: the head's own priors, said on the page
-        work.prior_note = f"The Dynamic World port cannot run on this image ({exc}), so your classes' shares of the AOI come from your points' model alone."
+        pc = build_cache_raster(a.image, port.card, feature_forward(port), decision=reference[0].meta["input_decision"],
+                                channels=channels, base_names=pnames, mask=a.aoi_mask)
+    except LulcError as exc:  # the port refuses this input after all: said on the page
+        work.prior_note = f"The Dynamic World port cannot run on this image ({exc}), {alone}"
         return
     work.cache = with_prior_features(work.cache, pc, port.card.name)
     work.session.cache = work.cache

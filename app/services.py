@@ -341,18 +341,8 @@ def _predict_and_store(state: AppState, name: str, source: str, image: GeoRaster
         image = replace(image, band_names=names)
     link = {k: v for k, v in query_params_of(state).items() if k != "reference"} if source == "samples" else {}
     state.analysis = Analysis(name, state.bundle_path, window, image, pred, mask, km2, geo, time.perf_counter() - t0,
-                              references, source=source, link=link, prior_decision=_prior_decision(state, decide))
+                              references, source=source, link=link)
     return state.analysis
-
-
-def _prior_decision(state: AppState, decide: Decide):
-    """The Dynamic World port's input decision for the source (see :attr:`Analysis.prior_decision`), or ``None``."""
-    if not (DW_BUNDLE / "card.json").exists() or Path(state.bundle_path).resolve() == DW_BUNDLE.resolve():
-        return None
-    try:
-        return decide(read_card(str(DW_BUNDLE)))
-    except LulcError:  # not the port's input (a band it needs is missing): corrections use the head's own priors
-        return None
 
 
 def _dw_reference(state: AppState, image: GeoRaster, mask: np.ndarray, decide: Decide) -> dict:

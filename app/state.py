@@ -39,9 +39,6 @@ class Analysis:
         finished: Local time the run ended (``HH:MM:SS``).
         link: Query parameters that reopen this analysis (:func:`query_params_of` of the selection it was
             made from, without ``reference``); empty for an upload or Earth Engine run, which a link cannot redo.
-        prior_decision: The Dynamic World port's input decision for ``image`` (the Correct page runs the port
-            for the class priors of classes of the user's own), or ``None`` where the port is the model, is not
-            installed or cannot read the image.
     """
 
     scene_id: str
@@ -59,7 +56,6 @@ class Analysis:
     selection: tuple = ()
     finished: str = ""
     link: dict = field(default_factory=dict)
-    prior_decision: Any = None
 
     def describe(self, model: str | None = None) -> str:
         """One line naming the run: scene or file, AOI area, model (``model``, else the bundle folder's name) and time."""
