@@ -39,28 +39,24 @@ def scene_cache(bundle: Bundle, src: str | Path, *, progress=None) -> tuple[Feat
     return cache, grid
 
 
-def prior_cache(bundle: Bundle, src: str | Path, cache: FeatureCache, *, progress=None) -> tuple[FeatureCache, str]:
-    """``cache`` with the Dynamic World port's features attached for the prior estimate of an own-class correction.
+def prior_cache(src: str | Path, cache: FeatureCache, *, progress=None) -> tuple[FeatureCache, str]:
+    """``cache`` with the Dynamic World port's features of ``src`` attached for the prior estimate of an own-class correction.
 
-    Nothing is attached when the base network is the port itself (its own features are those) or when the port
-    cannot run on ``src`` (then the priors come from EM on the head, as :func:`fit_correction` does without them).
+    For a base that is not the port (:func:`core.correction.session.fit_correction`); the Correct page does the
+    same (:func:`app.correction.attach_prior_features`).
 
     Returns:
-        (the cache, a note: ``""`` or why the port's features are not attached).
+        (the cache, ``""``) or, where the port cannot run on ``src`` (a band it needs is missing), (``cache``
+        unchanged, a sentence saying so: the priors then come from EM on the head alone).
     """
-    from models.dynamicworld import DynamicWorldNet
-
-    base, _, _ = base_of(bundle)
-    if isinstance(base, DynamicWorldNet):
-        return cache, ""
     try:
         port = load_bundle(DW_BUNDLE_DIR)
         pb, _, pnames = base_of(port)
         pc, _ = build_cache(src, port.card, feature_forward(port), channels=feature_count(pb) + len(pnames), base_names=pnames,
                             progress=progress)
-        return with_prior_features(cache, pc, port.card.name), ""
-    except (LulcError, ValueError) as exc:
+    except LulcError as exc:
         return cache, f"the scene's class priors come from the head alone: the Dynamic World port cannot run on it ({exc})"
+    return with_prior_features(cache, pc, port.card.name), ""
 
 
 def corrected_bundle(bundle: Bundle, rnd: Round, output: str | Path, *, rounds: int = 1, colors: dict[str, str] | None = None,
@@ -100,10 +96,10 @@ def finetune(checkpoint: str, src: str, points: str, output: str, *, class_colum
         print(f"{Path(src).name}: caching features of {bundle.card.name} ...", flush=True)
     cache, _ = scene_cache(bundle, src)
     note = ""
-    if is_own_scheme(cache.base_names, list(pts.names), merges):
+    if bundle.card.arch != "dynamicworld" and is_own_scheme(cache.base_names, list(pts.names), merges):
         if not quiet:
             print(f"{Path(src).name}: classes of your own; caching the Dynamic World port's features for the class priors ...", flush=True)
-        cache, note = prior_cache(bundle, src, cache)
+        cache, note = prior_cache(src, cache)
     rnd = fit_correction(cache, rows, cols, list(pts.names), seed=seed, merges=merges)
     out = corrected_bundle(bundle, rnd, output, merges=merges)
     if not quiet:
