@@ -117,12 +117,13 @@ def with_prior_features(cache: FeatureCache, prior: FeatureCache, name: str) -> 
         name: The second network's name (recorded on the corrected bundle's card).
 
     Returns:
-        The cache with ``prior_features`` (float32 (F2, H, W), NaN where ``prior`` has no data) and ``prior_name``.
+        The cache with ``prior_features`` (float32 (F2, H, W), NaN where ``prior`` has no data; ``prior``'s own
+        array, not a copy, where it has data everywhere) and ``prior_name``.
 
     Raises:
         ValueError: The two caches are not on one grid.
     """
     if prior.shape != cache.shape:
         raise ValueError(f"the prior network's cache {prior.shape} is not on the base cache's grid {cache.shape}")
-    pf = np.where(prior.valid[None], prior.features, np.float32(np.nan)).astype(np.float32)
-    return FeatureCache(cache.features, cache.base_probs, cache.valid, cache.base_names, pf, name)
+    pf = prior.features if prior.valid.all() else np.where(prior.valid[None], prior.features, np.float32(np.nan))
+    return dataclasses.replace(cache, prior_features=pf.astype(np.float32, copy=False), prior_name=name)

@@ -233,9 +233,8 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
     names = [merges.get(str(n), str(n)) for n in names]
     _check_points(cache, rows, cols, names, classes)
     if classes is None:
-        own = tuple(dict.fromkeys(names))
-        kept = tuple(b for b in cache.base_names if b not in merges)
-        classes = kept if set(own) <= set(kept) else own
+        own = is_own_scheme(cache.base_names, names, merges)
+        classes = tuple(dict.fromkeys(names)) if own else tuple(b for b in cache.base_names if b not in merges)
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[n] for n in names])
     rng = np.random.default_rng(seed)
@@ -267,10 +266,10 @@ def fit_correction(cache: FeatureCache, rows: np.ndarray, cols: np.ndarray, name
     if own_scheme:
         tp = np.bincount(labels[~held], minlength=len(classes)) / n_train
         pf = cache.prior_features
-        ok = np.zeros(0, bool) if pf is None else np.isfinite(pf[:, rows[~held], cols[~held]]).all(axis=0)
-        if pf is not None and ok.all():
-            prior_head = fit_head(pf[:, rows[~held], cols[~held]].T, labels[~held], len(classes), l2=l2)
-            head = prior_shift(head, fmap, cache.valid, tp, rng=rng, prior_head=prior_head, prior_features=pf)
+        x_prior = None if pf is None else pf[:, rows[~held], cols[~held]].T
+        if x_prior is not None and np.isfinite(x_prior).all():
+            prior_head = fit_head(x_prior, labels[~held], len(classes), l2=l2)
+            head = prior_shift(head, fmap, cache.valid, tp, rng=rng, estimate_on=(prior_head, pf))
             priors = f"em:{cache.prior_name or 'prior features'}"
         else:  # no second network, or a point where it has no data: EM on the head itself
             head = prior_shift(head, fmap, cache.valid, tp, rng=rng)
@@ -314,7 +313,7 @@ def _untouched_replay(cache: FeatureCache, base_arg: np.ndarray, lut: np.ndarray
 
 def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, train_prior: np.ndarray, *,
                 rng: np.random.Generator, strength: float = 0.5, max_pixels: int = 200_000,
-                prior_head: LogisticHead | None = None, prior_features: np.ndarray | None = None) -> LogisticHead:
+                estimate_on: tuple[LogisticHead, np.ndarray] | None = None) -> LogisticHead:
     """Move a head's class priors from its training points' towards the scene's (EM of Saerens et al. 2002).
 
     The head was fitted on points whose class shares (``train_prior``) are the user's clicks, not the scene's
@@ -331,28 +330,23 @@ def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, tra
         rng: Draws the pixel sample.
         strength: Fraction of the log prior ratio applied.
         max_pixels: Pixels used for EM.
-        prior_head: A head fitted on the same points with the same classes, on ``prior_features``: EM runs on
-            its probabilities instead of ``head``'s (pixels where ``prior_features`` is NaN are left out).
-        prior_features: float32 (F2, H, W), with ``prior_head``.
+        estimate_on: (a head fitted on the same points with the same classes, its float32 (F2, H, W)
+            features): EM runs on that head's probabilities instead of ``head``'s (pixels where the features are
+            NaN are left out); ``None``: on ``head`` over ``features``.
 
     Returns:
         The head with its bias shifted.
-
-    Raises:
-        ValueError: Only one of ``prior_head`` and ``prior_features`` is given.
     """
-    if (prior_head is None) != (prior_features is None):
-        raise ValueError("prior_head and prior_features go together")
     vr, vc = np.nonzero(valid)
     if vr.size > max_pixels:
         pick = rng.choice(vr.size, max_pixels, replace=False)
         vr, vc = vr[pick], vc[pick]
     tp = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)
-    if prior_head is None:
+    if estimate_on is None:
         probs = head.predict_proba(features[:, vr, vc].T)
     else:
-        x = prior_features[:, vr, vc].T
-        probs = prior_head.predict_proba(x[np.isfinite(x).all(axis=1)])
+        x = estimate_on[1][:, vr, vc].T
+        probs = estimate_on[0].predict_proba(x[np.isfinite(x).all(axis=1)])
     prior = em_prior(probs, train_prior)
     return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
 
