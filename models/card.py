@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -213,7 +213,7 @@ class ModelCard:
             BundleError: A field of the wrong type (see :func:`check_card_schema`), lengths of
                 bands/mean/std differ, std <= 0, no classes, wrong version.
         """
-        check_card_schema(asdict(self))
+        check_card_schema({f.name: getattr(self, f.name) for f in fields(self)})  # shallow: no deep copy of metrics
         if self.version != CARD_VERSION:
             raise BundleError(f"card version {self.version} is not supported (expected {CARD_VERSION})")
         if not (len(self.bands) == len(self.mean) == len(self.std)) or not self.bands:
