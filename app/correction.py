@@ -738,7 +738,7 @@ def build_map(work: Work, *, polygons: bool, opacity: float = 0.6):
     a = work.analysis
     cp = work.current
     fmap = maps.build_map(services.sample_scenes(), selected=a.scene_id, draw=polygons, aoi_geojson=a.aoi_geojson,
-                          overlays=[("Imagery", imagery_rgba(work), a.image.crs, a.image.transform, 1.0),
+                          overlays=[("Imagery", imagery_rgba(work), a.image.crs, a.image.transform, 1.0, "imagery"),
                                     (f"Map ({cp.title})", paint(work, cp), a.image.crs, a.image.transform, opacity)])
     fp = a.image.footprint_lonlat()
     if fp and fp[0] < fp[2]:

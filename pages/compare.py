@@ -51,6 +51,6 @@ if a.image.crs is not None:
     state.opacity = m2.slider("Opacity", 0.0, 1.0, state.opacity, 0.05)
     base = next(iter(pictures.values()))  # the imagery composite of the AOI
     fmap = maps.build_map(services.sample_scenes(), selected=a.scene_id, draw=False, aoi_geojson=a.aoi_geojson,
-                          overlays=[("Imagery", base, a.image.crs, a.image.transform, 1.0),
+                          overlays=[("Imagery", base, a.image.crs, a.image.transform, 1.0, "imagery"),
                                     (state.overlay, pictures[state.overlay], a.image.crs, a.image.transform, state.opacity)])
     st_folium(fmap, key="compare_map", height=480, use_container_width=True, returned_objects=[])

@@ -168,11 +168,11 @@ with left:
     overlays = []
     if scene is not None and scene.georeferenced:
         rgba, crs, transform = services.scene_preview(scene.id, str(data_dir()))
-        overlays.append(("Sentinel-2 true colour", rgba, crs, transform, 1.0))
+        overlays.append(("Sentinel-2 true colour", rgba, crs, transform, 1.0, "imagery"))
     if upload is not None and upload.crs is not None:
         try:
             overlays.append((f"Upload {upload.meta.get('name')} (true colour)", services.upload_preview(upload), upload.crs,
-                             upload.transform, 1.0))
+                             upload.transform, 1.0, "imagery"))
         except LulcError:
             pass  # no B2/B3/B4 to paint: the footprint is still outlined
     a = state.analysis if current else None

@@ -111,10 +111,28 @@ def confidence_rgba(confidence: np.ndarray, valid: np.ndarray | None = None) -> 
     return np.dstack([rgb.astype(np.uint8), alpha])
 
 
-def to_png(rgba: np.ndarray) -> bytes:
-    """PNG bytes of an RGBA (H, W, 4) or RGB (H, W, 3) uint8 array."""
+def to_png(rgba: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG bytes of an RGBA (H, W, 4) or RGB (H, W, 3) uint8 array.
+
+    Args:
+        rgba: The picture, uint8.
+        compress_level: zlib level 0-9 (Pillow's PNG writer). 1 is for pictures drawn on screen at
+            once: on a 410 x 780 map overlay it encodes in 0.04 s instead of 0.18 s for 10 % more bytes.
+    """
     buf = io.BytesIO()
-    Image.fromarray(rgba).save(buf, format="PNG", optimize=False)
+    Image.fromarray(rgba).save(buf, format="PNG", optimize=False, compress_level=compress_level)
+    return buf.getvalue()
+
+
+def to_webp(rgba: np.ndarray, quality: int = 90) -> bytes:
+    """Lossy WebP bytes (with its alpha) of an RGBA (H, W, 4) or RGB (H, W, 3) uint8 picture of imagery.
+
+    For true-colour pictures only: lossy coding shifts colours, so class maps go through :func:`to_png`.
+    On a 410 x 780 px true-colour overlay, quality 90 gives 100 KB in 0.025 s against PNG's 700 KB in
+    0.05 s (zlib level 1; 2-core AMD EPYC).
+    """
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="WEBP", quality=quality, method=2)
     return buf.getvalue()
 
 

@@ -80,6 +80,24 @@ def test_map_serves_leaflet_locally_and_draws_overlays(data_dir):
     assert "tile.openstreetmap.org" in online.get_root().render()
 
 
+def test_class_overlays_stay_exact_and_imagery_is_sent_as_webp():
+    import base64
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    palette = np.array([[65, 155, 223, 255], [57, 125, 73, 255], [228, 150, 53, 255]], np.uint8)
+    classes = palette[rng.integers(0, 3, (40, 60))]
+    url = maps.overlay_data_url(classes)
+    assert url.startswith("data:image/png;base64,")
+    back = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
+    assert np.array_equal(back, classes)  # lossless: every pixel keeps its class colour
+    imagery = maps.overlay_data_url(classes, imagery=True)
+    assert imagery.startswith("data:image/webp;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(imagery.split(",", 1)[1]))).size == (60, 40)
+
+
 def test_overlay_is_warped_to_web_mercator():
     from core.products.render import warp_for_web
 
