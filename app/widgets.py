@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -39,6 +40,10 @@ def with_progress(text: str, work, where: str, step_text=lambda done, total: f"T
     Returns:
         ``(result, bar)``; ``(None, None)`` after a :class:`core.errors.LulcError` (its sentence shown with
         ``st.error``) or a bug (a short message and the crash log's path); the bar is then removed.
+
+    A full garbage collection follows the work: the app turns off Streamlit's collection after every
+    rerun (``runner.postScriptGC`` in ``.streamlit/config.toml``, which cost the first page 0.1-0.5 s), so
+    reference cycles left by the long jobs, the ones that allocate whole rasters, are freed here instead.
     """
     bar = st.progress(0.0, text=text)
     try:
@@ -49,6 +54,8 @@ def with_progress(text: str, work, where: str, step_text=lambda done, total: f"T
     except Exception as exc:  # a bug, not the user's input: short message, traceback in a log file
         bar.empty()
         st.error(services.report_unexpected(exc, where))
+    finally:
+        gc.collect()
     return None, None
 
 
