@@ -64,7 +64,7 @@ import numpy as np  # noqa: E402
 from core.classes import ClassScheme, common_scheme  # noqa: E402
 from core.correction.cache import build_cache, with_prior_features  # noqa: E402
 from core.correction.head import fit_head  # noqa: E402
-from core.correction.session import UNTOUCHED_REPLAY, FeatureCache, em_prior, fit_correction, suggest_points  # noqa: E402
+from core.correction.session import UNTOUCHED_REPLAY, FeatureCache, fit_correction, scene_prior, suggest_points  # noqa: E402
 from core.evaluation.metrics import metrics_from_confusion  # noqa: E402
 from core.sources.samples import get_scene, load_labels  # noqa: E402
 from models.bundle import load_bundle  # noqa: E402
@@ -336,7 +336,6 @@ def run_mlp(s: Scene, bases: list[str], seeds: dict[str, int], n: int = MLP_N) -
     for b in bases:
         cache = s.caches[b]
         f = cache.features.shape[0]
-        vr, vc = np.nonzero(cache.valid)
         for seed in range(seeds[b]):
             rng = np.random.default_rng(1000 + seed)
             flat = stratified(rng, s.ref, s.left, own_ids, n)
@@ -350,15 +349,13 @@ def run_mlp(s: Scene, bases: list[str], seeds: dict[str, int], n: int = MLP_N) -
             k = len(s.own_classes)
             t0 = time.perf_counter()
             proba = fit_mlp(x, y, k, seed)
-            pick = np.random.default_rng(seed).choice(vr.size, min(vr.size, 200_000), replace=False)
             tp = np.bincount(y, minlength=k) / y.size
-            if cache.prior_features is None:
-                prior = em_prior(proba(cache.features[:, vr[pick], vc[pick]].T).astype(np.float64), tp)
+            if cache.prior_features is None:  # EM on the MLP's own probabilities
+                prior = scene_prior(proba, cache.features, cache.valid, tp, rng=np.random.default_rng(seed))
             else:  # the same priors as fit_correction's: EM of a logistic head on the port's features of the points
                 pf = cache.prior_features
-                xp = pf[:, vr[pick], vc[pick]].T
                 prior_head = fit_head(pf[:, rows, cols].T[~held], y, k, l2=0.1)
-                prior = em_prior(prior_head.predict_proba(xp[np.isfinite(xp).all(axis=1)]), tp)
+                prior = scene_prior(prior_head.predict_proba, pf, cache.valid, tp, rng=np.random.default_rng(seed))
             shift = np.sqrt(prior / np.clip(np.bincount(y, minlength=k) / y.size, 1e-6, None))  # strength 0.5, as the core
             p = proba(cache.features[:, :, s.w2:].reshape(f, -1).T) * shift
             dt = time.perf_counter() - t0

@@ -16,7 +16,7 @@ import numpy as np
 from core.correction import MAX_POINTS, CorrectionError
 from core.correction.head import LogisticHead, fit_head
 
-__all__ = ["FeatureCache", "Round", "CorrectionSession", "fit_correction", "prior_shift", "suggest_points", "base_precision", "is_own_scheme",
+__all__ = ["FeatureCache", "Round", "CorrectionSession", "fit_correction", "prior_shift", "scene_prior", "suggest_points", "base_precision", "is_own_scheme",
            "REPLAY_PER_POINT", "UNTOUCHED_REPLAY"]
 
 REPLAY_PER_POINT = 5
@@ -317,10 +317,9 @@ def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, tra
     """Move a head's class priors from its training points' towards the scene's (EM of Saerens et al. 2002).
 
     The head was fitted on points whose class shares (``train_prior``) are the user's clicks, not the scene's
-    areas. The scene's priors are estimated by EM on the head's probabilities over (up to ``max_pixels``)
-    valid pixels (Saerens, Latinne, Decaestecker, "Adjusting the outputs of a classifier to new a priori
-    probabilities", Neural Computation 2002); the bias moves by ``strength * log(scene / train)`` (0.5:
-    halfway in log space, which measured better than the full shift on the pack's references).
+    areas. The scene's priors are estimated by :func:`scene_prior`; the bias moves by
+    ``strength * log(scene / train)`` (0.5: halfway in log space, which measured better than the full shift
+    on the pack's references).
 
     Args:
         head: The fitted head.
@@ -337,15 +336,34 @@ def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, tra
     Returns:
         The head with its bias shifted.
     """
+    on, x = (head, features) if estimate_on is None else estimate_on
+    prior = scene_prior(on.predict_proba, x, valid, train_prior, rng=rng, max_pixels=max_pixels)
+    tp = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)
+    return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
+
+
+def scene_prior(predict_proba, features: np.ndarray, valid: np.ndarray, train_prior: np.ndarray, *,
+                rng: np.random.Generator, max_pixels: int = 200_000) -> np.ndarray:
+    """The scene's class shares, by EM (:func:`em_prior`) on a classifier's probabilities over a pixel sample.
+
+    Args:
+        predict_proba: float32 (N, F) features -> (N, K) probabilities of a classifier trained with class
+            shares ``train_prior`` (a :meth:`LogisticHead.predict_proba`, or any other head's).
+        features: float32 (F, H, W) features of the scene; pixels with a NaN feature (no data for that
+            network) are left out.
+        valid: bool (H, W) pixels of the scene.
+        train_prior: float (K,) class shares of the training points.
+        rng: Draws the sample: ``max_pixels`` of the valid pixels without replacement (all where fewer).
+        max_pixels: Size of the sample.
+
+    Returns:
+        float64 (K,) estimated class shares (floored at 1e-6).
+    """
     flat = np.flatnonzero(valid)
     if flat.size > max_pixels:
         flat = np.sort(flat[rng.choice(flat.size, max_pixels, replace=False)])  # gathered in memory order: 4x faster
-    tp = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)
-    on, x = (head, features) if estimate_on is None else estimate_on
-    probs = on.predict_proba(np.take(x.reshape(x.shape[0], -1), flat, axis=1).T)
-    probs = probs[np.isfinite(probs).all(axis=1)]  # pixels with NaN features (no data for that network) are left out
-    prior = em_prior(probs, train_prior)
-    return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
+    probs = np.asarray(predict_proba(np.take(features.reshape(features.shape[0], -1), flat, axis=1).T), np.float64)
+    return em_prior(probs[np.isfinite(probs).all(axis=1)], train_prior)
 
 
 def em_prior(probs: np.ndarray, train_prior: np.ndarray, *, iterations: int = 100, tol: float = 1e-6) -> np.ndarray:
