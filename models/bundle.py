@@ -15,6 +15,10 @@ Sentinel-1 dB); nodata pixels (NaN) become 0 after normalisation, i.e. the band 
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -227,9 +231,12 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
     Returns:
         The folder path.
 
-    Both files are written completely to hidden temporary files in the folder first and then
-    renamed into place one right after the other, so an error or a kill while writing leaves the
-    previous bundle (or none), never a truncated file.
+    A new folder is built whole as a hidden folder beside ``path`` (``.<name>.<random>.partial``, which
+    :func:`models.card.find_bundles` never lists) and renamed into place, so it appears complete or not at
+    all. An existing folder (other files in it are kept) gets both files written completely to hidden
+    temporary files first, then renamed into place one right after the other (the card first); the card
+    records the weights' sha256 (``weights_sha256``), so a kill between the two renames leaves a bundle that
+    :func:`load_bundle` refuses with a sentence saying so, never one that runs the wrong weights.
 
     Raises:
         BundleError: The card is inconsistent, or ``path`` is a file.
@@ -238,16 +245,29 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise BundleError(f"cannot write a bundle to {path}: it is a file; give a folder")
-    path.mkdir(parents=True, exist_ok=True)
     state = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
         state[k] = v.half() if half and v.is_floating_point() else v
     if not card.created:
         card.created = datetime.now(UTC).isoformat(timespec="seconds")
-    with _atomic(path / "model.safetensors") as w_tmp, _atomic(path / "card.json") as c_tmp:
-        save_file(state, str(w_tmp), metadata={"format": "pt", "card_version": str(card.version)})
-        c_tmp.write_text(card.to_json() + "\n")
+    fresh = not path.exists() or not any(path.iterdir())  # none yet, or an empty folder (made by an output check)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")) if fresh else path
+    try:
+        with _atomic(folder / "model.safetensors") as w_tmp, _atomic(folder / "card.json") as c_tmp:
+            save_file(state, str(w_tmp), metadata={"format": "pt", "card_version": str(card.version)})
+            with open(w_tmp, "rb") as fh:
+                card.weights_sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
+            c_tmp.write_text(card.to_json() + "\n")
+        if fresh:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(folder, 0o777 & ~umask)  # mkdtemp makes it private; a bundle folder is as readable as any
+            os.replace(folder, path)
+    finally:
+        if fresh:
+            shutil.rmtree(folder, ignore_errors=True)
     return path
 
 
@@ -288,6 +308,14 @@ def load_bundle(path: str | Path, *, device: str = "cpu", precision: str = "fp32
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(weights)).items()}
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise BundleError(f"{weights} cannot be read ({exc})") from None
+    if card.weights_sha256:
+        with open(weights, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if digest != card.weights_sha256:
+            raise BundleError(
+                f"{weights} is not the file its card.json was saved with (sha256 differs): the bundle was overwritten "
+                "only in part (an interrupted save) or one of its files was replaced; save or copy the whole bundle again"
+            )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

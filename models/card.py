@@ -69,6 +69,8 @@ _CARD_TYPES: dict[str, tuple[str, object]] = {
     "level_agreement": ("an object of level -> object", lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values())),
     "license": ("text", lambda v: isinstance(v, str)),
     "runtime": ("one of torch, onnxruntime, openvino (or empty)", lambda v: v in ("", "torch", "onnxruntime", "openvino")),
+    "weights_sha256": ("the sha256 of model.safetensors (64 hex digits, or empty)",
+                       lambda v: isinstance(v, str) and (v == "" or (len(v) == 64 and all(c in "0123456789abcdef" for c in v)))),
 }
 """Card field -> (what it must be, check of its JSON value): the card's schema by type."""
 
@@ -143,6 +145,9 @@ class ModelCard:
         runtime: The runtime fp32 CPU inference uses by default (``"openvino"``, ``"onnxruntime"``) where its
             package is installed (:meth:`default_runtime`); empty or ``"torch"``: PyTorch. Set only where that
             runtime was measured to reproduce the PyTorch fp32 labels (``models.runtimes.measure_runtimes``).
+        weights_sha256: sha256 (hex) of the ``model.safetensors`` this card was saved with, set by
+            :func:`models.bundle.save_bundle`; :func:`models.bundle.load_bundle` refuses weights that differ (a
+            save interrupted between its two files, or a file replaced by hand). Empty on older cards: not checked.
     """
 
     name: str
@@ -168,6 +173,7 @@ class ModelCard:
     license: str = ""
     temperature: float = 1.0
     runtime: str = ""
+    weights_sha256: str = ""
 
     def default_runtime(self, precision: str = "fp32", device: str = "cpu") -> str:
         """The runtime this model runs on when nobody names one: :attr:`runtime` where it applies, else torch.

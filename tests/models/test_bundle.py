@@ -154,3 +154,56 @@ def test_unreadable_cards_and_unbuildable_models_are_bundle_errors(tmp_path):
         (path / "model.safetensors").write_bytes(b"")
         with pytest.raises(BundleError, match=f"cannot be built: .*{words}"):
             load_bundle(path)
+
+
+def test_a_new_bundle_appears_whole_and_readable_by_others(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    import models.bundle as mb
+
+    out = tmp_path / "runs" / "mine"
+    real_save = mb.save_file
+
+    def save_then_look(state, name, metadata):
+        real_save(state, name, metadata=metadata)
+        assert not out.exists()  # nothing at the destination while the bundle is being written
+
+    monkeypatch.setattr(mb, "save_file", save_then_look)
+    save_bundle(trained_like_model(), card(), out)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine"]  # no hidden build folder left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not the private mode of a temporary folder
+    saved = json.loads((out / "card.json").read_text())["weights_sha256"]
+    assert saved == hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+    load_bundle(out)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mb, "save_file", fail)
+    with pytest.raises(OSError):
+        save_bundle(trained_like_model(), card(), tmp_path / "runs" / "full")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine"]  # neither the bundle nor its build folder
+
+
+def test_weights_that_are_not_the_cards_are_refused(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    save_bundle(trained_like_model(), card(), a)
+    (a / "LICENSE").write_text("mine")
+    other = trained_like_model()
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    save_bundle(other, card(), b)
+    # an overwrite killed between its two renames: the new card beside the old weights
+    (a / "card.json").write_bytes((b / "card.json").read_bytes())
+    with pytest.raises(BundleError, match="not the file its card.json was saved with"):
+        load_bundle(a)
+    save_bundle(other, card(), a)  # saving again over it mends it and keeps the folder's other files
+    mended, want = load_bundle(a).model.state_dict(), load_bundle(b).model.state_dict()
+    assert all(torch.equal(mended[k], want[k]) for k in want) and (a / "LICENSE").read_text() == "mine"
+    older = json.loads((a / "card.json").read_text())
+    older.pop("weights_sha256")  # a card from before the field: its weights are not checked
+    (a / "card.json").write_text(json.dumps(older))
+    load_bundle(a)
