@@ -15,10 +15,8 @@ Sentinel-1 dB); nodata pixels (NaN) become 0 after normalisation, i.e. the band 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -33,6 +31,7 @@ from models.card import (
     BundleError,
     ModelCard,
     _atomic,
+    atomic_folder,
     check_card_schema,
     read_card,
     write_card,
@@ -231,9 +230,8 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
     Returns:
         The folder path.
 
-    A new folder is built whole as a hidden folder beside ``path`` (``.<name>.<random>.partial``, which
-    :func:`models.card.find_bundles` never lists) and renamed into place, so it appears complete or not at
-    all. An existing folder (other files in it are kept) gets both files written completely to hidden
+    A new folder is built whole in a hidden folder beside ``path`` and renamed into place
+    (:func:`models.card.atomic_folder`), so it appears complete or not at all. An existing folder (other files in it are kept) gets both files written completely to hidden
     temporary files first, then renamed into place one right after the other (the card first); the card
     records the weights' sha256 (``weights_sha256``), so a kill between the two renames leaves a bundle that
     :func:`load_bundle` refuses with a sentence saying so, never one that runs the wrong weights.
@@ -252,22 +250,12 @@ def save_bundle(model: torch.nn.Module, card: ModelCard, path: str | Path, *, ha
     if not card.created:
         card.created = datetime.now(UTC).isoformat(timespec="seconds")
     fresh = not path.exists() or not any(path.iterdir())  # none yet, or an empty folder (made by an output check)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")) if fresh else path
-    try:
+    with atomic_folder(path) if fresh else contextlib.nullcontext(path) as folder:
         with _atomic(folder / "model.safetensors") as w_tmp, _atomic(folder / "card.json") as c_tmp:
             save_file(state, str(w_tmp), metadata={"format": "pt", "card_version": str(card.version)})
             with open(w_tmp, "rb") as fh:
                 card.weights_sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
             c_tmp.write_text(card.to_json() + "\n")
-        if fresh:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(folder, 0o777 & ~umask)  # mkdtemp makes it private; a bundle folder is as readable as any
-            os.replace(folder, path)
-    finally:
-        if fresh:
-            shutil.rmtree(folder, ignore_errors=True)
     return path
 
 

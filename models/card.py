@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -275,13 +276,47 @@ def _atomic(path: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~umask)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it for longer than the call)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """A hidden folder beside ``path`` that becomes ``path`` only if the block completes.
+
+    The folder (``.<name>.<random>.partial``, which :func:`find_bundles` never lists) gets the mode a new
+    folder would get (``0o777 & ~umask``, not :func:`tempfile.mkdtemp`'s private 0o700) and is renamed to
+    ``path``. A folder already at ``path`` is renamed aside (``.<name>.old-<pid>``) first and removed after, so
+    a kill leaves the previous folder or the new one, never a mix of the two; on an error nothing is left.
+
+    Raises:
+        OSError: The folder cannot be made or renamed (the previous folder, if any, is unchanged).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        aside = None
+        if path.exists():
+            aside = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, aside)
+        os.replace(tmp, path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_card(card: ModelCard, path: str | Path) -> Path:

@@ -12,6 +12,7 @@ and at the end writes ``<output.dir>/comparison.json``: the new bundle beside th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,6 +40,7 @@ from core.inputs.bands import SENSORS, sensor_of
 from core.io.outputs import atomic_write_text
 from core.sources.samples import get_scene, load_labels, load_model_input, scene_decision
 from models.bundle import Bundle, ModelCard, load_bundle, save_bundle, write_card
+from models.card import atomic_folder
 from trainer.config import FitConfig
 from trainer.data import LulcDataModule, test_block_crops
 from trainer.module import SegmentationTask
@@ -497,8 +499,9 @@ def publish_bundle(staging: str | Path, bundle_dir: str | Path) -> Path:
     The files are copied into a hidden folder beside ``bundle_dir`` (``.<name>.<random>.partial``), the weights and
     everything else first and ``card.json`` last (a folder without a card is no bundle, see
     :func:`models.card.find_bundles`), each through a temporary file made durable before its rename; the folder is
-    then renamed to ``bundle_dir``. A previous bundle there is renamed aside first and removed after, so a kill or a
-    full disk leaves the previous bundle or none, never a half-written one. A ``bundle_dir`` that holds files other
+    then renamed to ``bundle_dir`` (:func:`models.card.atomic_folder`, with the mode of a new folder). A previous bundle
+    there is renamed aside first and removed after, so a kill or a full disk leaves the previous bundle or none, never a
+    half-written one. A ``bundle_dir`` that holds files other
     than a bundle's is updated file by file instead (card last), keeping those files.
 
     Args:
@@ -518,22 +521,10 @@ def publish_bundle(staging: str | Path, bundle_dir: str | Path) -> Path:
     foreign = bundle_dir.is_dir() and any(not p.name.startswith(".") and p.name not in names for p in bundle_dir.iterdir())
     try:
         bundle_dir.parent.mkdir(parents=True, exist_ok=True)
-        target = bundle_dir if foreign else Path(tempfile.mkdtemp(dir=bundle_dir.parent, prefix=f".{bundle_dir.name}.", suffix=".partial"))
-        try:
+        with contextlib.nullcontext(bundle_dir) if foreign else atomic_folder(bundle_dir) as target:
             for name in names:
                 with atomic_path(target / name) as tmp:
                     shutil.copyfile(staging / name, tmp)
-            if not foreign:
-                aside = None
-                if bundle_dir.exists():
-                    aside = bundle_dir.with_name(f".{bundle_dir.name}.old-{os.getpid()}")
-                    os.replace(bundle_dir, aside)
-                os.replace(target, bundle_dir)
-                if aside is not None:
-                    shutil.rmtree(aside, ignore_errors=True)
-        finally:
-            if not foreign:
-                shutil.rmtree(target, ignore_errors=True)
     except OSError as exc:
         raise OutputError(f"cannot write the bundle {bundle_dir}: {exc.strerror or exc}; free some space or choose another "
                           "output.bundle_dir (the previous bundle, if any, is unchanged)") from None

@@ -43,6 +43,9 @@ def test_publish_replaces_the_previous_bundle_whole(tmp_path):
     assert json.loads((out / "card.json").read_text())["name"] == "new" and (out / "model.safetensors").read_bytes().startswith(b"new")
     assert _hidden(out.parent) == [] and _hidden(out) == []
     assert (staging / "card.json").exists()  # the staging folder is the caller's
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # readable like any new folder, not mkdtemp's private 0o700
 
 
 def test_a_full_disk_while_publishing_keeps_the_previous_bundle_and_leaves_nothing(tmp_path, monkeypatch):
