@@ -9,6 +9,7 @@ web tool).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -342,7 +343,8 @@ def prior_shift(head: LogisticHead, features: np.ndarray, valid: np.ndarray, tra
     return LogisticHead(head.weight, (head.bias + strength * np.log(prior / tp)).astype(np.float32))
 
 
-def scene_prior(predict_proba, features: np.ndarray, valid: np.ndarray, train_prior: np.ndarray, *,
+def scene_prior(predict_proba: Callable[[np.ndarray], np.ndarray], features: np.ndarray, valid: np.ndarray,
+                train_prior: np.ndarray, *,
                 rng: np.random.Generator, max_pixels: int = 200_000) -> np.ndarray:
     """The scene's class shares, by EM (:func:`em_prior`) on a classifier's probabilities over a pixel sample.
 

@@ -130,6 +130,10 @@ def to_webp(rgba: np.ndarray, quality: int = 90) -> bytes:
     For true-colour pictures only: lossy coding shifts colours, so class maps go through :func:`to_png`.
     On a 410 x 780 px true-colour overlay, quality 90 gives 100 KB in 0.025 s against PNG's 700 KB in
     0.05 s (zlib level 1; 2-core AMD EPYC).
+
+    Args:
+        rgba: The picture, uint8.
+        quality: WebP quality 0-100 (Pillow's writer; ``method=2``, a fast encoder setting).
     """
     buf = io.BytesIO()
     Image.fromarray(rgba).save(buf, format="WEBP", quality=quality, method=2)
